@@ -1,0 +1,110 @@
+/* The configuration (SPEC §3): defaults, then parse (inih), then validate.
+ * Only conf.c includes inih. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define CONF_DEFAULT_PATH "/etc/mysocketd/mysocketd.ini"
+
+enum socket_type {
+        SOCKET_TYPE_HTTP,
+        SOCKET_TYPE_HTTPS,
+        SOCKET_TYPE_TCP,
+        SOCKET_TYPE_TLS,
+        _SOCKET_TYPE_MAX,
+};
+const char *socket_type_to_string(enum socket_type t);
+int socket_type_from_string(const char *s);          /* or -EINVAL */
+
+enum host_key_check {
+        HOST_KEY_CHECK_STRICT,
+        HOST_KEY_CHECK_ACCEPT_NEW,
+        HOST_KEY_CHECK_PINNED,       /* conf.host_key_fingerprint holds "SHA256:..." */
+        _HOST_KEY_CHECK_MAX,
+};
+
+enum binding_source {
+        BINDING_SOURCE_CONFIG,       /* mysocketd.ini or conf.d: cannot be removed at run time */
+        BINDING_SOURCE_RUNTIME,      /* state_dir/bindings.d/NAME.ini, from `mysocketctl add` */
+};
+
+struct binding_conf {
+        char *name;
+        char *host;                  /* default "127.0.0.1" */
+        uint16_t port;               /* required */
+        enum socket_type type;       /* default http */
+        char *display_name;          /* NULL: "NAME on HOSTNAME" */
+        bool protected_;
+        char *username;
+        char *password;
+        char *socket_id;
+        uint16_t remote_port;        /* direct mode: required; 0 = unset */
+
+        enum binding_source source;
+        char *file;                  /* where it is defined */
+        unsigned line;               /* line of its [binding "NAME"] header */
+};
+
+struct config {
+        /* [daemon] */
+        char *state_dir;             /* /var/lib/mysocketd */
+        char *control_socket;        /* /run/mysocketd/control.sock */
+        char *control_group;         /* mysocketd */
+        int log_level;               /* LOG_INFO */
+
+        /* [api]: present => API mode */
+        bool api;
+        char *api_url;               /* https://api.mysocket.io */
+        char *api_email;
+        char *api_password_file;
+        char *api_token_file;
+
+        /* [ssh] */
+        char *ssh_server;            /* ssh.mysocket.io */
+        uint16_t ssh_port;           /* 22 */
+        char *ssh_user;              /* NULL: from the API (required in direct mode) */
+        char *identity_file;         /* /etc/mysocketd/id_ed25519 */
+        char *known_hosts;           /* STATE_DIR/known_hosts */
+        enum host_key_check host_key_check;   /* accept-new */
+        char *host_key_fingerprint;  /* "SHA256:..." when pinned */
+        unsigned keepalive_interval; /* 15 s */
+        unsigned keepalive_count;    /* 3 */
+
+        /* [backoff], seconds */
+        unsigned backoff_initial;    /* 1 */
+        unsigned backoff_max;        /* 300 */
+        unsigned stable_after;       /* 60 */
+
+        struct binding_conf **bindings;
+        size_t n_bindings;
+
+        char *path;                  /* the main file this was loaded from */
+};
+
+/* Loads the main file, then its conf.d/ *.ini in name order (conf.d beside the main
+ * file), then the runtime bindings in STATE_DIR/bindings.d/ *.ini. Every problem is
+ * appended to `errors` as "FILE:LINE: [section] key: what is wrong"; a problem in a runtime
+ * binding file is appended to `warnings` instead and that binding is skipped (the file is
+ * kept). Returns 0 and *ret on success, -EINVAL if errors is non-empty (nothing in *ret),
+ * other negative errno when the main file cannot be read (also described in errors). */
+int conf_load(const char *path, struct config **ret, struct strv *errors, struct strv *warnings);
+void conf_free(struct config *c);
+
+/* Checks one binding against the config it would join (mode-dependent rules: remote_port
+ * in direct mode, protected needs username+password and type http/https, values that
+ * cannot be written back to INI). Appends sentences to errors. Returns 0 or -EINVAL. */
+int conf_binding_validate(const struct config *c, const struct binding_conf *b, struct strv *errors);
+
+/* The INI text of a runtime binding file ([binding "NAME"] plus its non-default keys). */
+char *conf_binding_to_ini(const struct binding_conf *b);
+
+/* Deep copy / compare (compare ignores source, file and line). */
+struct binding_conf *conf_binding_dup(const struct binding_conf *b);
+bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf *b);
+void conf_binding_free(struct binding_conf *b);
+
+/* Settings that, when changed by a reload, require every tunnel to restart ([ssh], [api]). */
+bool conf_transport_equal(const struct config *a, const struct config *b);

@@ -1,0 +1,66 @@
+/* The tunnel engine: one reverse SSH forward kept by libssh2 on the sd-event loop.
+ * Only tunnel.c includes libssh2.
+ *
+ * A tunnel is one attempt: tunnel_new() resolves, connects, authenticates, requests the
+ * forward and opens the log shell; when the forward is granted on_up() is called; from then
+ * on every channel the relay opens is bridged to local_host:local_port. When anything ends
+ * the session (error, keepalive timeout, relay closing) on_down() is called exactly once and
+ * the tunnel goes quiet; the owner then calls tunnel_free() (allowed from inside any
+ * callback) and decides about the next attempt. Reconnecting is the manager's business. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+
+struct tunnel;
+
+struct tunnel_params {
+        const char *name;                    /* binding name, for log lines */
+        const char *server;                  /* relay host name or address literal */
+        uint16_t server_port;
+        const char *user;
+        const char *identity_file;           /* private key; public key is identity_file.pub if present */
+        const char *known_hosts;
+        enum host_key_check host_key_check;
+        const char *host_key_fingerprint;    /* "SHA256:..." when pinned */
+        unsigned keepalive_interval;         /* seconds */
+        unsigned keepalive_count;
+        const char *bind_host;               /* tcpip-forward address: "localhost" */
+        uint16_t remote_port;                /* port requested on the relay */
+        const char *local_host;              /* where accepted channels are bridged to */
+        uint16_t local_port;
+};
+
+struct tunnel_stats {
+        uint64_t connections_active;
+        uint64_t connections_total;
+        uint64_t bytes_in;                   /* relay -> local service */
+        uint64_t bytes_out;                  /* local service -> relay */
+};
+
+struct tunnel_callbacks {
+        /* The forward is granted: the binding is up. */
+        void (*on_up)(struct tunnel *t, void *userdata);
+        /* The attempt or the session ended. `permanent` means retrying without a change is
+         * pointless (authentication rejected, host key mismatch, unreadable or unsafe key).
+         * `message` says what happened, for last_error and the log. */
+        void (*on_down)(struct tunnel *t, int error, bool permanent, const char *message, void *userdata);
+        /* One line the relay printed on the shell session (the edge request log). */
+        void (*on_log)(struct tunnel *t, const char *line, void *userdata);
+};
+
+/* Starts an attempt. The params strings are copied. Returns 0 and *ret, or negative errno
+ * (nothing started). */
+int tunnel_new(sd_event *event, const struct tunnel_params *params, const struct tunnel_callbacks *cb,
+               void *userdata, struct tunnel **ret);
+/* Closes everything the tunnel holds (sockets, channels, session). NULL is fine. */
+void tunnel_free(struct tunnel *t);
+void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret);
+
+/* Called once at start-up / exit (libssh2_init / libssh2_exit). */
+int tunnel_global_init(void);
+void tunnel_global_done(void);

@@ -1,0 +1,107 @@
+/* The control protocol (docs/PROTOCOL.md), in one place for both sides.
+ *
+ * One JSON object per line, at most PROTO_LINE_MAX bytes including the '\n'.
+ * Request:  {"v":1, "cmd":"add", ...arguments...}
+ * Reply:    {"v":1, "ok":true, ...result...}
+ *           {"v":1, "ok":false, "error":"sentence for people", "code":"not-found"}
+ * Streams (logs -f, connect) answer with one {"v":1,"event":{...}} line per event.
+ *
+ * Only this module encodes and decodes the wire format; field names live here alone. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#define PROTO_VERSION 1
+#define PROTO_LINE_MAX (64 * 1024)
+
+enum proto_code {
+        PROTO_CODE_OK,
+        PROTO_CODE_EXISTS,
+        PROTO_CODE_NOT_FOUND,
+        PROTO_CODE_INVALID,
+        PROTO_CODE_CONFIG_OWNED,
+        PROTO_CODE_PERMISSION,
+        PROTO_CODE_UNAVAILABLE,
+        PROTO_CODE_INTERNAL,
+        _PROTO_CODE_MAX,
+};
+const char *proto_code_to_string(enum proto_code c);
+enum proto_code proto_code_from_string(const char *s);   /* unknown -> PROTO_CODE_INTERNAL */
+
+/* What a binding looks like on the wire: the `list --json` / `show --json` object.
+ * Strings are owned by the struct (proto_binding_clear frees them); NULL means JSON null. */
+struct proto_binding {
+        char *name;
+        char *source;              /* "config" | "runtime" */
+        char *type;                /* http|https|tcp|tls */
+        char *host;
+        uint16_t port;
+        char *display_name;
+        bool protected_;
+        char *username;            /* never the password: it is not sent back */
+        uint16_t remote_port;      /* 0 = unset */
+        char *state;               /* resolving|connecting|up|backoff|failed|removing */
+        char *public_url;
+        char *socket_id;
+        char *tunnel_id;
+        uint16_t relay_port;       /* 0 = unknown (JSON null) */
+        uint64_t connected_since;  /* realtime usec, 0 = null */
+        uint64_t reconnects;
+        uint64_t connections_active;
+        uint64_t connections_total;
+        uint64_t bytes_in;
+        uint64_t bytes_out;
+        char *last_error;
+        uint64_t next_attempt;     /* realtime usec, 0 = null */
+        char *defined_at;          /* "file:line" for config bindings, the state file for runtime ones */
+};
+void proto_binding_clear(struct proto_binding *b);
+cJSON *proto_binding_to_json(const struct proto_binding *b);
+/* Returns 0, or -EINVAL with *error set to a sentence (caller frees) naming the bad key. */
+int proto_binding_from_json(const cJSON *o, struct proto_binding *b, char **error);
+
+/* What `add` carries: the settings of a new binding. */
+struct proto_add {
+        char *name;
+        char *host;                /* NULL = default */
+        uint16_t port;
+        char *type;                /* NULL = default */
+        char *display_name;
+        bool protected_;
+        char *username;
+        char *password;
+        char *socket_id;
+        uint16_t remote_port;
+};
+void proto_add_clear(struct proto_add *a);
+cJSON *proto_add_to_json(const struct proto_add *a);
+int proto_add_from_json(const cJSON *o, struct proto_add *a, char **error);
+
+/* Requests. proto_request_new() returns {"v":1,"cmd":cmd}; add arguments with cJSON_Add*. */
+cJSON *proto_request_new(const char *cmd);
+/* Parses one request line (without the '\n'). On success *ret owns the object and *cmd
+ * points into it. On failure returns -EINVAL and *error is a sentence (caller frees). */
+int proto_request_parse(const char *line, size_t len, cJSON **ret, const char **cmd, char **error);
+
+/* Typed argument getters: a missing key gives the default; a key of the wrong type is an
+ * error (-EINVAL, *error set). Strings returned point into the object. */
+int proto_get_string(const cJSON *o, const char *key, bool required, const char **ret, char **error);
+int proto_get_bool(const cJSON *o, const char *key, bool def, bool *ret, char **error);
+int proto_get_uint(const cJSON *o, const char *key, uint64_t max, uint64_t def, uint64_t *ret, char **error);
+
+/* Replies. proto_reply_ok() returns {"v":1,"ok":true}; add the result to it. */
+cJSON *proto_reply_ok(void);
+cJSON *proto_reply_error(enum proto_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses a reply line. Returns 0 with *ret owning the object (ok or not), or -EINVAL with
+ * *error set when the line is not a well-formed reply. */
+int proto_reply_parse(const char *line, size_t len, cJSON **ret, char **error);
+/* For a parsed reply: true if ok; else *code and *message (pointing into the object). */
+bool proto_reply_is_ok(const cJSON *reply, enum proto_code *code, const char **message);
+
+/* Serializes o as one line: compact JSON plus '\n'. Caller frees. Returns NULL if the
+ * encoding would exceed PROTO_LINE_MAX. */
+char *proto_encode_line(const cJSON *o, size_t *len);
