@@ -79,7 +79,25 @@ struct proto_add {
 };
 void proto_add_clear(struct proto_add *a);
 cJSON *proto_add_to_json(const struct proto_add *a);
+/* Also checks the name (binding_name_valid), the type and that no unknown key is present. */
 int proto_add_from_json(const cJSON *o, struct proto_add *a, char **error);
+
+/* True for the binding types the protocol knows: http, https, tcp, tls. */
+bool proto_type_valid(const char *type);
+
+/* One entry of `logs`: {"time","priority","binding","event","message"}; NULL = JSON null. */
+struct proto_event {
+        uint64_t time;             /* realtime usec */
+        char *priority;            /* "debug"|"info"|"notice"|"warning"|"error" */
+        char *binding;
+        char *event;
+        char *message;
+};
+void proto_event_clear(struct proto_event *e);
+cJSON *proto_event_to_json(const struct proto_event *e);
+int proto_event_from_json(const cJSON *o, struct proto_event *e, char **error);
+/* Wraps an event object (taking ownership) as a streamed line: {"v":1,"event":{...}}. */
+cJSON *proto_event_line(cJSON *event);
 
 /* Requests. proto_request_new() returns {"v":1,"cmd":cmd}; add arguments with cJSON_Add*. */
 cJSON *proto_request_new(const char *cmd);
@@ -96,7 +114,7 @@ int proto_get_uint(const cJSON *o, const char *key, uint64_t max, uint64_t def, 
 /* Replies. proto_reply_ok() returns {"v":1,"ok":true}; add the result to it. */
 cJSON *proto_reply_ok(void);
 cJSON *proto_reply_error(enum proto_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Parses a reply line. Returns 0 with *ret owning the object (ok or not), or -EINVAL with
+/* Parses a reply line, or a streamed {"v":1,"event":{...}} line. Returns 0 with *ret owning the object (ok or not), or -EINVAL with
  * *error set when the line is not a well-formed reply. */
 int proto_reply_parse(const char *line, size_t len, cJSON **ret, char **error);
 /* For a parsed reply: true if ok; else *code and *message (pointing into the object). */
