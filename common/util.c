@@ -1,1 +1,314 @@
-/* stub: to be written */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static void oom(void) {
+        static const char msg[] = "out of memory\n";
+        (void) !write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        abort();
+}
+
+void *xmalloc(size_t n) {
+        void *p = malloc(n ? n : 1);
+        if (!p)
+                oom();
+        return p;
+}
+
+void *xcalloc(size_t n, size_t size) {
+        void *p = calloc(n ? n : 1, size ? size : 1);
+        if (!p)
+                oom();
+        return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+        p = realloc(p, n ? n : 1);
+        if (!p)
+                oom();
+        return p;
+}
+
+char *xstrdup(const char *s) {
+        if (!s)
+                return NULL;
+        char *r = strdup(s);
+        if (!r)
+                oom();
+        return r;
+}
+
+char *xvasprintf(const char *fmt, va_list ap) {
+        char *r;
+        if (vasprintf(&r, fmt, ap) < 0)
+                oom();
+        return r;
+}
+
+char *xasprintf(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *r = xvasprintf(fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+void freep(void *p) {
+        free(*(void **) p);
+}
+
+void strv_push(struct strv *v, char *owned) {
+        v->items = xrealloc(v->items, (v->n + 2) * sizeof(char *));
+        v->items[v->n++] = owned;
+        v->items[v->n] = NULL;
+}
+
+void strv_pushf(struct strv *v, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        strv_push(v, xvasprintf(fmt, ap));
+        va_end(ap);
+}
+
+void strv_clear(struct strv *v) {
+        for (size_t i = 0; i < v->n; i++)
+                free(v->items[i]);
+        free(v->items);
+        v->items = NULL;
+        v->n = 0;
+}
+
+static bool is_name_char(char c, bool first) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+                return true;
+        return !first && (c == '_' || c == '.' || c == '-');
+}
+
+bool binding_name_valid(const char *name) {
+        if (!name || !name[0])
+                return false;
+        size_t i;
+        for (i = 0; name[i]; i++)
+                if (i >= BINDING_NAME_MAX || !is_name_char(name[i], i == 0))
+                        return false;
+        return true;
+}
+
+int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {
+        if (!s || !*s)
+                return -EINVAL;
+        unsigned long long v = 0;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                v = v * 10 + (unsigned) (*p - '0');
+                if (v > UINT_MAX)
+                        return -ERANGE;
+        }
+        if (v < min || v > max)
+                return -ERANGE;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+int parse_port(const char *s, uint16_t *ret) {
+        unsigned v;
+        if (parse_uint(s, 1, 65535, &v) < 0)
+                return -EINVAL;
+        *ret = (uint16_t) v;
+        return 0;
+}
+
+int parse_bool(const char *s, bool *ret) {
+        static const char *const yes[] = { "yes", "true", "on", "1" };
+        static const char *const no[] = { "no", "false", "off", "0" };
+        for (size_t i = 0; s && i < ELEMENTSOF(yes); i++) {
+                if (strcasecmp(s, yes[i]) == 0) {
+                        *ret = true;
+                        return 0;
+                }
+                if (strcasecmp(s, no[i]) == 0) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+static int fsync_dir_of(const char *path) {
+        _cleanup_(freep) char *copy = xstrdup(path);
+        int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = fsync(fd) < 0 ? -errno : 0;
+        close(fd);
+        return r;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode) {
+        _cleanup_(freep) char *tmp = xasprintf("%s.tmp.XXXXXX", path);
+        int r = 0;
+        int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fchmod(fd, mode) < 0) {
+                r = -errno;
+                goto out;
+        }
+        for (size_t done = 0; done < len;) {
+                ssize_t n = write(fd, (const char *) data + done, len - done);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto out;
+                }
+                done += (size_t) n;
+        }
+        if (fsync(fd) < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (close(fd) < 0) {
+                fd = -1;
+                r = -errno;
+                goto out;
+        }
+        fd = -1;
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                goto out;
+        }
+        return fsync_dir_of(path);
+out:
+        if (fd >= 0)
+                close(fd);
+        unlink(tmp);
+        return r;
+}
+
+int unlink_durable(const char *path) {
+        if (unlink(path) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return fsync_dir_of(path);
+}
+
+int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_(freep) char *p = xstrdup(path);
+        for (char *s = p + 1; ; s++) {
+                if (*s != '/' && *s != '\0')
+                        continue;
+                char saved = *s;
+                *s = '\0';
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = saved;
+                if (!saved)
+                        break;
+        }
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static uint64_t now_usec(clockid_t id) {
+        struct timespec ts;
+        clock_gettime(id, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+uint64_t now_realtime_usec(void) {
+        return now_usec(CLOCK_REALTIME);
+}
+
+uint64_t now_monotonic_usec(void) {
+        return now_usec(CLOCK_MONOTONIC);
+}
+
+char *format_rfc3339(uint64_t usec, char buf[static 32]) {
+        time_t t = (time_t) (usec / 1000000u);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return buf;
+}
+
+int parse_rfc3339(const char *s, uint64_t *ret) {
+        struct tm tm = { 0 };
+        const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
+        if (!end || *end)
+                return -EINVAL;
+        time_t t = timegm(&tm);
+        if (t < 0)
+                return -EINVAL;
+        *ret = (uint64_t) t * 1000000u;
+        return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one. */
+static size_t utf8_seq_len(const unsigned char *s, size_t avail) {
+        size_t len;
+        uint32_t cp;
+        if (s[0] < 0x80)
+                return 1;
+        else if ((s[0] & 0xe0) == 0xc0)
+                len = 2, cp = s[0] & 0x1f;
+        else if ((s[0] & 0xf0) == 0xe0)
+                len = 3, cp = s[0] & 0x0f;
+        else if ((s[0] & 0xf8) == 0xf0)
+                len = 4, cp = s[0] & 0x07;
+        else
+                return 0;
+        if (len > avail)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8. */
+        static const uint32_t min_cp[] = { 0, 0, 0x80, 0x800, 0x10000 };
+        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        return len;
+}
+
+char *sanitize_text(const char *s, size_t max) {
+        size_t n = strnlen(s, max);
+        char *r = xmalloc(n + 1), *o = r;
+        const unsigned char *p = (const unsigned char *) s;
+        for (size_t i = 0; i < n;) {
+                size_t len = utf8_seq_len(p + i, n - i);
+                if (len == 0 || (len == 1 && (p[i] < 0x20 || p[i] == 0x7f) && p[i] != '\t')) {
+                        *o++ = '?';
+                        i++;
+                        continue;
+                }
+                memcpy(o, p + i, len);
+                o += len;
+                i += len;
+        }
+        *o = '\0';
+        return r;
+}
+
+bool utf8_valid(const char *s, size_t len) {
+        const unsigned char *p = (const unsigned char *) s;
+        for (size_t i = 0; i < len;) {
+                size_t n = utf8_seq_len(p + i, len - i);
+                if (n == 0 || p[i] == 0)
+                        return false;
+                i += n;
+        }
+        return true;
+}

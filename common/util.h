@@ -65,3 +65,5 @@ int parse_rfc3339(const char *s, uint64_t *ret);
 
 /* A log/print-safe copy of s: control characters and invalid UTF-8 become '?'. Caller frees. */
 char *sanitize_text(const char *s, size_t max);
+/* True if s[0..len) is valid UTF-8 with no NUL byte. */
+bool utf8_valid(const char *s, size_t len);
