@@ -46,47 +46,6 @@ bool proto_type_valid(const char *type) {
 
 /* ---- raw-byte checks cJSON does not do ------------------------------------------------ */
 
-/* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF, no NUL. */
-static bool utf8_valid(const char *s, size_t len) {
-        const unsigned char *p = (const unsigned char *) s, *end = p + len;
-
-        while (p < end) {
-                unsigned char c = *p;
-                size_t n;
-                uint32_t cp;
-
-                if (c == 0)
-                        return false;
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf) {
-                        n = 1;
-                        cp = c & 0x1f;
-                } else if (c >= 0xe0 && c <= 0xef) {
-                        n = 2;
-                        cp = c & 0x0f;
-                } else if (c >= 0xf0 && c <= 0xf4) {
-                        n = 3;
-                        cp = c & 0x07;
-                } else
-                        return false;
-                if ((size_t) (end - p) <= n)
-                        return false;
-                for (size_t i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
-
 /* cJSON decodes "\u0000" into a C string and silently truncates it there; a name that
  * means one thing to us and another to the sender is worse than an error. */
 static bool has_escaped_nul(const char *s, size_t len) {
