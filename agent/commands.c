@@ -1,1 +1,266 @@
-/* stub: to be written */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "log.h"
+#include "state.h"
+
+struct command {
+        const char *name;
+        bool changes;           /* needs root, our uid or control_group */
+        cJSON *(*fn)(struct commands *ctx, struct control_client *c, const cJSON *req);
+};
+
+static cJSON *error_reply(enum proto_code code, char *owned_message) {
+        cJSON *r = proto_reply_error(code, "%s", owned_message);
+        free(owned_message);
+        return r;
+}
+
+static cJSON *binding_json(const struct binding *b) {
+        struct proto_binding p;
+        manager_binding_to_proto(b, &p);
+        cJSON *o = proto_binding_to_json(&p);
+        proto_binding_clear(&p);
+        return o;
+}
+
+static cJSON *strv_json(const struct strv *v) {
+        cJSON *a = cJSON_CreateArray();
+        for (size_t i = 0; i < v->n; i++)
+                cJSON_AddItemToArray(a, cJSON_CreateString(v->items[i]));
+        return a;
+}
+
+static cJSON *cmd_list(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        cJSON *reply = proto_reply_ok();
+        cJSON *a = cJSON_AddArrayToObject(reply, "bindings");
+        for (size_t i = 0; i < ctx->manager->n_bindings; i++)
+                cJSON_AddItemToArray(a, binding_json(ctx->manager->bindings[i]));
+        return reply;
+}
+
+static cJSON *cmd_show(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        const char *name;
+        char *error = NULL;
+        if (proto_get_string(req, "name", true, &name, &error) < 0)
+                return error_reply(PROTO_CODE_INVALID, error);
+        const struct binding *b = manager_find(ctx->manager, name);
+        if (!b)
+                return error_reply(PROTO_CODE_NOT_FOUND, xasprintf("no binding named \"%s\"", name));
+        cJSON *reply = proto_reply_ok();
+        cJSON_AddItemToObject(reply, "binding", binding_json(b));
+        return reply;
+}
+
+static struct binding_conf *binding_conf_from_add(const struct proto_add *a) {
+        struct binding_conf *bc = xcalloc(1, sizeof(*bc));
+        *bc = (struct binding_conf) {
+                .name = xstrdup(a->name),
+                .host = xstrdup(a->host ? a->host : "127.0.0.1"),
+                .port = a->port,
+                .type = a->type ? socket_type_from_string(a->type) : SOCKET_TYPE_HTTP,
+                .display_name = xstrdup(a->display_name),
+                .protected_ = a->protected_,
+                .username = xstrdup(a->username),
+                .password = xstrdup(a->password),
+                .socket_id = xstrdup(a->socket_id),
+                .remote_port = a->remote_port,
+                .source = BINDING_SOURCE_RUNTIME,
+        };
+        return bc;
+}
+
+static cJSON *cmd_add(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        struct proto_add a = { 0 };
+        char *error = NULL;
+        enum proto_code code;
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, "binding");
+        if (!cJSON_IsObject(o))
+                return error_reply(PROTO_CODE_INVALID, xstrdup("\"binding\" must be an object"));
+        if (proto_add_from_json(o, &a, &error) < 0) {
+                proto_add_clear(&a);
+                return error_reply(PROTO_CODE_INVALID, error);
+        }
+        struct binding_conf *bc = binding_conf_from_add(&a);
+        proto_add_clear(&a);
+        if (manager_add(ctx->manager, bc, &code, &error) < 0) {
+                conf_binding_free(bc);
+                return error_reply(code, error);
+        }
+        cJSON *reply = proto_reply_ok();
+        cJSON_AddItemToObject(reply, "binding", binding_json(manager_find(ctx->manager, bc->name)));
+        return reply;
+}
+
+static cJSON *cmd_remove(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        const char *name;
+        bool purge;
+        char *error = NULL;
+        enum proto_code code;
+        if (proto_get_string(req, "name", true, &name, &error) < 0 ||
+            proto_get_bool(req, "purge", false, &purge, &error) < 0)
+                return error_reply(PROTO_CODE_INVALID, error);
+        _cleanup_(freep) char *copy = xstrdup(name);
+        if (manager_remove(ctx->manager, copy, purge, &code, &error) < 0)
+                return error_reply(code, error);
+        cJSON *reply = proto_reply_ok();
+        cJSON_AddStringToObject(reply, "removed", copy);
+        return reply;
+}
+
+static void add_time_or_null(cJSON *o, const char *key, uint64_t usec) {
+        char buf[32];
+        if (usec)
+                cJSON_AddStringToObject(o, key, format_rfc3339(usec, buf));
+        else
+                cJSON_AddNullToObject(o, key);
+}
+
+static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        const struct manager *m = ctx->manager;
+        unsigned up, failed;
+        manager_count(m, &up, &failed);
+        cJSON *reply = proto_reply_ok();
+        cJSON *s = cJSON_AddObjectToObject(reply, "status");
+        cJSON_AddStringToObject(s, "version", PACKAGE_VERSION);
+        cJSON_AddNumberToObject(s, "pid", getpid());
+        add_time_or_null(s, "started", m->started);
+        cJSON_AddNumberToObject(s, "uptime", (double) ((now_realtime_usec() - m->started) / 1000000));
+        cJSON_AddStringToObject(s, "mode", m->config->api ? "api" : "direct");
+        cJSON_AddStringToObject(s, "config", m->config->path);
+        cJSON_AddStringToObject(s, "control_socket", ctx->control_socket);
+        cJSON_AddStringToObject(s, "state_dir", m->config->state_dir);
+        add_time_or_null(s, "token_expiry", 0);
+        cJSON_AddNumberToObject(s, "bindings", (double) m->n_bindings);
+        cJSON_AddNumberToObject(s, "up", up);
+        cJSON_AddNumberToObject(s, "failed", failed);
+        return reply;
+}
+
+static cJSON *cmd_reload(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        struct reload_result res = { 0 };
+        struct strv errors = { 0 };
+        cJSON *reply;
+        if (manager_reload(ctx->manager, &res, &errors) < 0) {
+                reply = proto_reply_error(PROTO_CODE_INVALID,
+                                          "config not reloaded: %zu error%s; the running config stays in force",
+                                          errors.n, errors.n == 1 ? "" : "s");
+                cJSON_AddItemToObject(reply, "errors", strv_json(&errors));
+        } else {
+                reply = proto_reply_ok();
+                cJSON *r = cJSON_AddObjectToObject(reply, "reload");
+                cJSON_AddItemToObject(r, "added", strv_json(&res.added));
+                cJSON_AddItemToObject(r, "removed", strv_json(&res.removed));
+                cJSON_AddItemToObject(r, "changed", strv_json(&res.changed));
+                cJSON_AddItemToObject(r, "unchanged", strv_json(&res.unchanged));
+        }
+        cJSON_AddItemToObject(reply, "warnings", strv_json(&res.warnings));
+        reload_result_clear(&res);
+        strv_clear(&errors);
+        return reply;
+}
+
+static cJSON *event_json(const struct eventlog_entry *e) {
+        struct proto_event pe = {
+                .time = e->time,
+                .priority = (char *) log_level_to_string(e->priority),
+                .binding = e->binding,
+                .event = e->event,
+                .message = e->message,
+        };
+        return proto_event_to_json(&pe);
+}
+
+static void collect_event(const struct eventlog_entry *e, void *userdata) {
+        cJSON_AddItemToArray(userdata, event_json(e));
+}
+
+/* A follower of `logs -f`: which binding it wants, and where to send. */
+struct follower {
+        struct control_client *client;
+        struct eventlog *eventlog;
+        char *binding;
+};
+
+static void follow_event(const struct eventlog_entry *e, void *userdata) {
+        struct follower *f = userdata;
+        if (f->binding && !streq(f->binding, e->binding))
+                return;
+        _cleanup_(proto_json_freep) cJSON *line = proto_event_line(event_json(e));
+        control_client_send(f->client, line);
+}
+
+static void follower_closed(struct control_client *c, void *userdata) {
+        struct follower *f = userdata;
+        eventlog_unsubscribe(f->eventlog, f);
+        free(f->binding);
+        free(f);
+}
+
+static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        const char *name;
+        bool follow;
+        uint64_t lines;
+        char *error = NULL;
+        if (proto_get_string(req, "name", false, &name, &error) < 0 ||
+            proto_get_bool(req, "follow", false, &follow, &error) < 0 ||
+            proto_get_uint(req, "lines", EVENTLOG_SIZE, 100, &lines, &error) < 0)
+                return error_reply(PROTO_CODE_INVALID, error);
+        cJSON *reply = proto_reply_ok();
+        eventlog_foreach(ctx->eventlog, name, (unsigned) lines, collect_event,
+                         cJSON_AddArrayToObject(reply, "events"));
+        if (!follow)
+                return reply;
+        struct follower *f = xcalloc(1, sizeof(*f));
+        *f = (struct follower) { .client = c, .eventlog = ctx->eventlog, .binding = xstrdup(name) };
+        control_client_send(c, reply);
+        cJSON_Delete(reply);
+        control_client_stream(c, follower_closed, f);
+        eventlog_subscribe(ctx->eventlog, follow_event, f);
+        return NULL;
+}
+
+static cJSON *cmd_not_yet(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        return proto_reply_error(PROTO_CODE_UNAVAILABLE, "this command needs API mode, which this build does not have yet");
+}
+
+static const struct command commands[] = {
+        { "list",    false, cmd_list },
+        { "show",    false, cmd_show },
+        { "status",  false, cmd_status },
+        { "logs",    false, cmd_logs },
+        { "add",     true,  cmd_add },
+        { "remove",  true,  cmd_remove },
+        { "reload",  true,  cmd_reload },
+        { "connect", true,  cmd_not_yet },
+        { "login",   true,  cmd_not_yet },
+        { "account", true,  cmd_not_yet },
+        { "socket",  true,  cmd_not_yet },
+        { "tunnel",  true,  cmd_not_yet },
+};
+
+static bool privileged(const struct commands *ctx, const struct control_client *c) {
+        uid_t uid = control_client_uid(c);
+        return uid == 0 || uid == geteuid() || control_client_in_group(c, ctx->manager->control_gid);
+}
+
+cJSON *commands_dispatch(struct control_client *c, const cJSON *req, const char *cmd, void *userdata) {
+        struct commands *ctx = userdata;
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+                if (!streq(commands[i].name, cmd))
+                        continue;
+                if (commands[i].changes && !privileged(ctx, c)) {
+                        log_full(LOG_NOTICE, &(struct log_fields) { .event = "permission" },
+                                 "control: refused \"%s\" from uid %u (not root, not uid %u, not in control_group)",
+                                 cmd, (unsigned) control_client_uid(c), (unsigned) geteuid());
+                        return proto_reply_error(PROTO_CODE_PERMISSION,
+                                                 "permission denied: \"%s\" needs root or membership of the control group", cmd);
+                }
+                return commands[i].fn(ctx, c, req);
+        }
+        _cleanup_(freep) char *safe = sanitize_text(cmd, 64);
+        return proto_reply_error(PROTO_CODE_INVALID, "unknown command \"%s\"", safe);
+}

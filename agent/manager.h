@@ -1,1 +1,102 @@
+/* The manager: the set of bindings and each binding's state machine (SPEC §4).
+ *
+ *   resolving --(API ids known)--> connecting --(forward granted)--> up
+ *       ^                              |                              |
+ *       +------- backoff <-------------+---------- (session lost) ----+
+ *   failed: an error that retrying cannot fix (auth, host key, key file); a config change
+ *   (reload, re-add) starts it again.  removing: being torn down.
+ *
+ * Every binding is independent: its timers, tunnel and API calls are its own. */
 #pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+#include "protocol.h"
+#include "tunnel.h"
+
+enum binding_state {
+        BINDING_STATE_RESOLVING,
+        BINDING_STATE_CONNECTING,
+        BINDING_STATE_UP,
+        BINDING_STATE_BACKOFF,
+        BINDING_STATE_FAILED,
+        BINDING_STATE_REMOVING,
+        _BINDING_STATE_MAX,
+};
+const char *binding_state_to_string(enum binding_state s);
+
+struct manager;
+struct api;
+struct api_call;
+
+struct binding {
+        struct manager *manager;
+        struct binding_conf *conf;
+        enum binding_state state;
+
+        struct tunnel *tunnel;
+        struct api_call *api_call;
+        sd_event_source *timer;         /* backoff wait, or the stable_after timer while up */
+
+        unsigned failures;              /* consecutive failed attempts: the backoff exponent */
+        uint64_t attempts;
+        uint64_t reconnects;            /* attempts after the first one */
+        uint64_t connected_since;       /* realtime usec, 0 when not up */
+        uint64_t next_attempt;          /* realtime usec, 0 when not in backoff */
+        char *last_error;
+        struct tunnel_stats past;       /* counters of the sessions before the current one */
+
+        /* API mode: where the relay expects us (from the API, remembered in the state dir). */
+        char *socket_id;
+        char *tunnel_id;
+        char *dnsname;
+        uint16_t relay_port;
+        uint16_t public_port;           /* tcp/tls sockets */
+        bool created_socket;            /* we created it, so `remove --purge` may delete it */
+};
+
+struct manager {
+        sd_event *event;
+        struct config *config;          /* owned */
+        struct binding **bindings;
+        size_t n_bindings;
+        struct netwatch *netwatch;
+        struct api *api;
+        uint64_t started;               /* realtime usec */
+        gid_t control_gid;              /* (gid_t) -1 if control_group does not exist */
+};
+
+/* Takes ownership of config. Does not start anything yet. Returns 0 or -errno. */
+int manager_new(sd_event *event, struct config *config, struct manager **ret);
+/* Starts every binding and the network watch. */
+int manager_start(struct manager *m);
+/* Stops every tunnel and frees everything. NULL is fine. */
+void manager_free(struct manager *m);
+
+struct binding *manager_find(struct manager *m, const char *name);
+
+/* Adds a runtime binding: validates it, writes it to the state dir (atomically, before
+ * returning), starts it. Takes ownership of bc on success. On failure returns a negative
+ * errno, *code and *error (caller frees) and nothing has changed. */
+int manager_add(struct manager *m, struct binding_conf *bc, enum proto_code *code, char **error);
+/* Stops and forgets a runtime binding (and with purge, the socket we created at the API).
+ * Same error convention as manager_add. */
+int manager_remove(struct manager *m, const char *name, bool purge, enum proto_code *code, char **error);
+
+struct reload_result {
+        struct strv added, removed, changed, unchanged;
+        struct strv warnings;
+};
+void reload_result_clear(struct reload_result *r);
+/* Re-reads the config files and applies the difference. On a bad config returns -EINVAL
+ * with every problem in *errors and leaves the running config untouched. */
+int manager_reload(struct manager *m, struct reload_result *result, struct strv *errors);
+
+/* Fills the wire view of a binding (caller clears it with proto_binding_clear). */
+void manager_binding_to_proto(const struct binding *b, struct proto_binding *ret);
+void manager_count(const struct manager *m, unsigned *up, unsigned *failed);

@@ -1,1 +1,43 @@
-/* stub: to be written */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "state.h"
+
+char *state_binding_path(const char *state_dir, const char *name) {
+        return xasprintf("%s/bindings.d/%s.ini", state_dir, name);
+}
+
+int state_init(const char *state_dir, char **error) {
+        _cleanup_(freep) char *dir = xasprintf("%s/bindings.d", state_dir);
+        struct stat st;
+        int r = mkdir_p(dir, 0700);
+        if (r < 0) {
+                *error = xasprintf("cannot create state directory %s: %s", dir, strerror(-r));
+                return r;
+        }
+        if (stat(state_dir, &st) < 0) {
+                r = -errno;
+                *error = xasprintf("cannot stat state directory %s: %s", state_dir, strerror(errno));
+                return r;
+        }
+        /* Runtime bindings are read back as configuration: nobody else may plant one. */
+        if (st.st_mode & 022) {
+                *error = xasprintf("state directory %s is writable by others (mode %04o); chmod 700 %s",
+                                   state_dir, (unsigned) (st.st_mode & 07777), state_dir);
+                return -EPERM;
+        }
+        return 0;
+}
+
+int state_save_binding(const char *state_dir, const struct binding_conf *b) {
+        _cleanup_(freep) char *path = state_binding_path(state_dir, b->name);
+        _cleanup_(freep) char *text = conf_binding_to_ini(b);
+        return write_file_atomic(path, text, strlen(text), 0600);
+}
+
+int state_remove_binding(const char *state_dir, const char *name) {
+        _cleanup_(freep) char *path = state_binding_path(state_dir, name);
+        return unlink_durable(path);
+}

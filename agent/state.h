@@ -1,1 +1,15 @@
+/* The state directory (SPEC §2): runtime bindings in bindings.d/NAME.ini, written atomically.
+ * The files are read back by conf_load(), which owns the INI format. */
 #pragma once
+
+#include "conf.h"
+
+/* Creates STATE_DIR (0700) and STATE_DIR/bindings.d (0700) if missing; refuses a state dir
+ * that others can write to. Returns 0 or -errno (*error says what, caller frees). */
+int state_init(const char *state_dir, char **error);
+/* Writes STATE_DIR/bindings.d/NAME.ini atomically (0600). Returns 0 or -errno. */
+int state_save_binding(const char *state_dir, const struct binding_conf *b);
+/* Removes STATE_DIR/bindings.d/NAME.ini durably. Returns 0 or -errno. */
+int state_remove_binding(const char *state_dir, const char *name);
+/* The path of NAME's file (caller frees). */
+char *state_binding_path(const char *state_dir, const char *name);

@@ -123,3 +123,8 @@ bool proto_reply_is_ok(const cJSON *reply, enum proto_code *code, const char **m
 /* Serializes o as one line: compact JSON plus '\n'. Caller frees. Returns NULL if the
  * encoding would exceed PROTO_LINE_MAX. */
 char *proto_encode_line(const cJSON *o, size_t *len);
+
+/* For _cleanup_(proto_json_freep) cJSON *o = ...; */
+static inline void proto_json_freep(cJSON **p) {
+        cJSON_Delete(*p);
+}
