@@ -1,0 +1,33 @@
+#!/bin/bash
+# Installs what is missing (Debian 12, as root) and builds mysocketd into build/.
+# Sourced by tools/demo.sh and tools/test.sh; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES="build-essential autoconf automake pkg-config libssh2-1-dev libcurl4-openssl-dev
+libcjson-dev libinih-dev libsystemd-dev check openssh-server openssh-client python3
+python3-pytest iproute2 curl procps xz-utils"
+
+missing=""
+for p in $PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "==> apt-get install$missing"
+	if [ "$(id -u)" != 0 ]; then
+		echo "error: missing packages:$missing; run as root or install them" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends $missing
+fi
+
+# build/ with warnings as errors, as CI wants it.
+[ -x configure ] || ./autogen.sh >/dev/null 2>&1
+mkdir -p build
+if [ ! -f build/Makefile ]; then
+	(cd build && ../configure -q --enable-werror)
+fi
+echo "==> make (build/)"
+make -s -C build -j"$(nproc)"
