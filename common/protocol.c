@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,6 +162,17 @@ int proto_get_bool(const cJSON *o, const char *key, bool def, bool *ret, char **
 static bool number_in_range(const cJSON *i, uint64_t min, uint64_t max, uint64_t *ret) {
         double d;
 
+        if (cJSON_IsRaw(i) && i->valuestring) {
+                /* Our own add_uint() output, when a tree is read back without printing it. */
+                char *end;
+
+                errno = 0;
+                unsigned long long v = strtoull(i->valuestring, &end, 10);
+                if (errno || *end || !*i->valuestring || *i->valuestring == '-' || v < min || v > max)
+                        return false;
+                *ret = v;
+                return true;
+        }
         if (!cJSON_IsNumber(i))
                 return false;
         d = i->valuedouble;
@@ -248,7 +260,17 @@ static void add_string_or_null(cJSON *o, const char *key, const char *s) {
 }
 
 static void add_uint(cJSON *o, const char *key, uint64_t v) {
-        cJSON_AddNumberToObject(o, key, (double) v);
+        char buf[32];
+
+        /* cJSON prints numbers with 15 significant digits when that reads back within an
+         * epsilon, which is off by a few units for counters of 10^15 and more: print those
+         * ourselves (exact as far as a double can hold them, 2^53). */
+        if (v < UINT64_C(1000000000000000)) {
+                cJSON_AddNumberToObject(o, key, (double) v);
+                return;
+        }
+        snprintf(buf, sizeof(buf), "%" PRIu64, v);
+        cJSON_AddRawToObject(o, key, buf);
 }
 
 static void add_port_or_null(cJSON *o, const char *key, uint16_t port) {
