@@ -1,1 +1,803 @@
-/* stub: to be written */
+/* The configuration: defaults, then parse (inih), then validate. The only user of inih.
+ *
+ * inih tells the handler neither the line number nor about sections without keys, so a
+ * reader wrapped around each file counts lines, reads section headers itself and reports
+ * the syntax errors inih would only count (it returns the first one). The handler then
+ * sees only well-formed "key = value" lines of the section the reader last entered. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "conf.h"
+#include "log.h"
+#include "util.h"
+
+/* inih reads lines into a 200-byte buffer; a value this long still fits behind its key. */
+#define VALUE_MAX 150
+
+static const char *const socket_type_table[_SOCKET_TYPE_MAX] = {
+        [SOCKET_TYPE_HTTP] = "http",
+        [SOCKET_TYPE_HTTPS] = "https",
+        [SOCKET_TYPE_TCP] = "tcp",
+        [SOCKET_TYPE_TLS] = "tls",
+};
+
+const char *socket_type_to_string(enum socket_type t) {
+        return (unsigned) t < _SOCKET_TYPE_MAX ? socket_type_table[t] : NULL;
+}
+
+int socket_type_from_string(const char *s) {
+        for (int i = 0; i < _SOCKET_TYPE_MAX; i++)
+                if (streq(s, socket_type_table[i]))
+                        return i;
+        return -EINVAL;
+}
+
+enum section {
+        SECTION_NONE,            /* before the first header */
+        SECTION_IGNORED,         /* a header that was already reported as wrong */
+        SECTION_DAEMON,
+        SECTION_API,
+        SECTION_SSH,
+        SECTION_BACKOFF,
+        SECTION_BINDING,
+        _SECTION_MAX,
+};
+
+struct key;
+/* Stores value into base (a struct config or struct binding_conf); returns NULL or
+ * the sentence saying what is wrong with it. */
+typedef char *(*parse_fn)(const struct key *k, const char *value, void *base);
+
+struct key {
+        enum section section;
+        const char *name;
+        parse_fn parse;
+        size_t offset;
+        unsigned min, max;
+};
+
+#define FIELD(base, k, type) ((type *) ((char *) (base) + (k)->offset))
+
+static char *parse_string(const struct key *k, const char *v, void *base) {
+        char **p = FIELD(base, k, char *);
+        free(*p);
+        *p = xstrdup(v);
+        return NULL;
+}
+
+static char *parse_path(const struct key *k, const char *v, void *base) {
+        if (v[0] != '/')
+                return xasprintf("\"%s\" is not an absolute path", v);
+        return parse_string(k, v, base);
+}
+
+static char *parse_url(const struct key *k, const char *v, void *base) {
+        if ((strncmp(v, "http://", 7) != 0 || !v[7]) && (strncmp(v, "https://", 8) != 0 || !v[8]))
+                return xasprintf("\"%s\" is not an http:// or https:// URL", v);
+        return parse_string(k, v, base);
+}
+
+static char *parse_port16(const struct key *k, const char *v, void *base) {
+        if (parse_port(v, FIELD(base, k, uint16_t)) < 0)
+                return xasprintf("\"%s\" is not a port (1-65535)", v);
+        return NULL;
+}
+
+static char *parse_unsigned(const struct key *k, const char *v, void *base) {
+        if (parse_uint(v, k->min, k->max, FIELD(base, k, unsigned)) < 0)
+                return xasprintf("\"%s\" is not a number from %u to %u", v, k->min, k->max);
+        return NULL;
+}
+
+static char *parse_boolean(const struct key *k, const char *v, void *base) {
+        if (parse_bool(v, FIELD(base, k, bool)) < 0)
+                return xasprintf("\"%s\" is not a boolean (yes/no, true/false, on/off, 1/0)", v);
+        return NULL;
+}
+
+static char *parse_log_level(const struct key *k, const char *v, void *base) {
+        int l = log_level_from_string(v);
+        if (l < 0)
+                return xasprintf("\"%s\" is not a log level (debug, info, notice, warning, error)", v);
+        *FIELD(base, k, int) = l;
+        return NULL;
+}
+
+static char *parse_type(const struct key *k, const char *v, void *base) {
+        int t = socket_type_from_string(v);
+        if (t < 0)
+                return xasprintf("\"%s\" is not a socket type (http, https, tcp, tls)", v);
+        *FIELD(base, k, enum socket_type) = t;
+        return NULL;
+}
+
+/* OpenSSH prints SHA256 fingerprints as unpadded base64 of 32 bytes: 43 characters, the
+ * last of which carries 4 bits only (its two low bits are zero). */
+static bool fingerprint_valid(const char *s) {
+        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        if (strncmp(s, "SHA256:", 7) != 0 || strlen(s + 7) != 43)
+                return false;
+        for (const char *p = s + 7; *p; p++) {
+                const char *q = strchr(b64, *p);
+                if (!q || (p[1] == '\0' && (q - b64) % 4 != 0))
+                        return false;
+        }
+        return true;
+}
+
+static char *parse_host_key_check(const struct key *k, const char *v, void *base) {
+        struct config *c = base;
+        (void) k;
+        if (streq(v, "strict"))
+                c->host_key_check = HOST_KEY_CHECK_STRICT;
+        else if (streq(v, "accept-new"))
+                c->host_key_check = HOST_KEY_CHECK_ACCEPT_NEW;
+        else if (fingerprint_valid(v))
+                c->host_key_check = HOST_KEY_CHECK_PINNED;
+        else
+                return xasprintf("\"%s\" is neither strict, accept-new nor SHA256:<43 base64 "
+                                 "characters of a host key fingerprint>", v);
+        free(c->host_key_fingerprint);
+        c->host_key_fingerprint = c->host_key_check == HOST_KEY_CHECK_PINNED ? xstrdup(v) : NULL;
+        return NULL;
+}
+
+#define CFG(sec, key, fn, f, ...) { SECTION_##sec, key, fn, offsetof(struct config, f), __VA_ARGS__ }
+#define BND(key, fn, f) { SECTION_BINDING, key, fn, offsetof(struct binding_conf, f), 0, 0 }
+static const struct key keys[] = {
+        CFG(DAEMON, "state_dir", parse_path, state_dir, 0, 0),
+        CFG(DAEMON, "control_socket", parse_path, control_socket, 0, 0),
+        CFG(DAEMON, "control_group", parse_string, control_group, 0, 0),
+        CFG(DAEMON, "log_level", parse_log_level, log_level, 0, 0),
+        CFG(API, "url", parse_url, api_url, 0, 0),
+        CFG(API, "email", parse_string, api_email, 0, 0),
+        CFG(API, "password_file", parse_path, api_password_file, 0, 0),
+        CFG(API, "token_file", parse_path, api_token_file, 0, 0),
+        CFG(SSH, "server", parse_string, ssh_server, 0, 0),
+        CFG(SSH, "port", parse_port16, ssh_port, 0, 0),
+        CFG(SSH, "user", parse_string, ssh_user, 0, 0),
+        CFG(SSH, "identity_file", parse_path, identity_file, 0, 0),
+        CFG(SSH, "known_hosts", parse_path, known_hosts, 0, 0),
+        CFG(SSH, "host_key_check", parse_host_key_check, host_key_check, 0, 0),
+        CFG(SSH, "keepalive_interval", parse_unsigned, keepalive_interval, 1, 3600),
+        CFG(SSH, "keepalive_count", parse_unsigned, keepalive_count, 1, 100),
+        CFG(BACKOFF, "initial", parse_unsigned, backoff_initial, 1, 86400),
+        CFG(BACKOFF, "max", parse_unsigned, backoff_max, 1, 86400),
+        CFG(BACKOFF, "stable_after", parse_unsigned, stable_after, 1, 86400),
+        BND("port", parse_port16, port),
+        BND("host", parse_string, host),
+        BND("type", parse_type, type),
+        BND("name", parse_string, display_name),
+        BND("protected", parse_boolean, protected_),
+        BND("username", parse_string, username),
+        BND("password", parse_string, password),
+        BND("socket_id", parse_string, socket_id),
+        BND("remote_port", parse_port16, remote_port),
+};
+#define N_KEYS ELEMENTSOF(keys)
+
+static int key_find(enum section s, const char *name) {
+        for (size_t i = 0; i < N_KEYS; i++)
+                if (keys[i].section == s && streq(keys[i].name, name))
+                        return (int) i;
+        return -1;
+}
+
+/* A [binding] as parsed, with the line of each key for later messages. */
+struct pbinding {
+        struct binding_conf *b;
+        unsigned key_line[N_KEYS];
+        bool key_bad[N_KEYS];            /* reported already: no "missing" on top */
+};
+
+struct ctx {
+        struct config *c;
+        struct strv *errors;
+        bool runtime;                    /* a bindings.d file: one [binding] and nothing else */
+
+        /* the file being read */
+        const char *file;
+        FILE *f;
+        unsigned line;
+        char *buf;
+        size_t bufsz;
+        enum section sec;
+        char label[256];                 /* the current header, between the brackets */
+        struct pbinding *cur;
+        unsigned file_seen[N_KEYS];      /* line of each [daemon]..[backoff] key in this file */
+
+        /* across files: where each global key was set, where each section starts */
+        const char *set_file[N_KEYS];
+        unsigned set_line[N_KEYS];
+        bool key_bad[N_KEYS];
+        const char *sec_file[_SECTION_MAX];
+        unsigned sec_line[_SECTION_MAX];
+
+        struct pbinding **pb;
+        size_t n_pb;
+};
+
+/* Appends "FILE[:LINE]: [SECTION] KEY: message", leaving out the parts that are NULL. */
+static void report(struct strv *v, const char *file, unsigned line, const char *sect, const char *key,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void report(struct strv *v, const char *file, unsigned line, const char *sect, const char *key,
+                   const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_(freep) char *msg = xvasprintf(fmt, ap);
+        va_end(ap);
+        _cleanup_(freep) char *l = line > 0 ? xasprintf(":%u", line) : xstrdup("");
+        _cleanup_(freep) char *where = xasprintf("%s%s%s%s%s", sect ? "[" : "", sect ? sect : "", sect ? "]" : "",
+                                                  sect && key ? " " : "", key ? key : "");
+        _cleanup_(freep) char *all = xasprintf("%s%s: %s%s%s", file ? file : "", l, where, *where ? ": " : "", msg);
+        strv_push(v, sanitize_text(all, 4096));
+}
+
+/* inih's rule for where a value or section name ends: one of chars, or a ';' that follows
+ * whitespace (an inline comment). */
+static const char *find_end(const char *s, const char *chars) {
+        bool was_space = false;
+        while (*s && !strchr(chars, *s) && !(was_space && *s == ';')) {
+                was_space = isspace((unsigned char) *s);
+                s++;
+        }
+        return s;
+}
+
+static struct pbinding *pbinding_find(struct pbinding **pb, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(pb[i]->b->name, name))
+                        return pb[i];
+        return NULL;
+}
+
+static enum section section_header(struct ctx *x, const char *label) {
+        static const char *const names[_SECTION_MAX] = {
+                [SECTION_DAEMON] = "daemon", [SECTION_API] = "api",
+                [SECTION_SSH] = "ssh", [SECTION_BACKOFF] = "backoff",
+        };
+        for (int s = SECTION_DAEMON; s < SECTION_BINDING; s++) {
+                if (!streq(label, names[s]))
+                        continue;
+                if (x->runtime) {
+                        report(x->errors, x->file, x->line, label, NULL,
+                               "a runtime binding file holds one [binding \"NAME\"] section only");
+                        return SECTION_IGNORED;
+                }
+                if (!x->sec_line[s]) {
+                        x->sec_file[s] = x->file;
+                        x->sec_line[s] = x->line;
+                }
+                if (s == SECTION_API)
+                        x->c->api = true;
+                return s;
+        }
+        if (strncmp(label, "binding", 7) != 0) {
+                report(x->errors, x->file, x->line, label, NULL, "unknown section (expected [daemon], "
+                       "[api], [ssh], [backoff] or [binding \"NAME\"])");
+                return SECTION_IGNORED;
+        }
+        size_t len = strlen(label);
+        if (strncmp(label, "binding \"", 9) != 0 || len < 10 || label[len - 1] != '"' ||
+            memchr(label + 9, '"', len - 10)) {
+                report(x->errors, x->file, x->line, label, NULL,
+                       "a binding section is written [binding \"NAME\"], with the name in double quotes");
+                return SECTION_IGNORED;
+        }
+        _cleanup_(freep) char *name = strndup(label + 9, len - 10);
+        if (!name)
+                abort();
+        if (!binding_name_valid(name)) {
+                report(x->errors, x->file, x->line, label, NULL, "\"%s\" is not a valid binding name "
+                       "(up to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)", name);
+                return SECTION_IGNORED;
+        }
+        struct pbinding *dup = pbinding_find(x->pb, x->n_pb, name);
+        if (dup) {
+                report(x->errors, x->file, x->line, label, NULL, "binding \"%s\" is already defined at %s:%u",
+                       name, dup->b->file, dup->b->line);
+                return SECTION_IGNORED;
+        }
+        struct pbinding *p = xcalloc(1, sizeof(*p));
+        p->b = xcalloc(1, sizeof(*p->b));
+        p->b->name = name;
+        name = NULL;
+        p->b->type = SOCKET_TYPE_HTTP;
+        p->b->source = x->runtime ? BINDING_SOURCE_RUNTIME : BINDING_SOURCE_CONFIG;
+        p->b->file = xstrdup(x->file);
+        p->b->line = x->line;
+        x->pb = xrealloc(x->pb, (x->n_pb + 1) * sizeof(*x->pb));
+        x->pb[x->n_pb++] = p;
+        x->cur = p;
+        return SECTION_BINDING;
+}
+
+/* Hands inih one line at a time, left-stripped so that indented keys are not taken for
+ * continuation lines; lines with syntax errors are reported here and passed on blank. */
+static char *reader(char *str, int num, void *stream) {
+        struct ctx *x = stream;
+        if (getline(&x->buf, &x->bufsz, x->f) < 0)
+                return NULL;
+        x->line++;
+        char *s = x->buf;
+        if (x->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+                s += 3;
+        s += strspn(s, " \t\v\f");
+        size_t len = strcspn(s, "\r\n");
+        s[len] = '\0';
+
+        if (len + 3 > (size_t) num) {
+                report(x->errors, x->file, x->line, NULL, NULL, "line too long (at most %d characters)", num - 3);
+                if (s[0] == '[')
+                        x->sec = SECTION_IGNORED;
+                s = (char *) "";
+        } else if (s[0] == '[') {
+                const char *end = find_end(s + 1, "]");
+                const char *after = *end ? end + 1 + strspn(end + 1, " \t") : end;
+                if (*end != ']') {
+                        report(x->errors, x->file, x->line, NULL, NULL, "section header without ']'");
+                        x->sec = SECTION_IGNORED;
+                        s = (char *) "";
+                } else if (*after && *after != ';' && *after != '#') {
+                        report(x->errors, x->file, x->line, NULL, NULL, "unexpected text after ']': %s", after);
+                        x->sec = SECTION_IGNORED;
+                        s = (char *) "";
+                } else {
+                        snprintf(x->label, sizeof(x->label), "%.*s", (int) (end - s - 1), s + 1);
+                        x->cur = NULL;
+                        x->sec = section_header(x, x->label);
+                }
+        } else if (s[0] && s[0] != ';' && s[0] != '#') {
+                const char *end = find_end(s, "=:");
+                if ((*end != '=' && *end != ':') || end == s) {
+                        report(x->errors, x->file, x->line, NULL, NULL, "expected \"key = value\", got: %s", s);
+                        s = (char *) "";
+                }
+        }
+        snprintf(str, (size_t) num, "%s\n", s);
+        return str;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value) {
+        struct ctx *x = user;
+        (void) section;   /* x->sec is the reader's view of the same header */
+
+        if (x->sec == SECTION_IGNORED)
+                return 1;
+        if (x->sec == SECTION_NONE) {
+                report(x->errors, x->file, x->line, NULL, name, "key outside of any section");
+                return 1;
+        }
+        int i = key_find(x->sec, name);
+        if (i < 0) {
+                report(x->errors, x->file, x->line, x->label, name, "unknown key");
+                return 1;
+        }
+        unsigned *seen = x->sec == SECTION_BINDING ? &x->cur->key_line[i] : &x->file_seen[i];
+        if (*seen) {
+                report(x->errors, x->file, x->line, x->label, name, "duplicate key (first set at line %u)", *seen);
+                return 1;
+        }
+        *seen = x->line;
+        if (!*value)      /* "key =" leaves the default, as in the example config */
+                return 1;
+        void *base = x->sec == SECTION_BINDING ? (void *) x->cur->b : (void *) x->c;
+        _cleanup_(freep) char *msg = keys[i].parse(&keys[i], value, base);
+        if (msg) {
+                report(x->errors, x->file, x->line, x->label, name, "%s", msg);
+                *(x->sec == SECTION_BINDING ? &x->cur->key_bad[i] : &x->key_bad[i]) = true;
+        } else if (x->sec != SECTION_BINDING) {
+                x->set_file[i] = x->file;
+                x->set_line[i] = x->line;
+        }
+        return 1;
+}
+
+/* Returns 0, or -errno when the file cannot be opened or read (also reported). */
+static int parse_file(struct ctx *x, const char *path) {
+        size_t n_errors = x->errors->n;
+        int r = 0;
+
+        x->f = fopen(path, "re");
+        if (!x->f) {
+                r = -errno;
+                report(x->errors, path, 0, NULL, NULL, "cannot open: %s", strerror(-r));
+                return r;
+        }
+        x->file = path;
+        x->line = 0;
+        x->sec = SECTION_NONE;
+        x->cur = NULL;
+        memset(x->file_seen, 0, sizeof(x->file_seen));
+        int k = ini_parse_stream(reader, x, handler, x);
+        if (ferror(x->f)) {
+                r = -errno;
+                report(x->errors, path, 0, NULL, NULL, "cannot read: %s", strerror(-r));
+        } else if (k < 0) {
+                r = -ENOMEM;
+                report(x->errors, path, 0, NULL, NULL, "cannot parse: out of memory");
+        } else if (k > 0 && x->errors->n == n_errors)
+                report(x->errors, path, (unsigned) k, NULL, NULL, "syntax error");
+        fclose(x->f);
+        x->f = NULL;
+        return r;
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* The paths of dir's *.ini files sorted by name; a missing directory has none. */
+static int list_ini(const char *dir, struct strv *ret) {
+        DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                size_t len = strlen(de->d_name);
+                if (de->d_name[0] != '.' && len > 4 && streq(de->d_name + len - 4, ".ini"))
+                        strv_push(ret, xasprintf("%s/%s", dir, de->d_name));
+        }
+        closedir(d);
+        if (ret->n > 0)
+                qsort(ret->items, ret->n, sizeof(char *), cmp_str);
+        return 0;
+}
+
+static const char *unsafe_for_ini(const char *v) {
+        for (const char *p = v; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return "contains a control character or line break";
+        size_t len = strlen(v);
+        if (len > 0 && (isspace((unsigned char) v[0]) || isspace((unsigned char) v[len - 1])))
+                return "has leading or trailing whitespace, which the INI file would drop";
+        if (v[0] == ';')
+                return "starts with ';', which the INI file would read as a comment";
+        if (strstr(v, " ;"))
+                return "contains a space followed by ';', which the INI file would read as a comment";
+        if (len > VALUE_MAX)
+                return "is too long (at most 150 characters)";
+        return NULL;
+}
+
+struct issue {
+        const char *key;                /* NULL: about the binding's name */
+        char *msg;
+};
+#define ISSUES_MAX 24
+
+static size_t check_binding(const struct config *c, const struct binding_conf *b, struct issue *out) {
+        size_t n = 0;
+#define ISSUE(k, ...) (out[n].key = (k), out[n++].msg = xasprintf(__VA_ARGS__))
+        if (!binding_name_valid(b->name))
+                ISSUE(NULL, "not a valid binding name (up to 63 letters, digits, '_', '.' and '-', "
+                      "starting with a letter or digit)");
+        if (b->port == 0)
+                ISSUE("port", "missing (required)");
+        if ((unsigned) b->type >= _SOCKET_TYPE_MAX)
+                ISSUE("type", "not a socket type (http, https, tcp, tls)");
+        const struct { const char *key; const char *v; } strs[] = {
+                { "host", b->host }, { "name", b->display_name }, { "username", b->username },
+                { "password", b->password }, { "socket_id", b->socket_id },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++) {
+                const char *why = strs[i].v ? unsafe_for_ini(strs[i].v) : NULL;
+                if (why)
+                        ISSUE(strs[i].key, "%s", why);
+        }
+        if (b->host && !b->host[0])
+                ISSUE("host", "must not be empty");
+        if (b->username && strchr(b->username, ':'))
+                ISSUE("username", "must not contain ':' (HTTP basic auth)");
+        bool has_user = b->username && *b->username, has_pass = b->password && *b->password;
+        if (b->protected_ && (!has_user || !has_pass))
+                ISSUE("protected", "needs username and password");
+        if (b->protected_ && b->type != SOCKET_TYPE_HTTP && b->type != SOCKET_TYPE_HTTPS)
+                ISSUE("protected", "only for type http or https (not %s)", socket_type_to_string(b->type));
+        if (!b->protected_ && has_user)
+                ISSUE("username", "only used with protected = yes");
+        if (!b->protected_ && has_pass)
+                ISSUE("password", "only used with protected = yes");
+        if (c && c->api && b->remote_port)
+                ISSUE("remote_port", "only in direct mode (this config has an [api] section)");
+        if (c && !c->api) {
+                if (!b->remote_port)
+                        ISSUE("remote_port", "missing (required in direct mode, without an [api] section)");
+                if (b->protected_)
+                        ISSUE("protected", "only in API mode (in direct mode no edge checks passwords)");
+                if (b->socket_id && *b->socket_id)
+                        ISSUE("socket_id", "only in API mode (with an [api] section)");
+        }
+#undef ISSUE
+        return n;
+}
+
+int conf_binding_validate(const struct config *c, const struct binding_conf *b, struct strv *errors) {
+        struct issue is[ISSUES_MAX];
+        size_t n = check_binding(c, b, is);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(freep) char *s = xasprintf("[binding \"%s\"]%s%s: %s", b->name ? b->name : "",
+                                                     is[i].key ? " " : "", is[i].key ? is[i].key : "", is[i].msg);
+                strv_push(errors, sanitize_text(s, 4096));
+                free(is[i].msg);
+        }
+        return n > 0 ? -EINVAL : 0;
+}
+
+/* Validates b with file:line for each problem; returns how many there were. */
+static size_t report_binding(const struct config *c, const struct pbinding *p, struct strv *v) {
+        struct issue is[ISSUES_MAX];
+        size_t n = check_binding(c, p->b, is);
+        _cleanup_(freep) char *label = xasprintf("binding \"%s\"", p->b->name);
+        for (size_t i = 0; i < n; i++) {
+                int k = is[i].key ? key_find(SECTION_BINDING, is[i].key) : -1;
+                unsigned line = k >= 0 && p->key_line[k] ? p->key_line[k] : p->b->line;
+                if (k < 0 || !p->key_bad[k])
+                        report(v, p->b->file, line, label, is[i].key, "%s", is[i].msg);
+                free(is[i].msg);
+        }
+        return n;
+}
+
+/* Rules that span keys of the global sections, once every config file is read. */
+static void check_config(struct ctx *x) {
+        struct config *c = x->c;
+#define AT(s, k) x->set_file[key_find(SECTION_##s, k)], x->set_line[key_find(SECTION_##s, k)]
+#define SEC(s) x->sec_file[SECTION_##s] ? x->sec_file[SECTION_##s] : c->path, x->sec_line[SECTION_##s]
+        if (c->backoff_max < c->backoff_initial) {
+                if (x->set_line[key_find(SECTION_BACKOFF, "max")])
+                        report(x->errors, AT(BACKOFF, "max"), "backoff", "max",
+                               "%u is less than initial (%u)", c->backoff_max, c->backoff_initial);
+                else
+                        report(x->errors, AT(BACKOFF, "initial"), "backoff", "initial",
+                               "%u is more than max (%u)", c->backoff_initial, c->backoff_max);
+        }
+        bool creds_bad = x->key_bad[key_find(SECTION_API, "email")] ||
+                x->key_bad[key_find(SECTION_API, "password_file")] || x->key_bad[key_find(SECTION_API, "token_file")];
+        if (c->api && !creds_bad) {
+                bool email = c->api_email && *c->api_email, pw = !!c->api_password_file;
+                if (c->api_token_file && (email || pw))
+                        report(x->errors, AT(API, "token_file"), "api", "token_file",
+                               "cannot be combined with email and password_file");
+                else if (email && !pw)
+                        report(x->errors, SEC(API), "api", "password_file", "missing (required with email)");
+                else if (pw && !email)
+                        report(x->errors, SEC(API), "api", "email", "missing (required with password_file)");
+                else if (!c->api_token_file && !email)
+                        report(x->errors, SEC(API), "api", NULL,
+                               "needs either email and password_file, or token_file");
+        } else if (!c->api && (!c->ssh_user || !*c->ssh_user))
+                report(x->errors, SEC(SSH), "ssh", "user",
+                       "missing (required in direct mode, without an [api] section)");
+#undef AT
+#undef SEC
+        for (size_t i = 0; i < x->n_pb; i++) {
+                if (!x->pb[i]->b->host)
+                        x->pb[i]->b->host = xstrdup("127.0.0.1");
+                report_binding(c, x->pb[i], x->errors);
+        }
+}
+
+static void add_binding(struct config *c, struct binding_conf *b) {
+        c->bindings = xrealloc(c->bindings, (c->n_bindings + 1) * sizeof(*c->bindings));
+        c->bindings[c->n_bindings++] = b;
+}
+
+static void pbindings_free(struct ctx *x) {
+        for (size_t i = 0; i < x->n_pb; i++) {
+                conf_binding_free(x->pb[i]->b);
+                free(x->pb[i]);
+        }
+        free(x->pb);
+        x->pb = NULL;
+        x->n_pb = 0;
+}
+
+/* One STATE_DIR/bindings.d file; its problems become warnings and the binding is skipped.
+ * c->bindings[0..n_config) are the bindings of the config files, which win any clash. */
+static void load_runtime(struct config *c, size_t n_config, const char *path, struct strv *warnings) {
+        struct strv problems = {};
+        struct ctx x = { .c = c, .errors = &problems, .runtime = true };
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        size_t stem = strlen(base) - 4;
+
+        if (parse_file(&x, path) >= 0 && problems.n == 0) {
+                struct pbinding *p = x.n_pb == 1 ? x.pb[0] : NULL;
+                const struct binding_conf *clash = NULL;
+                for (size_t i = 0; p && i < n_config; i++)
+                        if (streq(c->bindings[i]->name, p->b->name))
+                                clash = c->bindings[i];
+                if (!p)
+                        report(&problems, path, 0, NULL, NULL, "must hold exactly one [binding \"NAME\"] "
+                               "section (found %zu)", x.n_pb);
+                else if (strlen(p->b->name) != stem || strncmp(p->b->name, base, stem) != 0)
+                        report(&problems, path, p->b->line, NULL, NULL, "binding \"%s\" must be in a file "
+                               "named %s.ini", p->b->name, p->b->name);
+                else if (clash)
+                        report(&problems, path, p->b->line, NULL, NULL, "binding \"%s\" is already defined "
+                               "at %s:%u, which wins", p->b->name, clash->file, clash->line);
+                else {
+                        if (!p->b->host)
+                                p->b->host = xstrdup("127.0.0.1");
+                        if (report_binding(c, p, &problems) == 0) {
+                                add_binding(c, p->b);
+                                p->b = NULL;
+                        }
+                }
+        }
+        for (size_t i = 0; i < problems.n; i++)
+                strv_push(warnings, xstrdup(problems.items[i]));
+        if (problems.n > 0)
+                report(warnings, path, 0, NULL, NULL, "runtime binding skipped");
+        strv_clear(&problems);
+        pbindings_free(&x);
+        free(x.buf);
+}
+
+static struct config *config_new(const char *path) {
+        struct config *c = xcalloc(1, sizeof(*c));
+        c->state_dir = xstrdup("/var/lib/mysocketd");
+        c->control_socket = xstrdup("/run/mysocketd/control.sock");
+        c->control_group = xstrdup("mysocketd");
+        c->log_level = LOG_INFO;
+        c->api_url = xstrdup("https://api.mysocket.io");
+        c->ssh_server = xstrdup("ssh.mysocket.io");
+        c->ssh_port = 22;
+        c->identity_file = xstrdup("/etc/mysocketd/id_ed25519");
+        c->host_key_check = HOST_KEY_CHECK_ACCEPT_NEW;
+        c->keepalive_interval = 15;
+        c->keepalive_count = 3;
+        c->backoff_initial = 1;
+        c->backoff_max = 300;
+        c->stable_after = 60;
+        c->path = xstrdup(path);
+        return c;
+}
+
+int conf_load(const char *path, struct config **ret, struct strv *errors, struct strv *warnings) {
+        struct config *c = config_new(path);
+        struct ctx x = { .c = c, .errors = errors };
+        struct strv dropins = {}, runtime = {};
+        _cleanup_(freep) char *dir = NULL, *rdir = NULL;
+        size_t n_errors = errors->n;
+        int r;
+
+        r = parse_file(&x, c->path);
+        if (r < 0)
+                goto out;
+
+        const char *slash = strrchr(c->path, '/');
+        dir = slash ? xasprintf("%.*s/conf.d", (int) (slash - c->path), c->path)
+                                           : xstrdup("conf.d");
+        r = list_ini(dir, &dropins);
+        if (r < 0)
+                report(errors, dir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));
+        for (size_t i = 0; i < dropins.n; i++)
+                parse_file(&x, dropins.items[i]);
+
+        if (!c->known_hosts)
+                c->known_hosts = xasprintf("%s/known_hosts", c->state_dir);
+        check_config(&x);
+        for (size_t i = 0; i < x.n_pb; i++) {
+                add_binding(c, x.pb[i]->b);
+                x.pb[i]->b = NULL;
+        }
+
+        rdir = xasprintf("%s/bindings.d", c->state_dir);
+        r = c->state_dir[0] == '/' ? list_ini(rdir, &runtime) : 0;
+        if (r < 0)
+                report(warnings, rdir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));
+        size_t n_config = c->n_bindings;
+        for (size_t i = 0; i < runtime.n; i++)
+                load_runtime(c, n_config, runtime.items[i], warnings);
+        r = errors->n > n_errors ? -EINVAL : 0;
+out:
+        pbindings_free(&x);
+        free(x.buf);
+        strv_clear(&dropins);
+        strv_clear(&runtime);
+        if (r < 0)
+                conf_free(c);
+        else
+                *ret = c;
+        return r;
+}
+
+void conf_binding_free(struct binding_conf *b) {
+        if (!b)
+                return;
+        free(b->name);
+        free(b->host);
+        free(b->display_name);
+        free(b->username);
+        free(b->password);
+        free(b->socket_id);
+        free(b->file);
+        free(b);
+}
+
+void conf_free(struct config *c) {
+        if (!c)
+                return;
+        char **strs[] = {
+                &c->state_dir, &c->control_socket, &c->control_group, &c->api_url, &c->api_email,
+                &c->api_password_file, &c->api_token_file, &c->ssh_server, &c->ssh_user,
+                &c->identity_file, &c->known_hosts, &c->host_key_fingerprint, &c->path,
+        };
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+                free(*strs[i]);
+        for (size_t i = 0; i < c->n_bindings; i++)
+                conf_binding_free(c->bindings[i]);
+        free(c->bindings);
+        free(c);
+}
+
+static void append(char **s, const char *key, const char *v) {
+        if (!v || !*v)
+                return;
+        char *n = xasprintf("%s%s = %s\n", *s, key, v);
+        free(*s);
+        *s = n;
+}
+
+char *conf_binding_to_ini(const struct binding_conf *b) {
+        char *s = xasprintf("# Added with mysocketctl add; managed by mysocketd.\n[binding \"%s\"]\nport = %u\n",
+                            b->name, b->port);
+        char rp[8];
+        snprintf(rp, sizeof(rp), "%u", b->remote_port);
+        append(&s, "host", b->host);
+        append(&s, "type", socket_type_to_string(b->type));
+        append(&s, "name", b->display_name);
+        append(&s, "protected", b->protected_ ? "yes" : NULL);
+        append(&s, "username", b->username);
+        append(&s, "password", b->password);
+        append(&s, "socket_id", b->socket_id);
+        append(&s, "remote_port", b->remote_port ? rp : NULL);
+        return s;
+}
+
+struct binding_conf *conf_binding_dup(const struct binding_conf *b) {
+        struct binding_conf *d = xmalloc(sizeof(*d));
+        *d = *b;
+        d->name = xstrdup(b->name);
+        d->host = xstrdup(b->host);
+        d->display_name = xstrdup(b->display_name);
+        d->username = xstrdup(b->username);
+        d->password = xstrdup(b->password);
+        d->socket_id = xstrdup(b->socket_id);
+        d->file = xstrdup(b->file);
+        return d;
+}
+
+/* An empty string is what "key =" gives: the same as not set. */
+static bool opt_eq(const char *a, const char *b) {
+        return streq_ptr(a && *a ? a : NULL, b && *b ? b : NULL);
+}
+
+bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf *b) {
+        return streq(a->name, b->name) &&
+                streq(a->host ? a->host : "127.0.0.1", b->host ? b->host : "127.0.0.1") &&
+                a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
+                a->remote_port == b->remote_port && opt_eq(a->display_name, b->display_name) &&
+                opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&
+                opt_eq(a->socket_id, b->socket_id);
+}
+
+bool conf_transport_equal(const struct config *a, const struct config *b) {
+        return a->api == b->api && streq_ptr(a->api_url, b->api_url) &&
+                streq_ptr(a->api_email, b->api_email) &&
+                streq_ptr(a->api_password_file, b->api_password_file) &&
+                streq_ptr(a->api_token_file, b->api_token_file) &&
+                streq_ptr(a->ssh_server, b->ssh_server) && a->ssh_port == b->ssh_port &&
+                streq_ptr(a->ssh_user, b->ssh_user) && streq_ptr(a->identity_file, b->identity_file) &&
+                streq_ptr(a->known_hosts, b->known_hosts) && a->host_key_check == b->host_key_check &&
+                streq_ptr(a->host_key_fingerprint, b->host_key_fingerprint) &&
+                a->keepalive_interval == b->keepalive_interval && a->keepalive_count == b->keepalive_count;
+}
