@@ -1,1 +1,96 @@
-int main(void) { return 0; }
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "state.h"
+
+static char dir[64];
+
+static void setup(void) {
+        strcpy(dir, "/tmp/test-state-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void) {
+        char *cmd = xasprintf("rm -rf %s", dir);
+        ck_assert_int_eq(system(cmd), 0);
+        free(cmd);
+}
+
+START_TEST(test_init_creates_private_dirs) {
+        char *state = xasprintf("%s/var/lib/mysocketd", dir), *error = NULL;
+        ck_assert_int_eq(state_init(state, &error), 0);
+        struct stat st;
+        char *bd = xasprintf("%s/bindings.d", state);
+        ck_assert_int_eq(stat(bd, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 0777, 0700);
+        free(bd);
+        free(state);
+}
+END_TEST
+
+START_TEST(test_init_refuses_writable_dir) {
+        char *error = NULL;
+        ck_assert_int_eq(chmod(dir, 0777), 0);
+        ck_assert_int_eq(state_init(dir, &error), -EPERM);
+        ck_assert_ptr_nonnull(strstr(error, "writable by others (mode 0777)"));
+        free(error);
+}
+END_TEST
+
+START_TEST(test_save_reload_remove) {
+        char *error = NULL;
+        ck_assert_int_eq(state_init(dir, &error), 0);
+        struct binding_conf b = {
+                .name = "blog", .host = "::1", .port = 2368, .type = SOCKET_TYPE_TCP,
+                .display_name = "my blog", .remote_port = 8081, .source = BINDING_SOURCE_RUNTIME,
+        };
+        ck_assert_int_eq(state_save_binding(dir, &b), 0);
+        char *path = state_binding_path(dir, "blog");
+        struct stat st;
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 0777, 0600);
+
+        /* What we wrote, conf_load reads back as the same binding. */
+        char *ini = xasprintf("%s/m.ini", dir);
+        FILE *f = fopen(ini, "w");
+        fprintf(f, "[daemon]\nstate_dir = %s\n[ssh]\nserver = 127.0.0.1\nuser = u\n", dir);
+        fclose(f);
+        struct config *c = NULL;
+        struct strv errors = { 0 }, warnings = { 0 };
+        ck_assert_int_eq(conf_load(ini, &c, &errors, &warnings), 0);
+        ck_assert_uint_eq(warnings.n, 0);
+        ck_assert_uint_eq(c->n_bindings, 1);
+        ck_assert(conf_binding_equal(c->bindings[0], &b));
+        ck_assert_int_eq(c->bindings[0]->source, BINDING_SOURCE_RUNTIME);
+        conf_free(c);
+
+        ck_assert_int_eq(state_remove_binding(dir, "blog"), 0);
+        ck_assert_int_eq(stat(path, &st), -1);
+        ck_assert_int_eq(state_remove_binding(dir, "blog"), 0);
+        strv_clear(&errors);
+        strv_clear(&warnings);
+        free(ini);
+        free(path);
+}
+END_TEST
+
+int main(void) {
+        Suite *s = suite_create("state");
+        TCase *tc = tcase_create("core");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_init_creates_private_dirs);
+        tcase_add_test(tc, test_init_refuses_writable_dir);
+        tcase_add_test(tc, test_save_reload_remove);
+        suite_add_tcase(s, tc);
+        SRunner *sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
