@@ -26,10 +26,6 @@
         { "help", no_argument, NULL, OPT_HELP }, \
         { "json", no_argument, NULL, OPT_JSON }
 
-static void json_deletep(cJSON **p) {
-        cJSON_Delete(*p);
-}
-
 static int print_help(const struct ctl_context *ctx) {
         const struct ctl_command *c = ctx->cmd;
 
@@ -137,7 +133,7 @@ static int cmd_list(struct ctl_context *ctx, int argc, char **argv) {
         static const struct option opts[] = { COMMON_OPTIONS, {} };
         static const char *const headers[] = {
                 "NAME", "STATE", "TYPE", "LOCAL", "REMOTE", "SINCE", "CONNS", "RECONN", "ERROR" };
-        _cleanup_(json_deletep) cJSON *req = NULL;
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL;
         const cJSON *bindings, *i;
         struct table *t = NULL;
@@ -189,7 +185,7 @@ out:
 
 /* Asks for one binding; *ret owns the whole reply, *binding points into it. */
 static int fetch_binding(const struct ctl_context *ctx, const char *name, cJSON **ret, const cJSON **binding) {
-        _cleanup_(json_deletep) cJSON *req = proto_request_new("show");
+        _cleanup_(proto_json_freep) cJSON *req = proto_request_new("show");
         cJSON *reply = NULL;
         const cJSON *b;
         int r;
@@ -317,7 +313,7 @@ static int cmd_add(struct ctl_context *ctx, int argc, char **argv) {
                 {}
         };
         struct proto_add a = {};
-        _cleanup_(json_deletep) cJSON *req = NULL;
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL, *final = NULL;
         const cJSON *b;
         unsigned wait = 0;
@@ -433,7 +429,7 @@ out:
 
 static int cmd_remove(struct ctl_context *ctx, int argc, char **argv) {
         static const struct option opts[] = { { "purge", no_argument, NULL, 'p' }, COMMON_OPTIONS, {} };
-        _cleanup_(json_deletep) cJSON *req = NULL;
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL;
         bool purge = false;
         int c, r;
@@ -466,7 +462,7 @@ static int cmd_remove(struct ctl_context *ctx, int argc, char **argv) {
 
 static int cmd_status(struct ctl_context *ctx, int argc, char **argv) {
         static const struct option opts[] = { COMMON_OPTIONS, {} };
-        _cleanup_(json_deletep) cJSON *req = NULL;
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL, *copy;
         const cJSON *status, *uptime;
         int c, r;
@@ -527,7 +523,7 @@ static void print_names(const char *label, const cJSON *list) {
 
 static int cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
         static const struct option opts[] = { COMMON_OPTIONS, {} };
-        _cleanup_(json_deletep) cJSON *req = NULL;
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL;
         const cJSON *rl, *w;
         int c, r;
@@ -594,7 +590,7 @@ static int cmd_logs(struct ctl_context *ctx, int argc, char **argv) {
                 COMMON_OPTIONS,
                 {}
         };
-        _cleanup_(json_deletep) cJSON *req = NULL;
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL;
         const cJSON *events, *i;
         struct client cl = { .fd = -1 };
@@ -674,7 +670,7 @@ out:
 /* Sends the bare command so that the daemon's answer ("unavailable", "invalid") is what
  * the user sees; the arguments are checked once the daemon implements the command. */
 static int cmd_forward(struct ctl_context *ctx, int argc, char **argv) {
-        _cleanup_(json_deletep) cJSON *req = NULL;
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL;
         int r;
 
