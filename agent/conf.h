@@ -95,13 +95,18 @@ void conf_free(struct config *c);
 
 /* Checks one binding against the config it would join (mode-dependent rules: remote_port
  * in direct mode, protected needs username+password and type http/https, values that
- * cannot be written back to INI). Appends sentences to errors. Returns 0 or -EINVAL. */
+ * cannot be written back to INI). Appends sentences to errors, each prefixed with
+ * `[binding "NAME"] key: `. c == NULL skips the mode rules; host == NULL means the
+ * default host. Returns 0 or -EINVAL. */
 int conf_binding_validate(const struct config *c, const struct binding_conf *b, struct strv *errors);
 
-/* The INI text of a runtime binding file ([binding "NAME"] plus its non-default keys). */
+/* The INI text of a runtime binding file: a comment, [binding "NAME"] and a line for every
+ * set field; conf_load reads back an equal binding when b passed conf_binding_validate.
+ * Caller frees. */
 char *conf_binding_to_ini(const struct binding_conf *b);
 
-/* Deep copy / compare (compare ignores source, file and line). */
+/* Deep copy / compare (compare ignores source, file and line; a NULL host equals
+ * "127.0.0.1" and an empty string equals NULL, as "key =" leaves a key unset). */
 struct binding_conf *conf_binding_dup(const struct binding_conf *b);
 bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf *b);
 void conf_binding_free(struct binding_conf *b);
