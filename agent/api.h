@@ -1,0 +1,185 @@
+/* The mysocket REST API client (SPEC §8). Only api.c includes libcurl.
+ *
+ * Everything runs on the caller's sd-event loop through libcurl's multi-socket interface;
+ * nothing blocks. Every call completes through its callback, never before the function
+ * that started it has returned (so *ret is always set first). A callback fires exactly once
+ * unless the call is cancelled; the struct api_call handle is freed right after it fires.
+ *
+ * The token lives here: login (email + password_file, or token_file), persisted in
+ * STATE_DIR/token (0600), reused after a restart while valid, refreshed before it expires,
+ * and on a 401 a fresh login plus one retry of the request. Token events are logged with
+ * MYSOCKETD_EVENT=token-refresh / login; neither password nor token is ever logged.
+ *
+ * Errors: negative errno plus a sentence for people (the `message` of the callbacks):
+ *   -EACCES      HTTP 401 after a fresh login (or no way to log in again); bad credentials
+ *   -ENOKEY      no credentials configured and no valid token (run `mysocketctl login`)
+ *   -EPERM       HTTP 403, or a credentials file readable by others (refused)
+ *   -ENOENT      HTTP 404 (delete calls treat it as success)
+ *   -EINVAL      HTTP 400/409/422 and other 4xx (the API's own message is quoted)
+ *   -EREMOTEIO   HTTP 5xx
+ *   -EBADMSG     a body that is not JSON (HTML error pages), or JSON of the wrong shape
+ *   -EFBIG       a reply larger than API_REPLY_MAX
+ *   -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -ECONNRESET, -EPROTO (TLS), -EIO: transport
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+
+#define API_REPLY_MAX (1024 * 1024)
+#define API_ID_MAX 128
+
+struct api;
+struct api_call;
+
+/* ---- decoded API objects (strings owned by the struct) --------------------------------- */
+
+struct api_tunnel {
+        char *tunnel_id;
+        uint16_t local_port;           /* the relay port */
+        char *tunnel_server;           /* may be NULL */
+};
+
+struct api_socket {
+        char *socket_id;
+        char *dnsname;
+        char *name;                    /* may be NULL */
+        char *socket_type;             /* http|https|tcp|tls (others are kept as given) */
+        uint16_t tcp_port;             /* socket_tcp_ports[0], 0 when none */
+        bool protected_;
+        bool cloud_auth;
+        struct api_tunnel *tunnels;
+        size_t n_tunnels;
+        char *user_name;               /* POST /connect only */
+};
+
+struct api_user {
+        char *user_id;
+        char *user_name;               /* the SSH login user */
+        char *name;                    /* may be NULL */
+        char *email;                   /* may be NULL */
+};
+
+struct api_jwt_claims {
+        uint64_t exp;                  /* realtime usec */
+        uint64_t iat;                  /* realtime usec, 0 when absent */
+        char *user_id;                 /* NULL when absent; numbers are turned into strings */
+        char *email;                   /* NULL when absent */
+};
+
+/* Each decoder validates types and shapes and returns 0, or -EBADMSG with *error set to a
+ * sentence naming the field ("socket: field \"dnsname\" is missing"; caller frees). On
+ * failure the output struct is left cleared. Identifiers (ids, user_name, dnsname) are also
+ * checked for a safe character set, since they end up in URLs, file names and SSH. */
+int api_decode_tunnel(const cJSON *j, struct api_tunnel *ret, char **error);
+int api_decode_socket(const cJSON *j, struct api_socket *ret, char **error);
+int api_decode_user(const cJSON *j, struct api_user *ret, char **error);
+int api_decode_token(const cJSON *j, char **ret, char **error);        /* {token} */
+int api_decode_socket_list(const cJSON *j, char **error);               /* validates only */
+int api_decode_tunnel_list(const cJSON *j, char **error);               /* validates only */
+void api_tunnel_clear(struct api_tunnel *t);
+void api_socket_clear(struct api_socket *s);
+void api_user_clear(struct api_user *u);
+
+/* Reads the claims of a JWT without verifying its signature (we hold no key): base64url of
+ * the middle segment, a JSON object with a numeric `exp`. Returns 0, -EINVAL (not a JWT,
+ * bad base64, not JSON) or -EBADMSG (no/bad exp). Fuzzed; accepts any input. */
+int api_jwt_claims(const char *token, struct api_jwt_claims *ret);
+void api_jwt_claims_clear(struct api_jwt_claims *c);
+
+/* ---- the remote ids of each binding: STATE_DIR/ids/NAME.json (0600, atomic) ------------ */
+
+/* Loads the ids recorded for binding `name`. Returns 0 (strings owned by the caller, tunnel_id
+ * may be NULL), -ENOENT when none are recorded, -EBADMSG for a damaged file. */
+int api_ids_load(const char *state_dir, const char *name, char **socket_id, char **tunnel_id,
+                 bool *created);
+/* Records them atomically (creates STATE_DIR/ids 0700). tunnel_id may be NULL. Returns 0 or -errno. */
+int api_ids_save(const char *state_dir, const char *name, const char *socket_id,
+                 const char *tunnel_id, bool created);
+/* Forgets them (missing is success). Returns 0 or -errno. */
+int api_ids_remove(const char *state_dir, const char *name);
+
+/* ---- the client ----------------------------------------------------------------------- */
+
+/* Creates the client for config c (api_url, credentials, state_dir are copied; c may be
+ * freed afterwards). Does no I/O. Returns 0 and *ret, or -errno. */
+int api_new(sd_event *e, const struct config *c, struct api **ret);
+/* Cancels every call (no callbacks fire) and frees. NULL is fine. Never call it from
+ * inside one of its own callbacks. */
+void api_free(struct api *a);
+/* For tests: per-request connect and total timeouts (defaults 10 s and 30 s). */
+void api_set_timeouts(struct api *a, uint64_t connect_usec, uint64_t total_usec);
+
+/* Loads STATE_DIR/token when still valid, else logs in; from then on keeps the token fresh
+ * and learns the account's user_name. Returns 0 at once; failures are logged and retried
+ * on the next call that needs a token. */
+int api_start(struct api *a);
+/* When the current token expires (realtime usec), 0 when there is none. */
+uint64_t api_token_expiry(struct api *a);
+/* The account's user_name (GET /user/{user_id}), NULL until known. */
+const char *api_user_name(struct api *a);
+
+/* Stops a call: its callback will never fire and the handle is freed. NULL is fine. */
+void api_call_cancel(struct api_call *call);
+
+struct api_binding_request {
+        const char *name;              /* binding name: the key of its ids file, log prefix */
+        const char *display_name;      /* the socket's name at the API */
+        enum socket_type type;
+        bool protected_;
+        const char *username;
+        const char *password;
+        const char *config_socket_id;  /* `socket_id =` from the config: attach, never recreate */
+};
+
+struct api_binding_result {
+        const char *socket_id;
+        const char *tunnel_id;
+        uint16_t relay_port;           /* the tunnel's local_port */
+        const char *dnsname;
+        uint16_t socket_tcp_port;      /* tcp/tls: the public port; 0 otherwise */
+        const char *user_name;         /* the SSH login user */
+        bool created;                  /* the daemon created the socket (purge may delete it) */
+        bool recreated;                /* the recorded socket or tunnel was gone and was replaced */
+};
+
+/* result and message are valid only during the callback. On success error == 0 and message
+ * is NULL; on failure r is NULL and message says what the API did. */
+typedef void (*api_binding_cb)(int error, const struct api_binding_result *r,
+                               const char *message, void *userdata);
+
+/* Makes sure binding req->name has a socket and a tunnel at the API and returns them:
+ * uses the ids in STATE_DIR/ids/NAME.json (or req->config_socket_id) when the API still
+ * knows them, otherwise creates the socket (POST /socket) and/or the tunnel
+ * (POST /socket/{id}/tunnel) and records the ids at once. A recorded socket that is gone
+ * (404) or whose type/protection no longer matches is replaced with a warning logged;
+ * a config socket_id that is gone is an error (-ENOENT). req is copied. Returns 0 and
+ * *ret (valid until the callback or api_call_cancel), or -EINVAL for a bad request. */
+int api_ensure_binding(struct api *a, const struct api_binding_request *req,
+                       api_binding_cb cb, void *userdata, struct api_call **ret);
+
+/* For the passthrough commands: `reply` is the validated JSON the API answered (NULL for
+ * deletes and login), borrowed during the callback (cJSON_Duplicate to keep it). */
+typedef void (*api_json_cb)(int error, const cJSON *reply, const char *message, void *userdata);
+
+/* The original client's commands (SPEC §6). Each returns 0 and *ret, or -errno at once. */
+int api_login(struct api *a, const char *email, const char *password,
+              api_json_cb cb, void *userdata, struct api_call **ret);   /* becomes the daemon's token */
+int api_account_show(struct api *a, api_json_cb cb, void *userdata, struct api_call **ret);
+int api_socket_list(struct api *a, api_json_cb cb, void *userdata, struct api_call **ret);
+/* The socket is named spec->display_name (else spec->name); config_socket_id is ignored. */
+int api_socket_create(struct api *a, const struct api_binding_request *spec,
+                      api_json_cb cb, void *userdata, struct api_call **ret);
+int api_socket_delete(struct api *a, const char *socket_id,
+                      api_json_cb cb, void *userdata, struct api_call **ret);   /* 404 is success */
+int api_tunnel_list(struct api *a, const char *socket_id,
+                    api_json_cb cb, void *userdata, struct api_call **ret);
+int api_tunnel_create(struct api *a, const char *socket_id,
+                      api_json_cb cb, void *userdata, struct api_call **ret);
+int api_tunnel_delete(struct api *a, const char *socket_id, const char *tunnel_id,
+                      api_json_cb cb, void *userdata, struct api_call **ret);   /* 404 is success */
