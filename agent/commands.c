@@ -3,7 +3,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "commands-api.h"
 #include "commands.h"
+#include "api.h"
 #include "log.h"
 #include "state.h"
 
@@ -86,7 +88,7 @@ static cJSON *cmd_add(struct commands *ctx, struct control_client *c, const cJSO
         }
         struct binding_conf *bc = binding_conf_from_add(&a);
         proto_add_clear(&a);
-        if (manager_add(ctx->manager, bc, &code, &error) < 0) {
+        if (manager_add(ctx->manager, bc, false, &code, &error) < 0) {
                 conf_binding_free(bc);
                 return error_reply(code, error);
         }
@@ -133,7 +135,7 @@ static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const c
         cJSON_AddStringToObject(s, "config", m->config->path);
         cJSON_AddStringToObject(s, "control_socket", ctx->control_socket);
         cJSON_AddStringToObject(s, "state_dir", m->config->state_dir);
-        add_time_or_null(s, "token_expiry", 0);
+        add_time_or_null(s, "token_expiry", m->api ? api_token_expiry(m->api) : 0);
         cJSON_AddNumberToObject(s, "bindings", (double) m->n_bindings);
         cJSON_AddNumberToObject(s, "up", up);
         cJSON_AddNumberToObject(s, "failed", failed);
@@ -178,11 +180,12 @@ static void collect_event(const struct eventlog_entry *e, void *userdata) {
         cJSON_AddItemToArray(userdata, event_json(e));
 }
 
-/* A follower of `logs -f`: which binding it wants, and where to send. */
+/* A follower of `logs -f` or `connect`: which binding it wants, and where to send. */
 struct follower {
         struct control_client *client;
         struct eventlog *eventlog;
         char *binding;
+        struct manager *remove_on_close;        /* connect: the binding dies with the client */
 };
 
 static void follow_event(const struct eventlog_entry *e, void *userdata) {
@@ -196,6 +199,15 @@ static void follow_event(const struct eventlog_entry *e, void *userdata) {
 static void follower_closed(struct control_client *c, void *userdata) {
         struct follower *f = userdata;
         eventlog_unsubscribe(f->eventlog, f);
+        if (f->remove_on_close) {
+                enum proto_code code;
+                char *error = NULL;
+                log_binding(LOG_INFO, f->binding, "connect", "quick connect client went away; removing");
+                if (manager_remove(f->remove_on_close, f->binding, true, &code, &error) < 0) {
+                        log_binding(LOG_WARNING, f->binding, "connect", "%s", error);
+                        free(error);
+                }
+        }
         free(f->binding);
         free(f);
 }
@@ -223,8 +235,47 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
         return NULL;
 }
 
-static cJSON *cmd_not_yet(struct commands *ctx, struct control_client *c, const cJSON *req) {
-        return proto_reply_error(PROTO_CODE_UNAVAILABLE, "this command needs API mode, which this build does not have yet");
+/* Quick connect: a temporary binding (never in the state dir) whose events stream to the
+ * client; when the client goes (Ctrl-C, kill -9), the binding and its socket go too. */
+static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        struct proto_add a = { 0 };
+        char *error = NULL;
+        enum proto_code code;
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, "binding");
+        if (!cJSON_IsObject(o))
+                return error_reply(PROTO_CODE_INVALID, xstrdup("\"binding\" must be an object"));
+        /* The daemon names it; a "name" from the client is only a display name default. */
+        cJSON *copy = cJSON_Duplicate(o, true);
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "name");
+        for (unsigned n = 1; !cJSON_GetObjectItemCaseSensitive(copy, "name"); n++) {
+                _cleanup_(freep) char *name = xasprintf("connect-%u", n);
+                if (!manager_find(ctx->manager, name))
+                        cJSON_AddStringToObject(copy, "name", name);
+        }
+        int r = proto_add_from_json(copy, &a, &error);
+        cJSON_Delete(copy);
+        if (r < 0) {
+                proto_add_clear(&a);
+                return error_reply(PROTO_CODE_INVALID, error);
+        }
+        struct binding_conf *bc = binding_conf_from_add(&a);
+        proto_add_clear(&a);
+        if (manager_add(ctx->manager, bc, true, &code, &error) < 0) {
+                conf_binding_free(bc);
+                return error_reply(code, error);
+        }
+        cJSON *reply = proto_reply_ok();
+        cJSON_AddItemToObject(reply, "binding", binding_json(manager_find(ctx->manager, bc->name)));
+        control_client_send(c, reply);
+        cJSON_Delete(reply);
+        struct follower *f = xcalloc(1, sizeof(*f));
+        *f = (struct follower) {
+                .client = c, .eventlog = ctx->eventlog, .binding = xstrdup(bc->name),
+                .remove_on_close = ctx->manager,
+        };
+        control_client_stream(c, follower_closed, f);
+        eventlog_subscribe(ctx->eventlog, follow_event, f);
+        return NULL;
 }
 
 static const struct command commands[] = {
@@ -235,11 +286,11 @@ static const struct command commands[] = {
         { "add",     true,  cmd_add },
         { "remove",  true,  cmd_remove },
         { "reload",  true,  cmd_reload },
-        { "connect", true,  cmd_not_yet },
-        { "login",   true,  cmd_not_yet },
-        { "account", true,  cmd_not_yet },
-        { "socket",  true,  cmd_not_yet },
-        { "tunnel",  true,  cmd_not_yet },
+        { "connect", true,  cmd_connect },
+        { "login",   true,  commands_login },
+        { "account", true,  commands_account },
+        { "socket",  true,  commands_socket },
+        { "tunnel",  true,  commands_tunnel },
 };
 
 static bool privileged(const struct commands *ctx, const struct control_client *c) {

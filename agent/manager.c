@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "log.h"
 #include "manager.h"
 #include "netwatch.h"
@@ -67,6 +68,8 @@ static void stop_session(struct binding *b) {
                 tunnel_free(b->tunnel);
                 b->tunnel = NULL;
         }
+        api_call_cancel(b->api_call);
+        b->api_call = NULL;
         b->timer = sd_event_source_disable_unref(b->timer);
         b->connected_since = 0;
         b->next_attempt = 0;
@@ -114,8 +117,19 @@ static int on_stable(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* https://dnsname for http/https sockets, dnsname:port for tcp/tls; NULL before the API
+ * told us (and always in direct mode). Caller frees. */
+static char *public_url(const struct binding *b) {
+        if (!b->dnsname)
+                return NULL;
+        if (b->conf->type == SOCKET_TYPE_HTTP || b->conf->type == SOCKET_TYPE_HTTPS)
+                return xasprintf("https://%s", b->dnsname);
+        return xasprintf("%s:%u", b->dnsname, b->public_port);
+}
+
 static void on_tunnel_up(struct tunnel *t, void *userdata) {
         struct binding *b = userdata;
+        _cleanup_(freep) char *url = public_url(b);
         b->connected_since = now_realtime_usec();
         b->next_attempt = 0;
         free(b->last_error);
@@ -126,8 +140,8 @@ static void on_tunnel_up(struct tunnel *t, void *userdata) {
         log_full(LOG_NOTICE, &(struct log_fields) {
                          .binding = b->conf->name, .event = "up", .message_id = LOG_MESSAGE_ID_UP,
                          .socket_id = b->socket_id, .tunnel_id = b->tunnel_id },
-                 "up: %s:%u -> relay %s port %u", b->conf->host, b->conf->port,
-                 b->manager->config->ssh_server, b->relay_port);
+                 "up: %s:%u -> relay %s port %u%s%s", b->conf->host, b->conf->port,
+                 b->manager->config->ssh_server, b->relay_port, url ? ", public at " : "", url ? url : "");
 }
 
 static void on_tunnel_down(struct tunnel *t, int error, bool permanent, const char *message, void *userdata) {
@@ -166,7 +180,7 @@ static void binding_connect(struct binding *b) {
                 .name = b->conf->name,
                 .server = c->ssh_server,
                 .server_port = c->ssh_port,
-                .user = c->ssh_user,
+                .user = c->ssh_user ? c->ssh_user : b->ssh_user,
                 .identity_file = c->identity_file,
                 .known_hosts = c->known_hosts,
                 .host_key_check = c->host_key_check,
@@ -187,19 +201,66 @@ static void binding_connect(struct binding *b) {
         }
 }
 
+static void replace(char **dst, const char *src) {
+        free(*dst);
+        *dst = xstrdup(src);
+}
+
+static void on_resolved(int error, const struct api_binding_result *r, const char *message, void *userdata) {
+        struct binding *b = userdata;
+        b->api_call = NULL;
+        if (error < 0) {
+                set_error(b, message);
+                log_binding(LOG_WARNING, b->conf->name, "resolve", "API: %s", message);
+                schedule_retry(b);
+                return;
+        }
+        replace(&b->socket_id, r->socket_id);
+        replace(&b->tunnel_id, r->tunnel_id);
+        replace(&b->dnsname, r->dnsname);
+        replace(&b->ssh_user, r->user_name);
+        b->relay_port = r->relay_port;
+        b->public_port = r->socket_tcp_port;
+        b->created_socket = r->created;
+        log_full(LOG_INFO, &(struct log_fields) {
+                         .binding = b->conf->name, .event = "resolve",
+                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id },
+                 "API: socket %s%s, tunnel %s, relay port %u", r->socket_id,
+                 r->recreated ? " (recreated)" : "", r->tunnel_id, r->relay_port);
+        binding_connect(b);
+}
+
+static void binding_resolve(struct binding *b) {
+        const struct binding_conf *c = b->conf;
+        _cleanup_(freep) char *display = c->display_name ? NULL : xasprintf("%s on %s", c->name, b->manager->hostname);
+        const struct api_binding_request req = {
+                .name = c->name,
+                .display_name = c->display_name ? c->display_name : display,
+                .type = c->type,
+                .protected_ = c->protected_,
+                .username = c->username,
+                .password = c->password,
+                .config_socket_id = c->socket_id,
+        };
+        set_state(b, BINDING_STATE_RESOLVING);
+        int r = api_ensure_binding(b->manager->api, &req, on_resolved, b, &b->api_call);
+        if (r < 0) {
+                _cleanup_(freep) char *msg = xasprintf("cannot ask the API: %s", strerror(-r));
+                set_error(b, msg);
+                schedule_retry(b);
+        }
+}
+
 static void binding_attempt(struct binding *b) {
         stop_session(b);
         if (b->attempts++ > 0)
                 b->reconnects++;
-        if (!b->manager->config->api) {
-                b->relay_port = b->conf->remote_port;
-                binding_connect(b);
+        if (b->manager->api) {
+                binding_resolve(b);
                 return;
         }
-        /* API mode lands with the API client; until then say so honestly. */
-        set_state(b, BINDING_STATE_RESOLVING);
-        set_error(b, "API mode is not available in this build yet");
-        schedule_retry(b);
+        b->relay_port = b->conf->remote_port;
+        binding_connect(b);
 }
 
 static struct binding *binding_new(struct manager *m, struct binding_conf *bc) {
@@ -219,6 +280,7 @@ static void binding_free(struct binding *b) {
         free(b->socket_id);
         free(b->tunnel_id);
         free(b->dnsname);
+        free(b->ssh_user);
         free(b);
 }
 
@@ -276,6 +338,16 @@ int manager_new(sd_event *event, struct config *config, struct manager **ret) {
         m->config = config;
         m->started = now_realtime_usec();
         m->control_gid = lookup_group(config->control_group);
+        if (gethostname(m->hostname, sizeof(m->hostname) - 1) < 0)
+                strcpy(m->hostname, "localhost");
+        if (config->api) {
+                int r = api_new(event, config, &m->api);
+                if (r < 0) {
+                        sd_event_unref(m->event);
+                        free(m);
+                        return r;
+                }
+        }
         for (size_t i = 0; i < config->n_bindings; i++)
                 manager_append(m, binding_new(m, conf_binding_dup(config->bindings[i])));
         *ret = m;
@@ -287,6 +359,10 @@ int manager_start(struct manager *m) {
         if (r < 0)
                 log_warning("cannot watch network changes (%s); bindings retry on their backoff timers only",
                             strerror(-r));
+        /* The API may be unreachable at boot: api_start never fails for that, and each
+         * binding retries its own resolve with backoff while the control socket serves. */
+        if (m->api)
+                api_start(m->api);
         for (size_t i = 0; i < m->n_bindings; i++)
                 binding_attempt(m->bindings[i]);
         update_status(m);
@@ -299,6 +375,7 @@ void manager_free(struct manager *m) {
         for (size_t i = 0; i < m->n_bindings; i++)
                 binding_free(m->bindings[i]);
         free(m->bindings);
+        api_free(m->api);
         netwatch_free(m->netwatch);
         conf_free(m->config);
         sd_event_unref(m->event);
@@ -313,7 +390,7 @@ void manager_count(const struct manager *m, unsigned *up, unsigned *failed) {
         }
 }
 
-int manager_add(struct manager *m, struct binding_conf *bc, enum proto_code *code, char **error) {
+int manager_add(struct manager *m, struct binding_conf *bc, bool temporary, enum proto_code *code, char **error) {
         struct strv errors = { 0 };
         int r;
         const struct binding *old = manager_find(m, bc->name);
@@ -332,20 +409,48 @@ int manager_add(struct manager *m, struct binding_conf *bc, enum proto_code *cod
         }
         bc->source = BINDING_SOURCE_RUNTIME;
         free(bc->file);
-        bc->file = state_binding_path(m->config->state_dir, bc->name);
+        bc->file = temporary ? xstrdup("(mysocketctl connect)") : state_binding_path(m->config->state_dir, bc->name);
         bc->line = 1;
         /* Durable before we say yes: an acknowledged add survives kill -9 right after. */
-        r = state_save_binding(m->config->state_dir, bc);
+        r = temporary ? 0 : state_save_binding(m->config->state_dir, bc);
         if (r < 0) {
                 *code = PROTO_CODE_INTERNAL;
                 *error = xasprintf("cannot save binding \"%s\" to %s: %s", bc->name, bc->file, strerror(-r));
                 return r;
         }
         struct binding *b = binding_new(m, bc);
+        b->temporary = temporary;
         manager_append(m, b);
         log_binding(LOG_INFO, bc->name, "add", "added: local %s:%u", bc->host, bc->port);
         binding_attempt(b);
         return 0;
+}
+
+static void on_socket_deleted(int error, const cJSON *reply, const char *message, void *userdata) {
+        _cleanup_(freep) char *name = userdata;
+        if (error < 0)
+                log_binding(LOG_WARNING, name, "purge", "API: could not delete the socket: %s", message);
+        else
+                log_binding(LOG_INFO, name, "purge", "API: socket deleted");
+}
+
+/* The binding is going away for good: drop its recorded ids and, if asked and it was ours,
+ * the socket at the API. The delete outlives the binding (it carries only the name). */
+static void manager_forget_remote(struct manager *m, struct binding *b, bool purge) {
+        if (!m->api)
+                return;
+        api_ids_remove(m->config->state_dir, b->conf->name);
+        if (!purge || !b->socket_id)
+                return;
+        if (!b->created_socket) {
+                log_binding(LOG_NOTICE, b->conf->name, "purge",
+                            "socket %s was not created by mysocketd; not deleting it", b->socket_id);
+                return;
+        }
+        struct api_call *call;
+        char *name = xstrdup(b->conf->name);
+        if (api_socket_delete(m->api, b->socket_id, on_socket_deleted, name, &call) < 0)
+                free(name);
 }
 
 int manager_remove(struct manager *m, const char *name, bool purge, enum proto_code *code, char **error) {
@@ -362,14 +467,15 @@ int manager_remove(struct manager *m, const char *name, bool purge, enum proto_c
                                    name, b->conf->file, b->conf->line);
                 return -EPERM;
         }
-        r = state_remove_binding(m->config->state_dir, name);
+        r = b->temporary ? 0 : state_remove_binding(m->config->state_dir, name);
         if (r < 0) {
                 *code = PROTO_CODE_INTERNAL;
                 *error = xasprintf("cannot remove %s: %s; binding kept", b->conf->file, strerror(-r));
                 return r;
         }
         set_state(b, BINDING_STATE_REMOVING);
-        (void) purge; /* deleting the socket at the API comes with API mode */
+        stop_session(b);
+        manager_forget_remote(m, b, purge);
         log_binding(LOG_INFO, name, "remove", "removed");
         manager_detach(m, b);
         binding_free(b);
@@ -439,6 +545,17 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                         strv_push(&res->added, xstrdup(nc->bindings[j]->name));
                 }
 
+        if (!transport_same) {
+                /* Every binding restarts below; their API calls must end before the client. */
+                for (size_t i = 0; i < m->n_bindings; i++)
+                        stop_session(m->bindings[i]);
+                api_free(m->api);
+                m->api = NULL;
+                if (nc->api && (r = api_new(m->event, nc, &m->api)) < 0)
+                        strv_pushf(&res->warnings, "cannot start the API client: %s", strerror(-r));
+                else if (m->api)
+                        api_start(m->api);
+        }
         gid_t gid = streq(m->config->control_group, nc->control_group) ? m->control_gid : lookup_group(nc->control_group);
         conf_free(m->config);
         m->config = nc;
@@ -486,8 +603,5 @@ void manager_binding_to_proto(const struct binding *b, struct proto_binding *p) 
                 .next_attempt = b->next_attempt,
                 .defined_at = c->source == BINDING_SOURCE_CONFIG ? xasprintf("%s:%u", c->file, c->line) : xstrdup(c->file),
         };
-        if (b->dnsname)
-                p->public_url = c->type == SOCKET_TYPE_HTTP || c->type == SOCKET_TYPE_HTTPS
-                        ? xasprintf("https://%s", b->dnsname)
-                        : xasprintf("%s:%u", b->dnsname, b->public_port);
+        p->public_url = public_url(b);
 }

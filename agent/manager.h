@@ -55,9 +55,11 @@ struct binding {
         char *socket_id;
         char *tunnel_id;
         char *dnsname;
+        char *ssh_user;                 /* the account's user_name, when [ssh] user is unset */
         uint16_t relay_port;
         uint16_t public_port;           /* tcp/tls sockets */
         bool created_socket;            /* we created it, so `remove --purge` may delete it */
+        bool temporary;                 /* `connect`: never written to the state dir */
 };
 
 struct manager {
@@ -68,6 +70,7 @@ struct manager {
         struct netwatch *netwatch;
         struct api *api;
         uint64_t started;               /* realtime usec */
+        char hostname[65];              /* for default display names: "NAME on HOSTNAME" */
         gid_t control_gid;              /* (gid_t) -1 if control_group does not exist */
 };
 
@@ -81,9 +84,9 @@ void manager_free(struct manager *m);
 struct binding *manager_find(struct manager *m, const char *name);
 
 /* Adds a runtime binding: validates it, writes it to the state dir (atomically, before
- * returning), starts it. Takes ownership of bc on success. On failure returns a negative
+ * returning; a temporary binding is never written), starts it. Takes ownership of bc on success. On failure returns a negative
  * errno, *code and *error (caller frees) and nothing has changed. */
-int manager_add(struct manager *m, struct binding_conf *bc, enum proto_code *code, char **error);
+int manager_add(struct manager *m, struct binding_conf *bc, bool temporary, enum proto_code *code, char **error);
 /* Stops and forgets a runtime binding (and with purge, the socket we created at the API).
  * Same error convention as manager_add. */
 int manager_remove(struct manager *m, const char *name, bool purge, enum proto_code *code, char **error);
