@@ -1,0 +1,167 @@
+/* One binding's settings as values: names of types, validation (shared by the config
+ * parser and `mysocketctl add`), the INI text of a runtime binding, copy and compare. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf-internal.h"
+#include "conf.h"
+#include "util.h"
+
+static const char *const socket_type_table[_SOCKET_TYPE_MAX] = {
+        [SOCKET_TYPE_HTTP] = "http",
+        [SOCKET_TYPE_HTTPS] = "https",
+        [SOCKET_TYPE_TCP] = "tcp",
+        [SOCKET_TYPE_TLS] = "tls",
+};
+
+const char *socket_type_to_string(enum socket_type t) {
+        return (unsigned) t < _SOCKET_TYPE_MAX ? socket_type_table[t] : NULL;
+}
+
+int socket_type_from_string(const char *s) {
+        for (int i = 0; i < _SOCKET_TYPE_MAX; i++)
+                if (streq(s, socket_type_table[i]))
+                        return i;
+        return -EINVAL;
+}
+
+static const char *unsafe_for_ini(const char *v) {
+        for (const char *p = v; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return "contains a control character or line break";
+        size_t len = strlen(v);
+        if (len > 0 && (isspace((unsigned char) v[0]) || isspace((unsigned char) v[len - 1])))
+                return "has leading or trailing whitespace, which the INI file would drop";
+        if (v[0] == ';')
+                return "starts with ';', which the INI file would read as a comment";
+        if (strstr(v, " ;"))
+                return "contains a space followed by ';', which the INI file would read as a comment";
+        if (len > VALUE_MAX)
+                return "is too long (at most 150 characters)";
+        return NULL;
+}
+
+size_t conf_binding_check(const struct config *c, const struct binding_conf *b, struct issue *out) {
+        size_t n = 0;
+#define ISSUE(k, ...) (out[n].key = (k), out[n++].msg = xasprintf(__VA_ARGS__))
+        if (!binding_name_valid(b->name))
+                ISSUE(NULL, "not a valid binding name (up to 63 letters, digits, '_', '.' and '-', "
+                      "starting with a letter or digit)");
+        if (b->port == 0)
+                ISSUE("port", "missing (required)");
+        if ((unsigned) b->type >= _SOCKET_TYPE_MAX)
+                ISSUE("type", "not a socket type (http, https, tcp, tls)");
+        const struct { const char *key; const char *v; } strs[] = {
+                { "host", b->host }, { "name", b->display_name }, { "username", b->username },
+                { "password", b->password }, { "socket_id", b->socket_id },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++) {
+                const char *why = strs[i].v ? unsafe_for_ini(strs[i].v) : NULL;
+                if (why)
+                        ISSUE(strs[i].key, "%s", why);
+        }
+        if (b->host && !b->host[0])
+                ISSUE("host", "must not be empty");
+        if (b->username && strchr(b->username, ':'))
+                ISSUE("username", "must not contain ':' (HTTP basic auth)");
+        bool has_user = b->username && *b->username, has_pass = b->password && *b->password;
+        if (b->protected_ && (!has_user || !has_pass))
+                ISSUE("protected", "needs username and password");
+        if (b->protected_ && b->type != SOCKET_TYPE_HTTP && b->type != SOCKET_TYPE_HTTPS)
+                ISSUE("protected", "only for type http or https (not %s)", socket_type_to_string(b->type));
+        if (!b->protected_ && has_user)
+                ISSUE("username", "only used with protected = yes");
+        if (!b->protected_ && has_pass)
+                ISSUE("password", "only used with protected = yes");
+        if (c && c->api && b->remote_port)
+                ISSUE("remote_port", "only in direct mode (this config has an [api] section)");
+        if (c && !c->api) {
+                if (!b->remote_port)
+                        ISSUE("remote_port", "missing (required in direct mode, without an [api] section)");
+                if (b->protected_)
+                        ISSUE("protected", "only in API mode (in direct mode no edge checks passwords)");
+                if (b->socket_id && *b->socket_id)
+                        ISSUE("socket_id", "only in API mode (with an [api] section)");
+        }
+#undef ISSUE
+        return n;
+}
+
+int conf_binding_validate(const struct config *c, const struct binding_conf *b, struct strv *errors) {
+        struct issue is[ISSUES_MAX];
+        size_t n = conf_binding_check(c, b, is);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(freep) char *s = xasprintf("[binding \"%s\"]%s%s: %s", b->name ? b->name : "",
+                                                     is[i].key ? " " : "", is[i].key ? is[i].key : "", is[i].msg);
+                strv_push(errors, sanitize_text(s, 4096));
+                free(is[i].msg);
+        }
+        return n > 0 ? -EINVAL : 0;
+}
+
+void conf_binding_free(struct binding_conf *b) {
+        if (!b)
+                return;
+        free(b->name);
+        free(b->host);
+        free(b->display_name);
+        free(b->username);
+        free(b->password);
+        free(b->socket_id);
+        free(b->file);
+        free(b);
+}
+
+static void append(char **s, const char *key, const char *v) {
+        if (!v || !*v)
+                return;
+        char *n = xasprintf("%s%s = %s\n", *s, key, v);
+        free(*s);
+        *s = n;
+}
+
+char *conf_binding_to_ini(const struct binding_conf *b) {
+        char *s = xasprintf("# Added with mysocketctl add; managed by mysocketd.\n[binding \"%s\"]\nport = %u\n",
+                            b->name, b->port);
+        char rp[8];
+        snprintf(rp, sizeof(rp), "%u", b->remote_port);
+        append(&s, "host", b->host);
+        append(&s, "type", socket_type_to_string(b->type));
+        append(&s, "name", b->display_name);
+        append(&s, "protected", b->protected_ ? "yes" : NULL);
+        append(&s, "username", b->username);
+        append(&s, "password", b->password);
+        append(&s, "socket_id", b->socket_id);
+        append(&s, "remote_port", b->remote_port ? rp : NULL);
+        return s;
+}
+
+struct binding_conf *conf_binding_dup(const struct binding_conf *b) {
+        struct binding_conf *d = xmalloc(sizeof(*d));
+        *d = *b;
+        d->name = xstrdup(b->name);
+        d->host = xstrdup(b->host);
+        d->display_name = xstrdup(b->display_name);
+        d->username = xstrdup(b->username);
+        d->password = xstrdup(b->password);
+        d->socket_id = xstrdup(b->socket_id);
+        d->file = xstrdup(b->file);
+        return d;
+}
+
+/* An empty string is what "key =" gives: the same as not set. */
+static bool opt_eq(const char *a, const char *b) {
+        return streq_ptr(a && *a ? a : NULL, b && *b ? b : NULL);
+}
+
+bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf *b) {
+        return streq(a->name, b->name) &&
+                streq(a->host ? a->host : "127.0.0.1", b->host ? b->host : "127.0.0.1") &&
+                a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
+                a->remote_port == b->remote_port && opt_eq(a->display_name, b->display_name) &&
+                opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&
+                opt_eq(a->socket_id, b->socket_id);
+}
