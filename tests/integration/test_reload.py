@@ -10,7 +10,7 @@ from conftest import wait_for
 
 # Long backoff: once a binding waits, its next attempt is a fixed instant we can compare
 # before and after a reload. A restarted binding gets a new attempt (and a new instant).
-LONG = {"initial": "3600", "max": "3600", "stable_after": "60"}
+LONG = {"initial": "86400", "max": "86400", "stable_after": "60"}
 
 
 def binding(name, port, remote_port, extra=""):
