@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "commands-api.h"
 #include "output.h"
 #include "protocol.h"
 #include "util.h"
@@ -19,14 +20,7 @@
 #define WAIT_POLL_MS 200
 #define LOGS_DEFAULT_LINES 100
 
-/* Options every command takes; getopt_long returns these values for them. */
-#define OPT_HELP 'h'
-#define OPT_JSON 0x100
-#define COMMON_OPTIONS \
-        { "help", no_argument, NULL, OPT_HELP }, \
-        { "json", no_argument, NULL, OPT_JSON }
-
-static int print_help(const struct ctl_context *ctx) {
+int ctl_print_help(const struct ctl_context *ctx) {
         const struct ctl_command *c = ctx->cmd;
 
         printf("Usage: mysocketctl [-s SOCKET] [--json] %s%s%s\n\n%s\n", c->name, *c->usage ? " " : "",
@@ -38,8 +32,7 @@ static int print_help(const struct ctl_context *ctx) {
         return 0;
 }
 
-static int usage_error(const struct ctl_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_error(const struct ctl_context *ctx, const char *fmt, ...) {
+int ctl_usage_error(const struct ctl_context *ctx, const char *fmt, ...) {
         va_list ap;
 
         if (fmt) {
@@ -54,31 +47,31 @@ static int usage_error(const struct ctl_context *ctx, const char *fmt, ...) {
 }
 
 /* Handles --help, --json and getopt's errors: returns -1 to go on, else the exit status. */
-static int common_option(struct ctl_context *ctx, int c) {
+int ctl_common_option(struct ctl_context *ctx, int c) {
         switch (c) {
-        case OPT_HELP:
-                return print_help(ctx);
-        case OPT_JSON:
+        case CTL_OPT_HELP:
+                return ctl_print_help(ctx);
+        case CTL_OPT_JSON:
                 ctx->json = true;
                 return -1;
         default:        /* getopt_long has already said what was wrong */
-                return usage_error(ctx, NULL);
+                return ctl_usage_error(ctx, NULL);
         }
 }
 
 /* The positional arguments left after the options must number between min and max. */
-static int check_args(const struct ctl_context *ctx, int argc, char **argv, int min, int max, const char *what) {
+int ctl_check_args(const struct ctl_context *ctx, int argc, char **argv, int min, int max, const char *what) {
         int n = argc - optind;
 
         if (n < min)
-                return usage_error(ctx, "missing %s", what);
+                return ctl_usage_error(ctx, "missing %s", what);
         if (n > max)
-                return usage_error(ctx, "unexpected argument \"%s\"", argv[optind + max]);
+                return ctl_usage_error(ctx, "unexpected argument \"%s\"", argv[optind + max]);
         return -1;
 }
 
 /* Prints the reply without its envelope ("v", "ok"): the result of remove and reload. */
-static void print_result_json(const cJSON *reply) {
+void ctl_print_result_json(const cJSON *reply) {
         cJSON *copy = cJSON_Duplicate(reply, true);
 
         cJSON_DeleteItemFromObjectCaseSensitive(copy, "v");
@@ -87,8 +80,8 @@ static void print_result_json(const cJSON *reply) {
         cJSON_Delete(copy);
 }
 
-static int malformed(const char *what) {
-        fprintf(stderr, "mysocketctl: malformed reply from mysocketd: %s\n", what);
+int ctl_malformed(const char *what) {
+        fprintf(stderr, "mysocketctl: ctl_malformed reply from mysocketd: %s\n", what);
         return CTL_EXIT_FAILURE;
 }
 
@@ -141,9 +134,9 @@ static int cmd_list(struct ctl_context *ctx, int argc, char **argv) {
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0)
-                if ((r = common_option(ctx, c)) >= 0)
+                if ((r = ctl_common_option(ctx, c)) >= 0)
                         return r;
-        if ((r = check_args(ctx, argc, argv, 0, 0, "")) >= 0)
+        if ((r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
                 return r;
 
         req = proto_request_new("list");
@@ -152,7 +145,7 @@ static int cmd_list(struct ctl_context *ctx, int argc, char **argv) {
                 return r;
         bindings = cJSON_GetObjectItemCaseSensitive(reply, "bindings");
         if (!cJSON_IsArray(bindings)) {
-                r = malformed("\"bindings\" is not an array");
+                r = ctl_malformed("\"bindings\" is not an array");
                 goto out;
         }
         if (ctx->json) {
@@ -169,7 +162,7 @@ static int cmd_list(struct ctl_context *ctx, int argc, char **argv) {
                 char *error = NULL;
 
                 if (proto_binding_from_json(i, &b, &error) < 0) {
-                        r = malformed(error);
+                        r = ctl_malformed(error);
                         free(error);
                         goto out;
                 }
@@ -197,7 +190,7 @@ static int fetch_binding(const struct ctl_context *ctx, const char *name, cJSON 
         b = cJSON_GetObjectItemCaseSensitive(reply, "binding");
         if (!cJSON_IsObject(b)) {
                 cJSON_Delete(reply);
-                return malformed("\"binding\" is not an object");
+                return ctl_malformed("\"binding\" is not an object");
         }
         *ret = reply;
         *binding = b;
@@ -212,9 +205,9 @@ static int cmd_show(struct ctl_context *ctx, int argc, char **argv) {
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0)
-                if ((r = common_option(ctx, c)) >= 0)
+                if ((r = ctl_common_option(ctx, c)) >= 0)
                         return r;
-        if ((r = check_args(ctx, argc, argv, 1, 1, "NAME")) >= 0)
+        if ((r = ctl_check_args(ctx, argc, argv, 1, 1, "NAME")) >= 0)
                 return r;
 
         r = fetch_binding(ctx, argv[optind], &reply, &b);
@@ -260,7 +253,7 @@ static int wait_until_up(const struct ctl_context *ctx, const char *name, unsign
                         return r;
                 if (proto_binding_from_json(o, &b, &error) < 0) {
                         cJSON_Delete(reply);
-                        r = malformed(error);
+                        r = ctl_malformed(error);
                         free(error);
                         return r;
                 }
@@ -324,7 +317,7 @@ static int cmd_add(struct ctl_context *ctx, int argc, char **argv) {
                 switch (c) {
                 case OPT_PORT:
                         if (parse_port(optarg, &a.port) < 0) {
-                                r = usage_error(ctx, "--port: \"%s\" is not a port (1-65535)", optarg);
+                                r = ctl_usage_error(ctx, "--port: \"%s\" is not a port (1-65535)", optarg);
                                 goto out;
                         }
                         break;
@@ -334,7 +327,7 @@ static int cmd_add(struct ctl_context *ctx, int argc, char **argv) {
                         break;
                 case OPT_TYPE:
                         if (!proto_type_valid(optarg)) {
-                                r = usage_error(ctx, "--type: \"%s\" is not one of http, https, tcp, tls", optarg);
+                                r = ctl_usage_error(ctx, "--type: \"%s\" is not one of http, https, tcp, tls", optarg);
                                 goto out;
                         }
                         free(a.type);
@@ -361,31 +354,31 @@ static int cmd_add(struct ctl_context *ctx, int argc, char **argv) {
                         break;
                 case OPT_REMOTE_PORT:
                         if (parse_port(optarg, &a.remote_port) < 0) {
-                                r = usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535)", optarg);
+                                r = ctl_usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535)", optarg);
                                 goto out;
                         }
                         break;
                 case OPT_WAIT:
                         wait = WAIT_DEFAULT_SEC;
                         if (optarg && parse_uint(optarg, 1, 86400, &wait) < 0) {
-                                r = usage_error(ctx, "--wait: \"%s\" is not a number of seconds (1-86400)", optarg);
+                                r = ctl_usage_error(ctx, "--wait: \"%s\" is not a number of seconds (1-86400)", optarg);
                                 goto out;
                         }
                         break;
                 default:
-                        if ((r = common_option(ctx, c)) >= 0)
+                        if ((r = ctl_common_option(ctx, c)) >= 0)
                                 goto out;
                 }
         }
-        if ((r = check_args(ctx, argc, argv, 1, 1, "NAME")) >= 0)
+        if ((r = ctl_check_args(ctx, argc, argv, 1, 1, "NAME")) >= 0)
                 goto out;
         if (!binding_name_valid(argv[optind])) {
-                r = usage_error(ctx, "\"%s\" is not a valid binding name (letters, digits, '_', '.', '-'; "
+                r = ctl_usage_error(ctx, "\"%s\" is not a valid binding name (letters, digits, '_', '.', '-'; "
                                 "at most %d; starting with a letter or digit)", argv[optind], BINDING_NAME_MAX);
                 goto out;
         }
         if (a.port == 0) {
-                r = usage_error(ctx, "missing --port PORT");
+                r = ctl_usage_error(ctx, "missing --port PORT");
                 goto out;
         }
         a.name = xstrdup(argv[optind]);
@@ -397,7 +390,7 @@ static int cmd_add(struct ctl_context *ctx, int argc, char **argv) {
                 goto out;
         b = cJSON_GetObjectItemCaseSensitive(reply, "binding");
         if (!cJSON_IsObject(b)) {
-                r = malformed("\"binding\" is not an object");
+                r = ctl_malformed("\"binding\" is not an object");
                 goto out;
         }
 
@@ -438,10 +431,10 @@ static int cmd_remove(struct ctl_context *ctx, int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 if (c == 'p')
                         purge = true;
-                else if ((r = common_option(ctx, c)) >= 0)
+                else if ((r = ctl_common_option(ctx, c)) >= 0)
                         return r;
         }
-        if ((r = check_args(ctx, argc, argv, 1, 1, "NAME")) >= 0)
+        if ((r = ctl_check_args(ctx, argc, argv, 1, 1, "NAME")) >= 0)
                 return r;
 
         req = proto_request_new("remove");
@@ -451,7 +444,7 @@ static int cmd_remove(struct ctl_context *ctx, int argc, char **argv) {
         if (r != 0)
                 return r;
         if (ctx->json)
-                print_result_json(reply);
+                ctl_print_result_json(reply);
         else {
                 _cleanup_(freep) char *name = sanitize_text(argv[optind], 256);
                 printf("Removed %s%s.\n", name, purge ? " (and its socket at the API, if the daemon created it)" : "");
@@ -469,9 +462,9 @@ static int cmd_status(struct ctl_context *ctx, int argc, char **argv) {
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0)
-                if ((r = common_option(ctx, c)) >= 0)
+                if ((r = ctl_common_option(ctx, c)) >= 0)
                         return r;
-        if ((r = check_args(ctx, argc, argv, 0, 0, "")) >= 0)
+        if ((r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
                 return r;
 
         req = proto_request_new("status");
@@ -481,7 +474,7 @@ static int cmd_status(struct ctl_context *ctx, int argc, char **argv) {
         status = cJSON_GetObjectItemCaseSensitive(reply, "status");
         if (!cJSON_IsObject(status)) {
                 cJSON_Delete(reply);
-                return malformed("\"status\" is not an object");
+                return ctl_malformed("\"status\" is not an object");
         }
         if (ctx->json) {
                 output_json(status);
@@ -530,9 +523,9 @@ static int cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0)
-                if ((r = common_option(ctx, c)) >= 0)
+                if ((r = ctl_common_option(ctx, c)) >= 0)
                         return r;
-        if ((r = check_args(ctx, argc, argv, 0, 0, "")) >= 0)
+        if ((r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
                 return r;
 
         req = proto_request_new("reload");
@@ -545,7 +538,7 @@ static int cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
                         fprintf(stderr, "warning: %s\n", s);
                 }
         if (ctx->json)
-                print_result_json(reply);
+                ctl_print_result_json(reply);
         else {
                 rl = cJSON_GetObjectItemCaseSensitive(reply, "reload");
                 printf("Configuration reloaded.\n");
@@ -560,7 +553,7 @@ static int cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
 
 /* ---- logs ----------------------------------------------------------------------------- */
 
-static int print_event(const struct ctl_context *ctx, const cJSON *o) {
+int ctl_print_event(const struct ctl_context *ctx, const cJSON *o) {
         struct proto_event e = {};
         char *error = NULL, buf[32];
 
@@ -569,7 +562,7 @@ static int print_event(const struct ctl_context *ctx, const cJSON *o) {
                 return 0;
         }
         if (proto_event_from_json(o, &e, &error) < 0) {
-                int r = malformed(error);
+                int r = ctl_malformed(error);
                 free(error);
                 return r;
         }
@@ -604,11 +597,11 @@ static int cmd_logs(struct ctl_context *ctx, int argc, char **argv) {
                         follow = true;
                 else if (c == 'n') {
                         if (parse_uint(optarg, 0, 100000, &lines) < 0)
-                                return usage_error(ctx, "--lines: \"%s\" is not a number (0-100000)", optarg);
-                } else if ((r = common_option(ctx, c)) >= 0)
+                                return ctl_usage_error(ctx, "--lines: \"%s\" is not a number (0-100000)", optarg);
+                } else if ((r = ctl_common_option(ctx, c)) >= 0)
                         return r;
         }
-        if ((r = check_args(ctx, argc, argv, 0, 1, "")) >= 0)
+        if ((r = ctl_check_args(ctx, argc, argv, 0, 1, "")) >= 0)
                 return r;
 
         req = proto_request_new("logs");
@@ -631,14 +624,14 @@ static int cmd_logs(struct ctl_context *ctx, int argc, char **argv) {
                 goto out;
         events = cJSON_GetObjectItemCaseSensitive(reply, "events");
         if (!cJSON_IsArray(events)) {
-                r = malformed("\"events\" is not an array");
+                r = ctl_malformed("\"events\" is not an array");
                 goto out;
         }
         if (ctx->json && !follow)
                 output_json(events);
         else
                 cJSON_ArrayForEach(i, events)
-                        if ((r = print_event(ctx, i)) != 0)
+                        if ((r = ctl_print_event(ctx, i)) != 0)
                                 goto out;
 
         /* Following: one {"v":1,"event":{...}} line per event until the daemon closes. */
@@ -653,48 +646,16 @@ static int cmd_logs(struct ctl_context *ctx, int argc, char **argv) {
                 if (!ev) {
                         r = client_report_error(reply);
                         if (r == 0)
-                                r = malformed("expected an event line");
+                                r = ctl_malformed("expected an event line");
                         goto out;
                 }
-                if ((r = print_event(ctx, ev)) != 0)
+                if ((r = ctl_print_event(ctx, ev)) != 0)
                         goto out;
         }
 out:
         cJSON_Delete(reply);
         client_close(&cl);
         return r;
-}
-
-/* ---- commands the daemon does not offer yet ------------------------------------------- */
-
-/* Sends the bare command so that the daemon's answer ("unavailable", "invalid") is what
- * the user sees; the arguments are checked once the daemon implements the command. */
-static int cmd_forward(struct ctl_context *ctx, int argc, char **argv) {
-        _cleanup_(proto_json_freep) cJSON *req = NULL;
-        cJSON *reply = NULL;
-        int r;
-
-        for (int i = 1; i < argc; i++) {
-                if (streq(argv[i], "--"))
-                        break;
-                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
-                        return print_help(ctx);
-                if (streq(argv[i], "--json"))
-                        ctx->json = true;
-        }
-        req = proto_request_new(ctx->cmd->name);
-        r = client_call(ctx->socket_path, req, &reply);
-        if (r != 0)
-                return r;
-        if (ctx->json)
-                print_result_json(reply);
-        else {
-                cJSON_DeleteItemFromObjectCaseSensitive(reply, "v");
-                cJSON_DeleteItemFromObjectCaseSensitive(reply, "ok");
-                output_object(reply, stdout);
-        }
-        cJSON_Delete(reply);
-        return 0;
 }
 
 /* ---- the table ------------------------------------------------------------------------ */
@@ -740,21 +701,26 @@ static const struct ctl_command commands[] = {
           "  -f, --follow         keep printing new events until interrupted\n"
           "  -n, --lines LINES    how many recent events (default 100)\n"
           "  --json               print JSON (with -f: one event object per line)\n" },
-        { "connect", NULL, cmd_forward,
-          "--port PORT [--type T] [--name DISPLAY] [--protected --username U --password P]",
-          "Quick connect: a temporary binding whose logs stream here; Ctrl-C removes it.", "" },
-        { "login", NULL, cmd_forward,
+        { "connect", NULL, ctl_cmd_connect,
+          "--port PORT [--host H] [--type T] [--name DISPLAY] [--protected --username U --password P]",
+          "Quick connect: a temporary binding whose logs stream here; Ctrl-C removes it.",
+          CTL_CONNECT_HELP },
+        { "login", NULL, ctl_cmd_login,
           "--email E [--password-file F]",
-          "Log the daemon in to the mysocket API.", "" },
-        { "account", NULL, cmd_forward,
+          "Log the daemon in to the mysocket API.",
+          CTL_LOGIN_HELP },
+        { "account", NULL, ctl_cmd_account,
           "show",
-          "The API account the daemon uses.", "" },
-        { "socket", NULL, cmd_forward,
+          "The API account the daemon uses.",
+          CTL_ACCOUNT_HELP },
+        { "socket", NULL, ctl_cmd_socket,
           "ls | create --name N --type T [...] | delete SOCKET_ID",
-          "Sockets at the API.", "" },
-        { "tunnel", NULL, cmd_forward,
+          "Sockets at the API.",
+          CTL_SOCKET_HELP },
+        { "tunnel", NULL, ctl_cmd_tunnel,
           "ls SOCKET_ID | create SOCKET_ID | delete SOCKET_ID TUNNEL_ID",
-          "Tunnels of a socket at the API.", "" },
+          "Tunnels of a socket at the API.",
+          CTL_TUNNEL_HELP },
 };
 
 const struct ctl_command *ctl_command_find(const char *name) {
