@@ -1,1 +1,1038 @@
-/* stub: to be written */
+/* The tunnel engine, session side: resolve, connect, SSH handshake, host key, auth, forward
+ * request, log shell, keepalives and the pump that drives every libssh2 call. The
+ * channel <-> socket bridging lives in tunnel-bridge.c, host keys in hostkey.c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#include "log.h"
+#include "tunnel-internal.h"
+
+#define USEC_PER_SEC 1000000ULL
+#define CONNECT_TIMEOUT_USEC (10 * USEC_PER_SEC)     /* per relay address */
+#define SETUP_TIMEOUT_MIN_SEC 30
+#define LISTEN_QUEUE 4096    /* libssh2 refuses channels past this many unaccepted ones */
+
+/* ---- asynchronous name resolution --------------------------------------------------- */
+
+/* getaddrinfo_a() notifies from a helper thread. The request is refcounted (the tunnel
+ * and the pending notification each hold a reference) so that a tunnel freed while the
+ * lookup is still running leaves the late notification harmless: it writes to an eventfd
+ * the request itself owns and drops the last reference. */
+struct resolve {
+        int n_ref;
+        int efd;
+        bool local;               /* resolving local_host (else the relay) */
+        struct gaicb cb;
+        struct gaicb *list[1];
+        struct addrinfo hints;
+        char *host;
+        char port[8];
+};
+
+static void resolve_unref(struct resolve *r) {
+        if (!r || __atomic_sub_fetch(&r->n_ref, 1, __ATOMIC_ACQ_REL) > 0)
+                return;
+        if (r->cb.ar_result)
+                freeaddrinfo(r->cb.ar_result);
+        if (r->efd >= 0)
+                close(r->efd);
+        free(r->host);
+        free(r);
+}
+
+static void resolve_notify(union sigval v) {
+        struct resolve *r = v.sival_ptr;
+        uint64_t one = 1;
+        (void) !write(r->efd, &one, sizeof(one));
+        resolve_unref(r);
+}
+
+static void resolve_cancel(struct tunnel *t) {
+        if (!t->resolve)
+                return;
+        t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
+        /* Cancelled requests are never notified: drop the notification's reference too. */
+        if (gai_cancel(&t->resolve->cb) == EAI_CANCELED)
+                resolve_unref(t->resolve);
+        resolve_unref(t->resolve);
+        t->resolve = NULL;
+}
+
+static int parse_literal(const char *host, uint16_t port, struct addr *a) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *) &a->sa;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &a->sa;
+        memset(a, 0, sizeof(*a));
+        if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+                in4->sin_family = AF_INET;
+                in4->sin_port = htons(port);
+                a->len = sizeof(*in4);
+                return 0;
+        }
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons(port);
+                a->len = sizeof(*in6);
+                return 0;
+        }
+        return -EINVAL;
+}
+
+static void addrs_from_ai(const struct addrinfo *ai, struct addr **ret, size_t *n) {
+        size_t c = 0;
+        for (const struct addrinfo *i = ai; i; i = i->ai_next)
+                c++;
+        *ret = xcalloc(c, sizeof(struct addr));
+        *n = 0;
+        for (const struct addrinfo *i = ai; i; i = i->ai_next) {
+                if (i->ai_addrlen > sizeof(struct sockaddr_storage))
+                        continue;
+                memcpy(&(*ret)[*n].sa, i->ai_addr, i->ai_addrlen);
+                (*ret)[(*n)++].len = i->ai_addrlen;
+        }
+}
+
+static void resolve_next(struct tunnel *t);
+static void connect_next(struct tunnel *t);
+
+static int on_resolved(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct tunnel *t = userdata;
+        struct resolve *r = t->resolve;
+        uint64_t v;
+        (void) s, (void) revents;
+        (void) !read(fd, &v, sizeof(v));
+
+        tunnel_enter(t);
+        int e = gai_error(&r->cb);
+        if (e == EAI_INPROGRESS)
+                goto out;
+        if (!r->local) {
+                if (e != 0) {
+                        tunnel_fail(t, -EHOSTUNREACH, false, "cannot resolve relay %s: %s", t->p.server,
+                                    gai_strerror(e));
+                        goto out;
+                }
+                addrs_from_ai(r->cb.ar_result, &t->srv_addrs, &t->n_srv_addrs);
+        } else {
+                if (e != 0)
+                        t->loc_resolve_error = e;
+                else
+                        addrs_from_ai(r->cb.ar_result, &t->loc_addrs, &t->n_loc_addrs);
+        }
+        t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
+        resolve_unref(t->resolve);
+        t->resolve = NULL;
+        resolve_next(t);
+out:
+        tunnel_leave(t);
+        return 0;
+}
+
+static int resolve_start(struct tunnel *t, const char *host, uint16_t port, bool local) {
+        struct resolve *r = xcalloc(1, sizeof(*r));
+        int k;
+        r->n_ref = 2;
+        r->local = local;
+        r->host = xstrdup(host);
+        snprintf(r->port, sizeof(r->port), "%u", port);
+        r->hints.ai_socktype = SOCK_STREAM;
+        r->hints.ai_protocol = IPPROTO_TCP;
+        r->cb.ar_name = r->host;
+        r->cb.ar_service = r->port;
+        r->cb.ar_request = &r->hints;
+        r->list[0] = &r->cb;
+        r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (r->efd < 0) {
+                k = -errno;
+                r->n_ref = 1;
+                resolve_unref(r);
+                return k;
+        }
+        k = sd_event_add_io(t->event, &t->resolve_io, r->efd, EPOLLIN, on_resolved, t);
+        if (k < 0) {
+                r->n_ref = 1;
+                resolve_unref(r);
+                return k;
+        }
+        struct sigevent sev = {
+                .sigev_notify = SIGEV_THREAD,
+                .sigev_value.sival_ptr = r,
+                .sigev_notify_function = resolve_notify,
+        };
+        t->resolve = r;
+        k = getaddrinfo_a(GAI_NOWAIT, r->list, 1, &sev);
+        if (k != 0) {
+                t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
+                t->resolve = NULL;
+                r->n_ref = 1;     /* nothing was queued, so nothing will notify */
+                resolve_unref(r);
+                return k == EAI_MEMORY ? -ENOMEM : -EAGAIN;
+        }
+        return 0;
+}
+
+/* Relay first, then the local service (each skipped for an address literal), then connect. */
+static void resolve_next(struct tunnel *t) {
+        struct addr a;
+        int r;
+        if (!t->srv_addrs) {
+                if (parse_literal(t->p.server, t->p.server_port, &a) == 0) {
+                        t->srv_addrs = xmalloc(sizeof(a));
+                        t->srv_addrs[0] = a;
+                        t->n_srv_addrs = 1;
+                } else {
+                        r = resolve_start(t, t->p.server, t->p.server_port, false);
+                        if (r < 0)
+                                tunnel_fail(t, r, false, "cannot resolve relay %s: %s", t->p.server, strerror(-r));
+                        return;
+                }
+        }
+        if (!t->loc_addrs && !t->loc_resolve_error) {
+                if (parse_literal(t->p.local_host, t->p.local_port, &a) == 0) {
+                        t->loc_addrs = xmalloc(sizeof(a));
+                        t->loc_addrs[0] = a;
+                        t->n_loc_addrs = 1;
+                } else {
+                        r = resolve_start(t, t->p.local_host, t->p.local_port, true);
+                        if (r < 0)
+                                t->loc_resolve_error = EAI_SYSTEM;
+                        else
+                                return;
+                }
+        }
+        t->state = TUNNEL_CONNECTING;
+        connect_next(t);
+}
+
+/* ---- libssh2 I/O callbacks ---------------------------------------------------------- */
+
+/* Our own socket I/O, to see what libssh2 hides: the time of the last byte received (the
+ * liveness signal), EOF and errno (forward_accept() reports a dead socket as "channel not
+ * found"), and so that a tunnel being torn down can make every call fail fast. */
+static LIBSSH2_RECV_FUNC(recv_cb) {
+        struct tunnel *t = *abstract;
+        if (t->no_io)
+                return -ECONNRESET;
+        ssize_t n = recv(socket, buffer, length, flags);
+        if (n > 0) {
+                uint64_t now;
+                t->rx_gen++;
+                if (sd_event_now(t->event, CLOCK_MONOTONIC, &now) >= 0)
+                        t->last_rx = now;
+                return n;
+        }
+        if (n == 0) {
+                t->sock_broken = true;
+                return 0;
+        }
+        if (errno == EAGAIN || errno == EINTR)
+                return -EAGAIN;
+        t->sock_broken = true;
+        t->sock_errno = errno;
+        return -errno;
+}
+
+static LIBSSH2_SEND_FUNC(send_cb) {
+        struct tunnel *t = *abstract;
+        if (t->no_io)
+                return -EPIPE;
+        ssize_t n = send(socket, buffer, length, flags | MSG_NOSIGNAL);
+        if (n >= 0)
+                return n;
+        if (errno == EAGAIN || errno == EINTR)
+                return -EAGAIN;
+        t->sock_broken = true;
+        t->sock_errno = errno;
+        return -errno;
+}
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+int ssh_errno(struct tunnel *t, int rc, const char **msg) {
+        char *m = NULL;
+        if (t->session)
+                libssh2_session_last_error(t->session, &m, NULL, 0);
+        if (msg)
+                *msg = m && *m ? m : "unknown libssh2 error";
+        if (t->sock_broken && t->sock_errno)
+                return -t->sock_errno;
+        switch (rc) {
+        case LIBSSH2_ERROR_EAGAIN:                  return -EAGAIN;
+        case LIBSSH2_ERROR_ALLOC:                   return -ENOMEM;
+        case LIBSSH2_ERROR_SOCKET_SEND:
+        case LIBSSH2_ERROR_SOCKET_RECV:
+        case LIBSSH2_ERROR_SOCKET_DISCONNECT:
+        case LIBSSH2_ERROR_BANNER_RECV:
+        case LIBSSH2_ERROR_BANNER_SEND:             return -ECONNRESET;
+        case LIBSSH2_ERROR_TIMEOUT:
+        case LIBSSH2_ERROR_SOCKET_TIMEOUT:          return -ETIMEDOUT;
+        case LIBSSH2_ERROR_AUTHENTICATION_FAILED:
+        case LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED:    return -EACCES;
+        case LIBSSH2_ERROR_FILE:
+        case LIBSSH2_ERROR_KEYFILE_AUTH_FAILED:     return -ENOKEY;
+        case LIBSSH2_ERROR_REQUEST_DENIED:
+        case LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED:  return -EADDRINUSE;
+        case LIBSSH2_ERROR_CHANNEL_CLOSED:
+        case LIBSSH2_ERROR_CHANNEL_EOF_SENT:        return -EPIPE;
+        case LIBSSH2_ERROR_METHOD_NONE:
+        case LIBSSH2_ERROR_KEX_FAILURE:
+        case LIBSSH2_ERROR_KEY_EXCHANGE_FAILURE:
+        case LIBSSH2_ERROR_HOSTKEY_INIT:
+        case LIBSSH2_ERROR_HOSTKEY_SIGN:
+        case LIBSSH2_ERROR_DECRYPT:
+        case LIBSSH2_ERROR_INVALID_MAC:
+        case LIBSSH2_ERROR_PROTO:                   return -EPROTO;
+        default:                                    return -EIO;
+        }
+}
+
+void tunnel_fail(struct tunnel *t, int error, bool permanent, const char *fmt, ...) {
+        if (t->state == TUNNEL_DOWN || t->freed)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_(freep) char *msg = xvasprintf(fmt, ap);
+        va_end(ap);
+
+        t->state = TUNNEL_DOWN;
+        resolve_cancel(t);
+        sd_event_source_set_enabled(t->io, SD_EVENT_OFF);
+        sd_event_source_set_enabled(t->timer, SD_EVENT_OFF);
+        sd_event_source_set_enabled(t->defer, SD_EVENT_OFF);
+        for (struct conn *c = t->conns_head; c; c = c->next) {
+                sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+                sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        }
+        log_binding(LOG_DEBUG, t->p.name, "tunnel", "session ends: %s", msg);
+        if (t->cb.on_down)
+                t->cb.on_down(t, error < 0 ? error : -EIO, permanent, msg, t->userdata);
+}
+
+/* A libssh2 error that ends the whole session (as opposed to one channel). */
+static bool ssh_fatal(struct tunnel *t, ssize_t rc) {
+        if (t->sock_broken)
+                return true;
+        switch (rc) {
+        case LIBSSH2_ERROR_EAGAIN:
+        case LIBSSH2_ERROR_CHANNEL_CLOSED:
+        case LIBSSH2_ERROR_CHANNEL_EOF_SENT:
+        case LIBSSH2_ERROR_CHANNEL_UNKNOWN:
+        case LIBSSH2_ERROR_CHANNEL_FAILURE:
+        case LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED:
+        case LIBSSH2_ERROR_CHANNEL_WINDOW_EXCEEDED:
+        case LIBSSH2_ERROR_CHANNEL_PACKET_EXCEEDED:
+        case LIBSSH2_ERROR_CHANNEL_WINDOW_FULL:
+        case LIBSSH2_ERROR_REQUEST_DENIED:
+        case LIBSSH2_ERROR_BAD_USE:
+        case LIBSSH2_ERROR_INVAL:
+                return false;
+        default:
+                return rc < 0;
+        }
+}
+
+static void fail_lost(struct tunnel *t, ssize_t rc) {
+        const char *m;
+        int e = ssh_errno(t, (int) rc, &m);
+        if (t->sock_broken && !t->sock_errno)
+                tunnel_fail(t, -ECONNRESET, false, "relay %s:%u closed the connection", t->p.server,
+                            t->p.server_port);
+        else if (t->sock_broken)
+                tunnel_fail(t, e, false, "connection to relay %s:%u lost: %s", t->p.server, t->p.server_port,
+                            strerror(-e));
+        else
+                tunnel_fail(t, e, false, "SSH session with %s:%u failed: %s", t->p.server, t->p.server_port, m);
+}
+
+/* ---- the one-pending-call discipline ------------------------------------------------ */
+
+static bool op_sends(enum op_kind k) {
+        return k == OP_WRITE || k == OP_EOF || k == OP_ADJUST || k == OP_KEEPALIVE || k == OP_FREE ||
+               k == OP_PROBE;
+}
+
+ssize_t op_run(struct tunnel *t, enum op_kind kind, struct conn *c, char *buf, size_t len) {
+        ssize_t rc = LIBSSH2_ERROR_INVAL;
+        int next;
+
+        switch (kind) {
+        case OP_ACCEPT:
+                t->accepted = libssh2_channel_forward_accept(t->listener);
+                rc = t->accepted ? 1 : libssh2_session_last_errno(t->session);
+                break;
+        case OP_READ:
+                rc = libssh2_channel_read(c->ch, buf, len);
+                break;
+        case OP_WRITE:
+                rc = libssh2_channel_write(c->ch, buf, len);
+                break;
+        case OP_EOF:
+                rc = libssh2_channel_send_eof(c->ch);
+                break;
+        case OP_ADJUST:
+                rc = libssh2_channel_receive_window_adjust2(c->ch, (unsigned long) len, 1, NULL);
+                break;
+        case OP_FREE:
+                rc = libssh2_channel_free(c->ch);
+                break;
+        case OP_PROBE:
+                rc = libssh2_channel_setenv_ex(c->ch, "MYSOCKETD_KEEPALIVE", 19, "1", 1);
+                break;
+        case OP_KEEPALIVE:
+                rc = libssh2_keepalive_send(t->session, &next);
+                break;
+        case OP_NONE:
+                break;
+        }
+
+        if (libssh2_session_block_directions(t->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND) {
+                if (rc == LIBSSH2_ERROR_EAGAIN && op_sends(kind))
+                        t->pending = (struct op) { kind, c, buf, len };
+                else
+                        /* A reply libssh2 queued by itself (open confirmation, window adjust,
+                         * rekey) is half sent: only a pure read may resume it. */
+                        t->pending = (struct op) { OP_ACCEPT, NULL, NULL, 0 };
+        } else
+                t->pending = (struct op) { OP_NONE, NULL, NULL, 0 };
+        return rc;
+}
+
+/* Room in the kernel send queue: with TCP_NOTSENT_LOWAT, EPOLLOUT means exactly this, and
+ * keeping the queue short means libssh2 practically never leaves a packet half sent (which
+ * is what makes 1.10 drop data when another call comes along). */
+bool tunnel_send_room(struct tunnel *t) {
+        int unsent = 0;
+        if (ioctl(t->fd, SIOCOUTQNSD, &unsent) < 0)
+                return true;
+        return unsent < SEND_LOWAT;
+}
+
+/* ---- event plumbing --------------------------------------------------------------------- */
+
+static void tunnel_destroy(struct tunnel *t);
+
+void tunnel_enter(struct tunnel *t) {
+        t->depth++;
+}
+
+void tunnel_leave(struct tunnel *t) {
+        if (--t->depth == 0 && t->freed)
+                tunnel_destroy(t);
+}
+
+void tunnel_schedule(struct tunnel *t) {
+        if (t->defer && t->state != TUNNEL_DOWN && !t->freed)
+                sd_event_source_set_enabled(t->defer, SD_EVENT_ONESHOT);
+}
+
+static void update_session_events(struct tunnel *t) {
+        if (!t->io || t->state == TUNNEL_DOWN || t->freed)
+                return;
+        uint32_t ev = EPOLLIN;
+        if (t->state == TUNNEL_CONNECTING)
+                ev = EPOLLOUT;
+        else if (t->session && ((libssh2_session_block_directions(t->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND) ||
+                                t->pending.kind != OP_NONE || t->want_room))
+                ev |= EPOLLOUT;
+        sd_event_source_set_io_events(t->io, ev);
+}
+
+static void arm_timer(struct tunnel *t, uint64_t when) {
+        sd_event_source_set_time(t->timer, when);
+        sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT);
+}
+
+static uint64_t now_mono(struct tunnel *t) {
+        uint64_t now;
+        if (sd_event_now(t->event, CLOCK_MONOTONIC, &now) < 0)
+                now = now_monotonic_usec();
+        return now;
+}
+
+static uint64_t dead_after_usec(const struct tunnel *t) {
+        uint64_t d = (uint64_t) t->p.keepalive_interval * t->p.keepalive_count;
+        /* With a single interval a late probe reply would race the deadline. */
+        if (t->p.keepalive_count < 2)
+                d += 2;
+        return d * USEC_PER_SEC;
+}
+
+/* ---- TCP connect ---------------------------------------------------------------------- */
+
+static void set_sockopts(struct tunnel *t, int fd) {
+        int one = 1;
+        unsigned timeout = t->p.keepalive_interval * t->p.keepalive_count * 1000;
+        int lowat = SEND_LOWAT;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        if (timeout > 0)
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+}
+
+static int on_session_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static void pump(struct tunnel *t);
+
+static void connect_next(struct tunnel *t) {
+        int last = ECONNREFUSED;
+
+        t->io = sd_event_source_disable_unref(t->io);
+        if (t->fd >= 0)
+                close(t->fd);
+        t->fd = -1;
+
+        while (t->srv_idx < t->n_srv_addrs) {
+                struct addr *a = &t->srv_addrs[t->srv_idx++];
+                int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+                if (fd < 0) {
+                        last = errno;
+                        continue;
+                }
+                set_sockopts(t, fd);
+                if (connect(fd, (struct sockaddr *) &a->sa, a->len) < 0 && errno != EINPROGRESS) {
+                        last = errno;
+                        close(fd);
+                        continue;
+                }
+                int r = sd_event_add_io(t->event, &t->io, fd, EPOLLOUT, on_session_io, t);
+                if (r < 0) {
+                        close(fd);
+                        tunnel_fail(t, r, false, "cannot watch the relay socket: %s", strerror(-r));
+                        return;
+                }
+                t->fd = fd;
+                uint64_t deadline = now_mono(t) + CONNECT_TIMEOUT_USEC;
+                arm_timer(t, deadline < t->setup_deadline ? deadline : t->setup_deadline);
+                return;
+        }
+        tunnel_fail(t, -last, false, "cannot connect to relay %s:%u: %s", t->p.server, t->p.server_port,
+                    strerror(last));
+}
+
+static void connect_done(struct tunnel *t) {
+        int err = 0;
+        socklen_t l = sizeof(err);
+        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+                err = errno;
+        if (err == EINPROGRESS || err == EALREADY)
+                return;
+        if (err != 0) {
+                log_binding(LOG_DEBUG, t->p.name, "connect", "connecting to relay %s:%u: %s; trying the next address",
+                            t->p.server, t->p.server_port, strerror(err));
+                connect_next(t);
+                return;
+        }
+
+        t->session = libssh2_session_init_ex(NULL, NULL, NULL, t);
+        if (!t->session) {
+                tunnel_fail(t, -ENOMEM, false, "cannot create an SSH session");
+                return;
+        }
+        libssh2_session_callback_set(t->session, LIBSSH2_CALLBACK_RECV, (void *) recv_cb);
+        libssh2_session_callback_set(t->session, LIBSSH2_CALLBACK_SEND, (void *) send_cb);
+        libssh2_session_set_blocking(t->session, 0);
+        /* RSA host keys with SHA-1 signatures fail against OpenSSH >= 8.8 in 1.10: prefer ed25519. */
+        (void) libssh2_session_method_pref(t->session, LIBSSH2_METHOD_HOSTKEY,
+                                           "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,"
+                                           "ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa");
+        t->last_rx = now_mono(t);
+        t->state = TUNNEL_HANDSHAKE;
+        arm_timer(t, t->setup_deadline);
+        pump(t);
+}
+
+/* ---- SSH setup ------------------------------------------------------------------------- */
+
+static int check_identity(struct tunnel *t) {
+        struct stat st;
+        const char *f = t->p.identity_file;
+        if (!f || !*f) {
+                tunnel_fail(t, -ENOKEY, true, "no identity_file configured");
+                return -ENOKEY;
+        }
+        if (stat(f, &st) < 0) {
+                int e = errno;
+                tunnel_fail(t, -e, true, e == ENOENT ? "identity file %s does not exist" :
+                            "cannot access identity file %s: %s", f, strerror(e));
+                return -e;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                tunnel_fail(t, -EINVAL, true, "identity file %s is not a regular file", f);
+                return -EINVAL;
+        }
+        if (st.st_mode & 077) {
+                tunnel_fail(t, -EPERM, true, "identity file %s is readable by others (mode %04o); chmod 600 %s", f,
+                            (unsigned) (st.st_mode & 07777), f);
+                return -EPERM;
+        }
+        if (access(f, R_OK) < 0) {
+                int e = errno;
+                tunnel_fail(t, -e, true, "cannot read identity file %s: %s", f, strerror(e));
+                return -e;
+        }
+        return 0;
+}
+
+/* Runs handshake, host key check, authentication and the forward request as far as the
+ * socket allows. Each step is retried with the same arguments until it stops saying EAGAIN;
+ * nothing else touches the session meanwhile. */
+static void setup_step(struct tunnel *t) {
+        const char *m;
+        int rc;
+
+        for (;;) {
+                switch (t->state) {
+                case TUNNEL_HANDSHAKE:
+                        rc = libssh2_session_handshake(t->session, t->fd);
+                        if (rc == LIBSSH2_ERROR_EAGAIN)
+                                return;
+                        if (rc) {
+                                int e = ssh_errno(t, rc, &m);
+                                tunnel_fail(t, e, false, "SSH handshake with %s:%u failed: %s", t->p.server,
+                                            t->p.server_port, t->sock_broken ? strerror(-e) : m);
+                                return;
+                        }
+                        {
+                                _cleanup_(freep) char *msg = NULL;
+                                int r = hostkey_verify(t->session, &t->p, &msg);
+                                if (r < 0) {
+                                        tunnel_fail(t, r, r == -EPERM, "%s", msg);
+                                        return;
+                                }
+                        }
+                        t->state = TUNNEL_AUTH;
+                        break;
+
+                case TUNNEL_AUTH: {
+                        _cleanup_(freep) char *pub = xasprintf("%s.pub", t->p.identity_file);
+                        rc = libssh2_userauth_publickey_fromfile_ex(t->session, t->p.user,
+                                                                    (unsigned) strlen(t->p.user),
+                                                                    access(pub, R_OK) == 0 ? pub : NULL,
+                                                                    t->p.identity_file, NULL);
+                        if (rc == LIBSSH2_ERROR_EAGAIN)
+                                return;
+                        if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) {
+                                tunnel_fail(t, -EACCES, true, "relay %s:%u rejected the key %s for user %s",
+                                            t->p.server, t->p.server_port, t->p.identity_file, t->p.user);
+                                return;
+                        }
+                        if (rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) {
+                                ssh_errno(t, rc, &m);
+                                tunnel_fail(t, -ENOKEY, true, "cannot use identity file %s: %s (an unencrypted "
+                                            "ed25519 key in OpenSSH format is expected)", t->p.identity_file, m);
+                                return;
+                        }
+                        if (rc) {
+                                fail_lost(t, rc);
+                                return;
+                        }
+                        /* want_reply=0: with want_reply=1 the relay's REQUEST_FAILURE answers get
+                         * taken by 1.10 as the answer to a later tcpip-forward request. */
+                        libssh2_keepalive_config(t->session, 0, t->p.keepalive_interval);
+                        t->state = TUNNEL_FORWARD;
+                        break;
+                }
+
+                case TUNNEL_FORWARD:
+                        t->listener = libssh2_channel_forward_listen_ex(t->session, t->p.bind_host,
+                                                                        t->p.remote_port, &t->bound_port,
+                                                                        LISTEN_QUEUE);
+                        if (!t->listener) {
+                                rc = libssh2_session_last_errno(t->session);
+                                if (rc == LIBSSH2_ERROR_EAGAIN)
+                                        return;
+                                if (rc == LIBSSH2_ERROR_REQUEST_DENIED && !t->sock_broken) {
+                                        tunnel_fail(t, -EADDRINUSE, false, "relay refused forward on port %u "
+                                                    "(still held by an old session?)", t->p.remote_port);
+                                        return;
+                                }
+                                fail_lost(t, rc);
+                                return;
+                        }
+                        t->state = TUNNEL_UP;
+                        t->log_phase = LOG_OPEN;
+                        t->next_probe = now_mono(t) + t->p.keepalive_interval * USEC_PER_SEC;
+                        arm_timer(t, t->next_probe);
+                        log_binding(LOG_DEBUG, t->p.name, "forward", "relay %s:%u listens on %s:%d for us",
+                                    t->p.server, t->p.server_port, t->p.bind_host, t->bound_port);
+                        if (t->cb.on_up)
+                                t->cb.on_up(t, t->userdata);
+                        return;
+
+                default:
+                        return;
+                }
+        }
+}
+
+/* Opens the log shell after the forward is granted. A relay that refuses the shell still
+ * gets a working tunnel; the channel then only carries keepalive probes. Returns true when
+ * done (either way). */
+static bool log_setup_step(struct tunnel *t) {
+        const char *m;
+        int rc;
+
+        if (t->log_phase == LOG_OPEN) {
+                LIBSSH2_CHANNEL *ch = libssh2_channel_open_session(t->session);
+                if (!ch) {
+                        rc = libssh2_session_last_errno(t->session);
+                        if (rc == LIBSSH2_ERROR_EAGAIN)
+                                return false;
+                        if (ssh_fatal(t, rc)) {
+                                fail_lost(t, rc);
+                                return false;
+                        }
+                        ssh_errno(t, rc, &m);
+                        log_binding(LOG_DEBUG, t->p.name, "edge-log", "relay refused a session channel (%s); "
+                                    "no edge log, keepalives get no reply", m);
+                        t->log_phase = LOG_NONE;
+                        return true;
+                }
+                libssh2_channel_handle_extended_data2(ch, LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE);
+                t->log = conn_new(t, ch, true);
+                t->log_phase = t->log_shell_tried ? LOG_RUNNING : LOG_SHELL;
+                t->log_shell_tried = true;
+        }
+        if (t->log_phase == LOG_SHELL) {
+                rc = libssh2_channel_shell(t->log->ch);
+                if (rc == LIBSSH2_ERROR_EAGAIN)
+                        return false;
+                if (rc && ssh_fatal(t, rc)) {
+                        fail_lost(t, rc);
+                        return false;
+                }
+                if (rc) {
+                        ssh_errno(t, rc, &m);
+                        log_binding(LOG_DEBUG, t->p.name, "edge-log", "relay refused the shell (%s); "
+                                    "the tunnel works without the relay's log", m);
+                }
+                t->log_phase = LOG_RUNNING;
+        }
+        return true;
+}
+
+/* ---- the pump -------------------------------------------------------------------------- */
+
+static bool stopped(struct tunnel *t) {
+        return t->state == TUNNEL_DOWN || t->freed;
+}
+
+static void accept_done(struct tunnel *t, ssize_t rc) {
+        if (rc == 1) {
+                libssh2_channel_handle_extended_data2(t->accepted, LIBSSH2_CHANNEL_EXTENDED_DATA_IGNORE);
+                struct conn *c = conn_new(t, t->accepted, false);
+                t->accepted = NULL;
+                log_binding(LOG_DEBUG, t->p.name, "connection", "connection %" PRIu64 " from the relay",
+                            c->id);
+                return;
+        }
+        /* forward_accept() says "channel not found" for a dead socket: trust our own view. */
+        if (rc != LIBSSH2_ERROR_EAGAIN && t->sock_broken)
+                fail_lost(t, rc);
+}
+
+/* Runs the one call that left a packet half sent. Returns false while it still blocks. */
+static bool retry_pending(struct tunnel *t) {
+        struct op op = t->pending;
+        ssize_t rc = op_run(t, op.kind, op.conn, op.buf, op.len);
+        if (op.kind == OP_ACCEPT)
+                accept_done(t, rc);
+        else if (op.conn)
+                conn_op_done(op.conn, op.kind, rc);
+        else if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN && ssh_fatal(t, rc))
+                fail_lost(t, rc);
+        return !stopped(t) && t->pending.kind == OP_NONE;
+}
+
+static void up_pump(struct tunnel *t) {
+        ssize_t rc;
+
+        if ((t->log_phase == LOG_OPEN || t->log_phase == LOG_SHELL) && !log_setup_step(t))
+                return;
+        if (stopped(t))
+                return;
+
+        for (;;) {
+                rc = op_run(t, OP_ACCEPT, NULL, NULL, 0);
+                accept_done(t, rc);
+                if (stopped(t) || t->pending.kind != OP_NONE || rc != 1)
+                        break;
+        }
+        if (stopped(t) || t->pending.kind != OP_NONE)
+                return;
+
+        if (t->probe_due) {
+                if (t->log && t->log->state != CONN_CLOSING && t->log_phase == LOG_RUNNING) {
+                        if (!t->log->probe_inflight) {
+                                rc = op_run(t, OP_PROBE, t->log, NULL, 0);
+                                conn_op_done(t->log, OP_PROBE, rc);
+                        }
+                } else {
+                        rc = op_run(t, OP_KEEPALIVE, NULL, NULL, 0);
+                        if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN && ssh_fatal(t, rc)) {
+                                fail_lost(t, rc);
+                                return;
+                        }
+                }
+                t->probe_due = false;
+                if (stopped(t) || t->pending.kind != OP_NONE)
+                        return;
+        }
+        if (t->log && t->log->probe_inflight) {
+                rc = op_run(t, OP_PROBE, t->log, NULL, 0);
+                conn_op_done(t->log, OP_PROBE, rc);
+                if (stopped(t) || t->pending.kind != OP_NONE)
+                        return;
+        }
+
+        /* Every channel shares the one socket and libssh2 demultiplexes into its own queues,
+         * so any byte received may be for any channel: then visit them all. Otherwise only
+         * those with work of their own (local data, buffer space freed). */
+        if (t->rx_gen != t->rx_gen_seen) {
+                t->rx_gen_seen = t->rx_gen;
+                t->sweep_all = true;
+        }
+        t->want_room = false;
+        struct conn *c = t->conns_head, *n;
+        for (; c; c = n) {
+                n = c->next;
+                if (!t->sweep_all && !c->dirty)
+                        continue;
+                c->dirty = false;
+                if (!conn_service(c))
+                        return;
+        }
+        t->sweep_all = false;
+
+        /* Fairness: the next sweep starts one connection further. */
+        if (t->conns_head && t->conns_head != t->conns_tail) {
+                c = t->conns_head;
+                t->conns_head = c->next;
+                t->conns_head->prev = NULL;
+                c->prev = t->conns_tail;
+                c->next = NULL;
+                t->conns_tail->next = c;
+                t->conns_tail = c;
+        }
+        for (c = t->conns_head; c; c = c->next)
+                if (c->dirty && !t->want_room) {
+                        tunnel_schedule(t);
+                        break;
+                }
+        if (t->log_phase == LOG_OPEN)
+                tunnel_schedule(t);
+}
+
+static void pump(struct tunnel *t) {
+        if (stopped(t) || t->state < TUNNEL_HANDSHAKE)
+                return;
+        if (t->pending.kind != OP_NONE && !retry_pending(t))
+                goto out;
+        if (t->state < TUNNEL_UP)
+                setup_step(t);
+        if (t->state == TUNNEL_UP && !stopped(t))
+                up_pump(t);
+        if (!stopped(t) && t->sock_broken)
+                fail_lost(t, LIBSSH2_ERROR_SOCKET_RECV);
+out:
+        update_session_events(t);
+}
+
+static int on_session_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct tunnel *t = userdata;
+        (void) s, (void) fd, (void) revents;
+        tunnel_enter(t);
+        if (t->state == TUNNEL_CONNECTING)
+                connect_done(t);
+        else
+                pump(t);
+        tunnel_leave(t);
+        return 0;
+}
+
+static int on_defer(sd_event_source *s, void *userdata) {
+        struct tunnel *t = userdata;
+        (void) s;
+        tunnel_enter(t);
+        if (t->state == TUNNEL_RESOLVING && !t->started) {
+                t->started = true;
+                if (check_identity(t) == 0)
+                        resolve_next(t);
+        } else
+                pump(t);
+        tunnel_leave(t);
+        return 0;
+}
+
+static const char *const setup_phase[_TUNNEL_STATE_MAX] = {
+        [TUNNEL_RESOLVING] = "resolving",
+        [TUNNEL_CONNECTING] = "connecting to",
+        [TUNNEL_HANDSHAKE] = "in the SSH handshake with",
+        [TUNNEL_AUTH] = "authenticating to",
+        [TUNNEL_FORWARD] = "waiting for the forward from",
+};
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct tunnel *t = userdata;
+        (void) s;
+        tunnel_enter(t);
+        if (t->state == TUNNEL_CONNECTING && usec < t->setup_deadline) {
+                log_binding(LOG_DEBUG, t->p.name, "connect", "connecting to relay %s:%u timed out; trying the next "
+                            "address", t->p.server, t->p.server_port);
+                connect_next(t);
+        } else if (t->state < TUNNEL_UP) {
+                tunnel_fail(t, -ETIMEDOUT, false, "timed out %s relay %s:%u", setup_phase[t->state], t->p.server,
+                            t->p.server_port);
+        } else if (t->state == TUNNEL_UP) {
+                uint64_t now = now_mono(t), dead = dead_after_usec(t);
+                /* Liveness needs something that answers: the probe on the log channel. */
+                bool probing = t->log && t->log_phase == LOG_RUNNING;
+                if (probing && now >= t->last_rx + dead) {
+                        tunnel_fail(t, -ETIMEDOUT, false, "relay %s:%u stopped answering (nothing received for "
+                                    "%" PRIu64 " s); the session is presumed dead", t->p.server, t->p.server_port,
+                                    (uint64_t) ((now - t->last_rx) / USEC_PER_SEC));
+                        goto out;
+                }
+                if (now >= t->next_probe) {
+                        t->probe_due = true;
+                        t->next_probe = now + t->p.keepalive_interval * USEC_PER_SEC;
+                        pump(t);
+                }
+                if (!stopped(t)) {
+                        uint64_t next = t->next_probe;
+                        if (probing && t->last_rx + dead < next)
+                                next = t->last_rx + dead;
+                        arm_timer(t, next);
+                }
+        }
+out:
+        tunnel_leave(t);
+        return 0;
+}
+
+/* ---- public ---------------------------------------------------------------------------- */
+
+int tunnel_new(sd_event *event, const struct tunnel_params *params, const struct tunnel_callbacks *cb,
+               void *userdata, struct tunnel **ret) {
+        struct tunnel *t;
+        int r;
+
+        if (!event || !params || !ret || !params->server || !params->user || !params->local_host ||
+            params->keepalive_interval == 0 || params->keepalive_count == 0)
+                return -EINVAL;
+
+        t = xcalloc(1, sizeof(*t));
+        t->event = sd_event_ref(event);
+        t->p = *params;
+        t->p.name = xstrdup(params->name ? params->name : "tunnel");
+        t->p.server = xstrdup(params->server);
+        t->p.user = xstrdup(params->user);
+        t->p.identity_file = xstrdup(params->identity_file);
+        t->p.known_hosts = xstrdup(params->known_hosts);
+        t->p.host_key_fingerprint = xstrdup(params->host_key_fingerprint);
+        t->p.bind_host = xstrdup(params->bind_host ? params->bind_host : "localhost");
+        t->p.local_host = xstrdup(params->local_host);
+        if (cb)
+                t->cb = *cb;
+        t->userdata = userdata;
+        t->fd = -1;
+        t->state = TUNNEL_RESOLVING;
+        t->log_phase = LOG_NONE;
+
+        uint64_t setup = (uint64_t) params->keepalive_interval * params->keepalive_count;
+        if (setup < SETUP_TIMEOUT_MIN_SEC)
+                setup = SETUP_TIMEOUT_MIN_SEC;
+        t->setup_deadline = now_mono(t) + setup * USEC_PER_SEC;
+
+        r = sd_event_add_time(event, &t->timer, CLOCK_MONOTONIC, t->setup_deadline, 50000, on_timer, t);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_defer(event, &t->defer, on_defer, t);
+        if (r < 0)
+                goto fail;
+        sd_event_source_set_enabled(t->defer, SD_EVENT_ONESHOT);   /* start on the next iteration */
+        *ret = t;
+        return 0;
+fail:
+        tunnel_destroy(t);
+        return r;
+}
+
+static void tunnel_destroy(struct tunnel *t) {
+        resolve_cancel(t);
+        t->timer = sd_event_source_disable_unref(t->timer);
+        t->defer = sd_event_source_disable_unref(t->defer);
+        t->io = sd_event_source_disable_unref(t->io);
+        while (t->conns_head)
+                conn_destroy(t->conns_head);
+        if (t->session) {
+                /* Best effort, never blocking: only when no packet is half sent. */
+                if (t->state == TUNNEL_UP && !t->sock_broken && t->pending.kind == OP_NONE &&
+                    !(libssh2_session_block_directions(t->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND))
+                        (void) libssh2_session_disconnect_ex(t->session, SSH_DISCONNECT_BY_APPLICATION,
+                                                             "Normal Shutdown", "");
+                /* Channels and listeners are closed by libssh2 with I/O that now fails at once,
+                 * so session_free() neither blocks nor returns EAGAIN half way. */
+                t->no_io = true;
+                libssh2_session_free(t->session);
+        }
+        if (t->fd >= 0)
+                close(t->fd);
+        free(t->srv_addrs);
+        free(t->loc_addrs);
+        free((char *) t->p.name);
+        free((char *) t->p.server);
+        free((char *) t->p.user);
+        free((char *) t->p.identity_file);
+        free((char *) t->p.known_hosts);
+        free((char *) t->p.host_key_fingerprint);
+        free((char *) t->p.bind_host);
+        free((char *) t->p.local_host);
+        sd_event_unref(t->event);
+        free(t);
+}
+
+void tunnel_free(struct tunnel *t) {
+        if (!t)
+                return;
+        if (t->depth > 0) {
+                /* Called from one of our callbacks: finish when the handler unwinds. */
+                if (t->state != TUNNEL_DOWN) {
+                        sd_event_source_set_enabled(t->io, SD_EVENT_OFF);
+                        sd_event_source_set_enabled(t->timer, SD_EVENT_OFF);
+                        sd_event_source_set_enabled(t->defer, SD_EVENT_OFF);
+                }
+                t->freed = true;
+                return;
+        }
+        tunnel_destroy(t);
+}
+
+void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret) {
+        if (!t) {
+                *ret = (struct tunnel_stats) { 0 };
+                return;
+        }
+        *ret = t->stats;
+}
+
+int tunnel_global_init(void) {
+        return libssh2_init(0) == 0 ? 0 : -EIO;
+}
+
+void tunnel_global_done(void) {
+        libssh2_exit();
+}

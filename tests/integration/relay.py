@@ -1,0 +1,236 @@
+"""A real OpenSSH sshd as the relay for tests (SPEC section 9).
+
+    from relay import Relay
+    r = Relay(tmpdir)            # generates host + client ed25519 keys, writes sshd_config
+    r.start()                    # sshd -D -e on a free 127.0.0.1 port; waits until it accepts
+    r.port, r.user, r.client_key # what the daemon needs ([ssh] server = 127.0.0.1, port, user, identity_file)
+    r.known_hosts_line()         # "[127.0.0.1]:PORT ssh-ed25519 AAAA..." for a known_hosts file
+    r.fingerprint()              # "SHA256:..." of the host key (host_key_check = SHA256:...)
+    r.emit("a log line")         # the ForceCommand prints it on every open shell session
+    r.sigstop(); r.sigcont()     # freeze / thaw the listening sshd and every session child
+    r.kill(); r.restart()        # SIGKILL everything; start again on the same port
+    r.new_host_key()             # replace the host key (takes effect at the next start)
+    r.stop()                     # SIGTERM, then SIGKILL; always call it (or use `with Relay(...)`)
+
+Every process is started here and stopped here by pid. Nothing but the standard library and
+/usr/sbin/sshd, /usr/bin/ssh-keygen is used. Tests run as root (PermitRootLogin yes); the
+login user is the current user.
+"""
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+
+SSHD = "/usr/sbin/sshd"
+SSH_KEYGEN = "/usr/bin/ssh-keygen"
+
+# The ForceCommand: a banner, then every line appended to the emit file, until the session
+# ends (sshd closes the channel, the script gets SIGHUP/EPIPE).
+FORCE_COMMAND = r"""#!/bin/sh
+echo "Welcome to the test relay"
+echo "hello from relay"
+exec tail -n 0 -F "$1" 2>/dev/null
+"""
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Relay:
+    def __init__(self, tmpdir, port=None, extra_config=(), user=None):
+        self.dir = os.path.abspath(str(tmpdir))
+        os.makedirs(self.dir, exist_ok=True)
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.user = user or pwd.getpwuid(os.getuid()).pw_name
+        self.extra_config = list(extra_config)
+        self.host_key = os.path.join(self.dir, "ssh_host_ed25519_key")
+        self.client_key = os.path.join(self.dir, "id_ed25519")
+        self.authorized_keys = os.path.join(self.dir, "authorized_keys")
+        self.config = os.path.join(self.dir, "sshd_config")
+        self.pidfile = os.path.join(self.dir, "sshd.pid")
+        self.emit_file = os.path.join(self.dir, "relay-log")
+        self.script = os.path.join(self.dir, "relay-shell.sh")
+        self.log_path = os.path.join(self.dir, "sshd.log")
+        self.proc = None
+        self._log = None
+        self._keygen(self.host_key)
+        if not os.path.exists(self.client_key):
+            self._keygen(self.client_key)
+        with open(self.client_key + ".pub") as f:
+            self.client_public_key = f.read().strip()
+        with open(self.authorized_keys, "w") as f:
+            f.write(self.client_public_key + "\n")
+        os.chmod(self.client_key, 0o600)
+        with open(self.script, "w") as f:
+            f.write(FORCE_COMMAND)
+        os.chmod(self.script, 0o755)
+        open(self.emit_file, "a").close()
+        self.write_config()
+
+    # --- keys ---------------------------------------------------------------------------
+    def _keygen(self, path):
+        for p in (path, path + ".pub"):
+            if os.path.exists(p):
+                os.unlink(p)
+        subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", path],
+                       check=True, stdin=subprocess.DEVNULL)
+
+    def new_host_key(self):
+        """Replaces the host key; a running sshd uses it for new connections."""
+        self._keygen(self.host_key)
+
+    def host_public_key(self):
+        with open(self.host_key + ".pub") as f:
+            kind, blob = f.read().split()[:2]
+        return kind, blob
+
+    def known_hosts_line(self):
+        kind, blob = self.host_public_key()
+        name = self.host if self.port == 22 else "[%s]:%d" % (self.host, self.port)
+        return "%s %s %s\n" % (name, kind, blob)
+
+    def fingerprint(self):
+        out = subprocess.run([SSH_KEYGEN, "-l", "-E", "sha256", "-f", self.host_key + ".pub"],
+                             check=True, capture_output=True, text=True).stdout
+        return out.split()[1]
+
+    # --- config -------------------------------------------------------------------------
+    def write_config(self):
+        lines = [
+            "Port %d" % self.port,
+            "ListenAddress %s" % self.host,
+            "HostKey %s" % self.host_key,
+            "PidFile %s" % self.pidfile,
+            "AuthorizedKeysFile %s" % self.authorized_keys,
+            "StrictModes no",
+            "UsePAM no",
+            "AllowTcpForwarding remote",
+            "GatewayPorts no",
+            "PermitRootLogin yes",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "X11Forwarding no",
+            "PrintMotd no",
+            "ForceCommand %s %s" % (self.script, self.emit_file),
+            "LogLevel VERBOSE",
+        ] + self.extra_config
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    # --- process ------------------------------------------------------------------------
+    def start(self, timeout=10.0):
+        os.makedirs("/run/sshd", exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", self.config], stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        if not wait_port(self.host, self.port, timeout):
+            self.stop()
+            raise RuntimeError("sshd did not start on port %d; see %s" % (self.port, self.log_path))
+        return self
+
+    def _children(self):
+        """pids of the session processes sshd forked (they survive a kill of the listener)."""
+        if not self.proc:
+            return []
+        out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+        tree = {}
+        for line in out.splitlines():
+            pid, ppid = (int(x) for x in line.split())
+            tree.setdefault(ppid, []).append(pid)
+        result, todo = [], [self.proc.pid]
+        while todo:
+            for c in tree.get(todo.pop(), []):
+                result.append(c)
+                todo.append(c)
+        return result
+
+    def _signal_all(self, sig):
+        pids = ([self.proc.pid] if self.proc and self.proc.poll() is None else []) + self._children()
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return pids
+
+    def sigstop(self):
+        self._signal_all(signal.SIGSTOP)
+
+    def sigcont(self):
+        self._signal_all(signal.SIGCONT)
+
+    def kill(self):
+        """SIGKILL the listener and every session: the relay vanishes like a crashed host."""
+        if not self.proc:
+            return
+        self._signal_all(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def stop(self):
+        if not self.proc:
+            return
+        children = self._children()
+        self._signal_all(signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def restart(self, timeout=10.0):
+        self.stop()
+        return self.start(timeout)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    # --- log lines ----------------------------------------------------------------------
+    def emit(self, line):
+        with open(self.emit_file, "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
