@@ -18,7 +18,7 @@
 #include "util.h"
 
 #define USEC_PER_SEC 1000000ULL
-#define TOKEN_MARGIN_USEC (2 * USEC_PER_SEC)   /* a token this close to exp is not sent */
+#define TOKEN_MARGIN_USEC (USEC_PER_SEC / 2)   /* a token this close to exp is not sent */
 #define CRED_FILE_MAX 8192
 
 struct http_req;
@@ -680,7 +680,8 @@ static int on_maint(sd_event_source *s, uint64_t usec, void *userdata) {
         struct api *a = userdata;
         if (a->login_req || a->refresh_req)
                 return 0;
-        if (token_usable(a)) {
+        /* Refreshing needs only a token that has not expired yet, however close. */
+        if (a->token && a->token_exp > now_realtime_usec()) {
                 struct http_req *h = http_new(a, "POST", xstrdup("/login/refresh"), NULL, true, refresh_done, NULL);
                 h->raw_401 = true;
                 a->refresh_req = h;

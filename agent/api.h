@@ -16,8 +16,8 @@
  *   -EPERM       HTTP 403, or a credentials file readable by others (refused)
  *   -ENOENT      HTTP 404 (delete calls treat it as success)
  *   -EINVAL      HTTP 400/409/422 and other 4xx (the API's own message is quoted)
- *   -EREMOTEIO   HTTP 5xx
- *   -EBADMSG     a body that is not JSON (HTML error pages), or JSON of the wrong shape
+ *   -EREMOTEIO   HTTP 5xx (whatever the body: an HTML error page is named in the message)
+ *   -EBADMSG     a 2xx body that is not JSON, or JSON of the wrong shape
  *   -EFBIG       a reply larger than API_REPLY_MAX
  *   -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -ECONNRESET, -EPROTO (TLS), -EIO: transport
  */
