@@ -1,0 +1,431 @@
+/* The calls the daemon makes: api_ensure_binding (socket, tunnel, SSH user, ids recorded)
+ * and the original client's commands passed through. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api-internal.h"
+#include "log.h"
+#include "util.h"
+
+/* ---- calls ---------------------------------------------------------------------------- */
+
+static struct api_call *call_new(struct api *a, void *userdata) {
+        struct api_call *c = xcalloc(1, sizeof(*c));
+        c->api = a;
+        c->userdata = userdata;
+        LIST_INSERT_HEAD(&a->calls, c, link);
+        return c;
+}
+
+void api_call_free(struct api_call *c) {
+        if (!c)
+                return;
+        LIST_REMOVE(c, link);
+        if (c->api->user_call == c)
+                c->api->user_call = NULL;
+        api_http_free(c->req);
+        if (c->password) {
+                explicit_bzero(c->password, strlen(c->password));
+                free(c->password);
+        }
+        free(c->name);
+        free(c->display_name);
+        free(c->username);
+        free(c->config_socket_id);
+        free(c->socket_id);
+        free(c->tunnel_id);
+        api_socket_clear(&c->sock);
+        api_tunnel_clear(&c->tunnel);
+        free(c);
+}
+
+void api_call_cancel(struct api_call *c) {
+        api_call_free(c);
+}
+
+/* Every done handler of a call starts with this: the request is http_complete's to free. */
+static struct api_call *call_of(struct http_req *h) {
+        struct api_call *c = h->userdata;
+        c->req = NULL;
+        return c;
+}
+
+static void call_request(struct api_call *c, const char *method, char *path, cJSON *body,
+                         bool auth, http_done_t done) {
+        c->req = api_http_new(c->api, method, path, body, auth, done, c);
+        api_http_submit(c->req);
+}
+
+static cJSON *socket_body(const char *name, enum socket_type type, bool protected_,
+                          const char *username, const char *password) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "name", name);
+        cJSON_AddStringToObject(b, "socket_type", socket_type_to_string(type));
+        cJSON_AddBoolToObject(b, "protected_socket", protected_);
+        cJSON_AddStringToObject(b, "protected_username", protected_ && username ? username : "");
+        cJSON_AddStringToObject(b, "protected_password", protected_ && password ? password : "");
+        cJSON_AddBoolToObject(b, "cloud_authentication_enabled", false);
+        /* sic: the API's own spelling */
+        cJSON_AddArrayToObject(b, "cloud_authentication_email_allowed_addressses");
+        cJSON_AddArrayToObject(b, "cloud_authentication_email_allowed_domains");
+        return b;
+}
+
+static char *default_display_name(const char *name) {
+        char host[256] = "localhost";
+        (void) gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        return xasprintf("%s on %s", name, host);
+}
+
+/* ---- api_ensure_binding: socket, then tunnel, then the SSH user ------------------------ */
+
+static void binding_fail(struct api_call *c, int error, const char *message) {
+        c->binding_cb(error, NULL, message, c->userdata);
+        api_call_free(c);
+}
+
+static void binding_fail_decode(struct api_call *c, struct http_req *h, char *err) {
+        _cleanup_(freep) char *what = api_http_what(h);
+        _cleanup_(freep) char *msg = xasprintf("API reply to %s: %s", what, err);
+        free(err);
+        binding_fail(c, -EBADMSG, msg);
+}
+
+static void binding_warn(struct api_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void binding_warn(struct api_call *c, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        log_fullv(LOG_WARNING, &(struct log_fields) { .binding = c->name, .event = "resolve",
+                                                     .socket_id = c->socket_id, .tunnel_id = c->tunnel_id },
+                  fmt, ap);
+        va_end(ap);
+}
+
+static bool binding_save(struct api_call *c) {
+        int r = api_ids_save(c->api->state_dir, c->name, c->socket_id, c->tunnel_id, c->created);
+        if (r >= 0)
+                return true;
+        _cleanup_(freep) char *msg = xasprintf("cannot record the API ids in %s/ids: %s",
+                                               c->api->state_dir, strerror(-r));
+        binding_fail(c, r, msg);
+        return false;
+}
+
+static void binding_finish(struct api_call *c) {
+        struct api_binding_result r = {
+                .socket_id = c->socket_id,
+                .tunnel_id = c->tunnel_id,
+                .relay_port = c->tunnel.local_port,
+                .dnsname = c->sock.dnsname,
+                .socket_tcp_port = c->sock.tcp_port,
+                .user_name = c->api->user_name,
+                .created = c->created,
+                .recreated = c->recreated,
+        };
+        c->binding_cb(0, &r, NULL, c->userdata);
+        api_call_free(c);
+}
+
+static void binding_on_user(struct http_req *h, int error, cJSON *json, const char *message) {
+        struct api_call *c = call_of(h);
+        struct api_user u;
+        char *err = NULL;
+        if (error < 0)
+                return binding_fail(c, error, message);
+        if (api_decode_user(json, &u, &err) < 0)
+                return binding_fail_decode(c, h, err);
+        free(c->api->user_name);
+        c->api->user_name = xstrdup(u.user_name);
+        api_user_clear(&u);
+        binding_finish(c);
+}
+
+static void binding_user(struct api_call *c) {
+        if (c->api->user_name)
+                return binding_finish(c);
+        call_request(c, "GET", NULL, NULL, true, binding_on_user);
+}
+
+static void binding_on_tunnel(struct http_req *h, int error, cJSON *json, const char *message) {
+        struct api_call *c = call_of(h);
+        bool created = streq(h->method, "POST");
+        char *err = NULL;
+        if (error == -ENOENT && !created) {
+                binding_warn(c, "tunnel %s is gone at the API; creating a new one", c->tunnel_id);
+                free(c->tunnel_id);
+                c->tunnel_id = NULL;
+                c->recreated = true;
+                char *path = xasprintf("/socket/%s/tunnel", c->socket_id);
+                return call_request(c, "POST", path, NULL, true, binding_on_tunnel);
+        }
+        if (error < 0)
+                return binding_fail(c, error, message);
+        api_tunnel_clear(&c->tunnel);
+        if (api_decode_tunnel(json, &c->tunnel, &err) < 0)
+                return binding_fail_decode(c, h, err);
+        if (created) {
+                free(c->tunnel_id);
+                c->tunnel_id = xstrdup(c->tunnel.tunnel_id);
+                if (!binding_save(c))
+                        return;
+        }
+        binding_user(c);
+}
+
+static void binding_tunnel(struct api_call *c) {
+        const struct api_socket *s = &c->sock;
+        if (c->tunnel_id) {
+                for (size_t i = 0; i < s->n_tunnels; i++)
+                        if (streq(s->tunnels[i].tunnel_id, c->tunnel_id)) {
+                                c->tunnel.tunnel_id = xstrdup(s->tunnels[i].tunnel_id);
+                                c->tunnel.local_port = s->tunnels[i].local_port;
+                                c->tunnel.tunnel_server = xstrdup(s->tunnels[i].tunnel_server);
+                                return binding_user(c);
+                        }
+                /* Not embedded in the socket: ask for it, a 404 there means it is gone. */
+                char *path = xasprintf("/socket/%s/tunnel/%s", c->socket_id, c->tunnel_id);
+                return call_request(c, "GET", path, NULL, true, binding_on_tunnel);
+        }
+        if (s->n_tunnels > 0) {
+                /* An attached socket, or one whose tunnel we made but never recorded. */
+                c->tunnel.tunnel_id = xstrdup(s->tunnels[0].tunnel_id);
+                c->tunnel.local_port = s->tunnels[0].local_port;
+                c->tunnel.tunnel_server = xstrdup(s->tunnels[0].tunnel_server);
+                c->tunnel_id = xstrdup(c->tunnel.tunnel_id);
+                if (binding_save(c))
+                        binding_user(c);
+                return;
+        }
+        char *path = xasprintf("/socket/%s/tunnel", c->socket_id);
+        call_request(c, "POST", path, NULL, true, binding_on_tunnel);
+}
+
+static void binding_on_socket(struct http_req *h, int error, cJSON *json, const char *message);
+
+static void binding_create_socket(struct api_call *c) {
+        free(c->socket_id);
+        free(c->tunnel_id);
+        c->socket_id = c->tunnel_id = NULL;
+        api_socket_clear(&c->sock);
+        cJSON *body = socket_body(c->display_name, c->type, c->protected_, c->username, c->password);
+        call_request(c, "POST", xstrdup("/socket"), body, true, binding_on_socket);
+}
+
+static void binding_on_socket(struct http_req *h, int error, cJSON *json, const char *message) {
+        struct api_call *c = call_of(h);
+        bool created = streq(h->method, "POST");
+        char *err = NULL;
+        if (error == -ENOENT && !created) {
+                if (c->config_socket_id) {
+                        _cleanup_(freep) char *m = xasprintf("socket %s (socket_id in the config) does not "
+                                                             "exist at the API", c->config_socket_id);
+                        return binding_fail(c, error, m);
+                }
+                binding_warn(c, "socket %s is gone at the API; creating a new one (the public name changes)",
+                             c->socket_id);
+                c->recreated = true;
+                return binding_create_socket(c);
+        }
+        if (error < 0)
+                return binding_fail(c, error, message);
+        api_socket_clear(&c->sock);
+        if (api_decode_socket(json, &c->sock, &err) < 0)
+                return binding_fail_decode(c, h, err);
+        if (created) {
+                c->created = true;
+                free(c->socket_id);
+                c->socket_id = xstrdup(c->sock.socket_id);
+                if (!binding_save(c))
+                        return;
+        } else if (!c->config_socket_id &&
+                   (!streq(c->sock.socket_type, socket_type_to_string(c->type)) ||
+                    c->sock.protected_ != c->protected_)) {
+                /* The API has no update call: a changed type or protection needs a new socket. */
+                binding_warn(c, "socket %s no longer matches the binding's type or protection; "
+                             "creating a new one (the public name changes)", c->socket_id);
+                c->recreated = true;
+                return binding_create_socket(c);
+        }
+        binding_tunnel(c);
+}
+
+int api_ensure_binding(struct api *a, const struct api_binding_request *req,
+                       api_binding_cb cb, void *userdata, struct api_call **ret) {
+        if (!req || !binding_name_valid(req->name) || !cb || (unsigned) req->type >= _SOCKET_TYPE_MAX ||
+            (req->config_socket_id && !req->config_socket_id[0]))
+                return -EINVAL;
+        struct api_call *c = call_new(a, userdata);
+        c->binding_cb = cb;
+        c->name = xstrdup(req->name);
+        c->display_name = req->display_name ? xstrdup(req->display_name) : default_display_name(req->name);
+        c->type = req->type;
+        c->protected_ = req->protected_;
+        c->username = xstrdup(req->username);
+        c->password = xstrdup(req->password);
+        c->config_socket_id = xstrdup(req->config_socket_id);
+
+        char *sid = NULL, *tid = NULL;
+        bool created = false;
+        if (api_ids_load(a->state_dir, c->name, &sid, &tid, &created) < 0)
+                sid = tid = NULL;
+        if (c->config_socket_id && !streq(sid, c->config_socket_id)) {
+                free(sid);
+                free(tid);
+                sid = xstrdup(c->config_socket_id);
+                tid = NULL;
+                created = false;
+        }
+        c->socket_id = sid;
+        c->tunnel_id = tid;
+        c->created = created;
+        if (c->socket_id) {
+                char *path = xasprintf("/socket/%s", c->socket_id);
+                call_request(c, "GET", path, NULL, true, binding_on_socket);
+        } else
+                binding_create_socket(c);
+        *ret = c;
+        return 0;
+}
+
+/* ---- the passthrough commands ----------------------------------------------------------- */
+
+static void json_on_done(struct http_req *h, int error, cJSON *json, const char *message) {
+        struct api_call *c = call_of(h);
+        struct api *a = c->api;
+        _cleanup_(freep) char *err = NULL, *msg = NULL, *token = NULL;
+        struct api_user u = {};
+
+        if (error == -ENOENT && c->decode == DECODE_DELETE)
+                error = 0;
+        if (error >= 0)
+                switch (c->decode) {
+                case DECODE_USER:
+                        error = api_decode_user(json, &u, &err);
+                        if (error >= 0) {
+                                free(a->user_name);
+                                a->user_name = xstrdup(u.user_name);
+                        }
+                        api_user_clear(&u);
+                        break;
+                case DECODE_SOCKET:
+                        error = api_decode_socket(json, &c->sock, &err);
+                        break;
+                case DECODE_SOCKET_LIST:
+                        error = api_decode_socket_list(json, &err);
+                        break;
+                case DECODE_TUNNEL:
+                        error = api_decode_tunnel(json, &c->tunnel, &err);
+                        break;
+                case DECODE_TUNNEL_LIST:
+                        error = api_decode_tunnel_list(json, &err);
+                        break;
+                case DECODE_LOGIN:
+                        error = api_decode_token(json, &token, &err);
+                        if (error >= 0) {
+                                error = api_token_set(a, token, true, &err);
+                                token = NULL;
+                        }
+                        if (error >= 0) {
+                                _cleanup_(freep) char *what = xasprintf("logged in to the API as %s", c->name);
+                                api_token_log(a, "login", what);
+                        }
+                        break;
+                case DECODE_NONE:
+                case DECODE_DELETE:
+                        break;
+                }
+        if (err) {
+                _cleanup_(freep) char *what = api_http_what(h);
+                msg = xasprintf("API reply to %s: %s", what, err);
+                message = msg;
+        }
+        bool give_json = error >= 0 && c->decode != DECODE_DELETE && c->decode != DECODE_LOGIN;
+        if (c->json_cb)
+                c->json_cb(error, give_json ? json : NULL, error < 0 ? message : NULL, c->userdata);
+        api_call_free(c);
+}
+
+int api_json_call(struct api *a, const char *method, char *path, cJSON *body, bool auth,
+                     enum call_decode decode, api_json_cb cb, void *userdata, struct api_call **ret) {
+        struct api_call *c = call_new(a, userdata);
+        c->json_cb = cb;
+        c->decode = decode;
+        call_request(c, method, path, body, auth, json_on_done);
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+static bool arg_id_valid(const char *id) {
+        return id && id[0] && strlen(id) <= API_ID_MAX &&
+               strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == strlen(id);
+}
+
+int api_login(struct api *a, const char *email, const char *password,
+              api_json_cb cb, void *userdata, struct api_call **ret) {
+        if (!email || !email[0] || !password || !password[0])
+                return -EINVAL;
+        cJSON *body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "email", email);
+        cJSON_AddStringToObject(body, "password", password);
+        int r = api_json_call(a, "POST", xstrdup("/login"), body, false, DECODE_LOGIN, cb, userdata, ret);
+        struct api_call *c = LIST_FIRST(&a->calls);
+        c->name = xstrdup(email);      /* for the log line */
+        return r;
+}
+
+int api_account_show(struct api *a, api_json_cb cb, void *userdata, struct api_call **ret) {
+        return api_json_call(a, "GET", NULL, NULL, true, DECODE_USER, cb, userdata, ret);
+}
+
+int api_socket_list(struct api *a, api_json_cb cb, void *userdata, struct api_call **ret) {
+        return api_json_call(a, "GET", xstrdup("/connect"), NULL, true, DECODE_SOCKET_LIST, cb, userdata, ret);
+}
+
+int api_socket_create(struct api *a, const struct api_binding_request *spec,
+                      api_json_cb cb, void *userdata, struct api_call **ret) {
+        if (!spec || (!spec->display_name && !spec->name) || (unsigned) spec->type >= _SOCKET_TYPE_MAX ||
+            (spec->protected_ && (!spec->username || !spec->password)))
+                return -EINVAL;
+        cJSON *body = socket_body(spec->display_name ? spec->display_name : spec->name, spec->type,
+                                  spec->protected_, spec->username, spec->password);
+        return api_json_call(a, "POST", xstrdup("/socket"), body, true, DECODE_SOCKET, cb, userdata, ret);
+}
+
+int api_socket_delete(struct api *a, const char *socket_id,
+                      api_json_cb cb, void *userdata, struct api_call **ret) {
+        if (!arg_id_valid(socket_id))
+                return -EINVAL;
+        return api_json_call(a, "DELETE", xasprintf("/socket/%s", socket_id), NULL, true, DECODE_DELETE,
+                         cb, userdata, ret);
+}
+
+int api_tunnel_list(struct api *a, const char *socket_id,
+                    api_json_cb cb, void *userdata, struct api_call **ret) {
+        if (!arg_id_valid(socket_id))
+                return -EINVAL;
+        return api_json_call(a, "GET", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
+                         DECODE_TUNNEL_LIST, cb, userdata, ret);
+}
+
+int api_tunnel_create(struct api *a, const char *socket_id,
+                      api_json_cb cb, void *userdata, struct api_call **ret) {
+        if (!arg_id_valid(socket_id))
+                return -EINVAL;
+        return api_json_call(a, "POST", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
+                         DECODE_TUNNEL, cb, userdata, ret);
+}
+
+int api_tunnel_delete(struct api *a, const char *socket_id, const char *tunnel_id,
+                      api_json_cb cb, void *userdata, struct api_call **ret) {
+        if (!arg_id_valid(socket_id) || !arg_id_valid(tunnel_id))
+                return -EINVAL;
+        return api_json_call(a, "DELETE", xasprintf("/socket/%s/tunnel/%s", socket_id, tunnel_id), NULL,
+                         true, DECODE_DELETE, cb, userdata, ret);
+}
+
