@@ -249,7 +249,10 @@ int parse_rfc3339(const char *s, uint64_t *ret) {
         if (!end || *end)
                 return -EINVAL;
         time_t t = timegm(&tm);
-        if (t < 0)
+        /* strptime takes seconds 60 and 61 (leap seconds) and timegm carries them over:
+         * 9999-12-31T23:59:60Z is year 10000, which format_rfc3339 would write and this
+         * function refuse (found by tests/fuzz/fuzz-protocol). */
+        if (t < 0 || t > 253402300799)      /* 9999-12-31T23:59:59Z */
                 return -EINVAL;
         *ret = (uint64_t) t * 1000000u;
         return 0;

@@ -119,6 +119,21 @@ START_TEST(test_strv) {
 }
 END_TEST
 
+/* Regression (fuzz-protocol, tests/fuzz/corpus/protocol/regress-leap-second-year-10000):
+ * a leap second on the last second of 9999 parsed to a time that format_rfc3339 writes as
+ * year 10000, which parse_rfc3339 refuses: a binding did not survive encode/decode. */
+START_TEST(test_rfc3339_past_9999) {
+        uint64_t t = 0;
+        char buf[32];
+        ck_assert_int_eq(parse_rfc3339("9999-12-31T23:59:59Z", &t), 0);
+        ck_assert_str_eq(format_rfc3339(t, buf), "9999-12-31T23:59:59Z");
+        ck_assert_int_eq(parse_rfc3339("9999-12-31T23:59:60Z", &t), -EINVAL);
+        ck_assert_int_eq(parse_rfc3339("9999-12-31T23:59:61Z", &t), -EINVAL);
+        ck_assert_int_eq(parse_rfc3339("2016-12-31T23:59:60Z", &t), 0);
+        ck_assert_int_eq(parse_rfc3339(format_rfc3339(t, buf), &t), 0);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("util");
         TCase *tc = tcase_create("core");
@@ -128,6 +143,7 @@ int main(void) {
         tcase_add_test(tc, test_utf8_and_sanitize);
         tcase_add_test(tc, test_atomic_write);
         tcase_add_test(tc, test_strv);
+        tcase_add_test(tc, test_rfc3339_past_9999);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
