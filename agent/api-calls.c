@@ -271,8 +271,14 @@ int api_ensure_binding(struct api *a, const struct api_binding_request *req,
 
         char *sid = NULL, *tid = NULL;
         bool created = false;
-        if (api_ids_load(a->state_dir, c->name, &sid, &tid, &created) < 0)
+        int r = api_ids_load(a->state_dir, c->name, &sid, &tid, &created);
+        if (r < 0) {
+                if (r != -ENOENT)
+                        log_full(LOG_WARNING, &(struct log_fields) { .binding = c->name, .event = "resolve" },
+                                 "cannot read %s/ids/%s.json (%s); a new socket will be created",
+                                 a->state_dir, c->name, strerror(-r));
                 sid = tid = NULL;
+        }
         if (c->config_socket_id && !streq(sid, c->config_socket_id)) {
                 free(sid);
                 free(tid);
