@@ -137,8 +137,9 @@ static void login_done(struct http_req *h, int error, cJSON *json, const char *m
                                                      message ? message : err);
                 log_full(LOG_WARNING, &(struct log_fields) { .event = "login" }, "%s", m);
                 fail_waiting(a, error, m);
+                /* Keep trying on our own, but do not hammer the API with a wrong password. */
                 if (!a->token)
-                        arm_maint(a, now_realtime_usec() + 30 * USEC_PER_SEC);
+                        arm_maint(a, now_realtime_usec() + (error == -EACCES ? 300 : 30) * USEC_PER_SEC);
                 return;
         }
         _cleanup_(freep) char *what = xasprintf("logged in to the API as %s", a->email);
