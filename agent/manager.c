@@ -437,19 +437,26 @@ static void on_socket_deleted(int error, const cJSON *reply, const char *message
 /* The binding is going away for good: drop its recorded ids and, if asked and it was ours,
  * the socket at the API. The delete outlives the binding (it carries only the name). */
 static void manager_forget_remote(struct manager *m, struct binding *b, bool purge) {
+        _cleanup_(freep) char *socket_id = NULL, *tunnel_id = NULL;
+        bool created = false;
         if (!m->api)
                 return;
+        /* Not resolved in this run (API down since boot)? The ids file still knows. */
+        if (api_ids_load(m->config->state_dir, b->conf->name, &socket_id, &tunnel_id, &created) < 0) {
+                socket_id = xstrdup(b->socket_id);
+                created = b->created_socket;
+        }
         api_ids_remove(m->config->state_dir, b->conf->name);
-        if (!purge || !b->socket_id)
+        if (!purge || !socket_id)
                 return;
-        if (!b->created_socket) {
+        if (!created) {
                 log_binding(LOG_NOTICE, b->conf->name, "purge",
-                            "socket %s was not created by mysocketd; not deleting it", b->socket_id);
+                            "socket %s was not created by mysocketd; not deleting it", socket_id);
                 return;
         }
         struct api_call *call;
         char *name = xstrdup(b->conf->name);
-        if (api_socket_delete(m->api, b->socket_id, on_socket_deleted, name, &call) < 0)
+        if (api_socket_delete(m->api, socket_id, on_socket_deleted, name, &call) < 0)
                 free(name);
 }
 
