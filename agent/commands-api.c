@@ -29,7 +29,8 @@ static void on_api_reply(int error, const cJSON *reply, const char *message, voi
         if (error < 0)
                 out = proto_reply_error(error == -ENOENT ? PROTO_CODE_NOT_FOUND
                                         : error == -EINVAL ? PROTO_CODE_INVALID : PROTO_CODE_UNAVAILABLE,
-                                        "API: %s", message);
+                                        /* api.c's messages mostly name the API already */
+                                        "%s%s", strncmp(message, "API", 3) ? "API: " : "", message);
         else {
                 out = proto_reply_ok();
                 if (reply && p->result_key)
