@@ -71,6 +71,15 @@ class Daemon:
         text += "[backoff]\n" + "".join(f"{k} = {v}\n" for k, v in bo.items()) + "\n"
         return text
 
+    def make_identity(self):
+        """Creates the [ssh] identity_file of base_config (ed25519, 0600) if it is missing, so
+        an engine that checks the key first sees a good one; returns its path."""
+        key = self.root / "id_ed25519"
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mysocketd-test", "-f", str(key)],
+                           check=True, capture_output=True, timeout=30)
+        return key
+
     def write_config(self, bindings="", **kw):
         self.config.write_text(self.base_config(**kw) + bindings)
 
