@@ -337,8 +337,10 @@ static int b64url_decode(const char *s, size_t n, char **ret, size_t *ret_len) {
 }
 
 static int claim_time(const cJSON *v, uint64_t *ret) {
-        /* Up to the year 9999: beyond that it is garbage, and usec would overflow. */
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0 ||
+        /* Up to the year 9999: beyond that it is garbage, and usec would overflow. From
+         * 1 s on: a tiny positive exp (1e-80) would become 0 usec, which reads as "no
+         * token" (found by tests/fuzz/fuzz-jwt). */
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 1 ||
             v->valuedouble > 253402300799.0)
                 return -EBADMSG;
         *ret = (uint64_t) (v->valuedouble * 1000000.0);

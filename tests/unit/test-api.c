@@ -812,6 +812,26 @@ START_TEST(test_e2e_passthrough) {
 }
 END_TEST
 
+/* Regression (fuzz-jwt, tests/fuzz/corpus/jwt/regress-exp-rounds-to-zero): an exp
+ * above 0 but below a microsecond was accepted as exp 0 usec, the "no token" value. */
+START_TEST(test_jwt_exp_below_one_second) {
+        static const char *const tiny[] = { "{\"exp\":1e-80}", "{\"exp\":0.5}",
+                                            "{\"exp\":1700000000,\"iat\":1e-7}" };
+        struct api_jwt_claims c;
+        for (size_t i = 0; i < ELEMENTSOF(tiny); i++) {
+                char *t = jwt(tiny[i]);
+                ck_assert_msg(api_jwt_claims(t, &c) == -EBADMSG, "%s", tiny[i]);
+                ck_assert_uint_eq(c.exp, 0);
+                free(t);
+        }
+        char *t = jwt("{\"exp\":1}");
+        ck_assert_int_eq(api_jwt_claims(t, &c), 0);
+        ck_assert_uint_eq(c.exp, 1000000);
+        api_jwt_claims_clear(&c);
+        free(t);
+}
+END_TEST
+
 static Suite *api_suite(void) {
         Suite *s = suite_create("api");
         TCase *tc = tcase_create("decode");
@@ -823,6 +843,7 @@ static Suite *api_suite(void) {
         tcase_add_test(tc, test_decode_tunnel);
         tcase_add_test(tc, test_decode_user_token_lists);
         tcase_add_test(tc, test_ids_file);
+        tcase_add_test(tc, test_jwt_exp_below_one_second);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("e2e");
