@@ -36,6 +36,7 @@ def check_binding_object(b):
 
 @pytest.fixture
 def d(daemon):
+    daemon.make_identity()
     daemon.write_config(binding("web", 8000, 9000))
     daemon.start()
     return daemon

@@ -70,6 +70,7 @@ class Conn:
 
 @pytest.fixture
 def d(daemon):
+    daemon.make_identity()
     daemon.write_config(binding("web", 8000, 9000))
     daemon.start()
     daemon.ctl("add", "rt", "--port", "8001", "--remote-port", "9001")

@@ -26,6 +26,7 @@ def d():
     root = Path(tempfile.mkdtemp(prefix="mysocketd-perm-", dir="/tmp"))
     root.chmod(0o755)
     dm = Daemon(root)
+    dm.make_identity()
     dm.write_config(binding("web", 8000, 9000))
     yield dm
     dm.stop()

@@ -13,6 +13,7 @@ def binding(name, port, remote_port, extra=""):
 
 @pytest.fixture
 def d(daemon):
+    daemon.make_identity()
     daemon.write_config(binding("web", 8000, 9000))
     daemon.start()
     return daemon

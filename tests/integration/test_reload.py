@@ -49,6 +49,7 @@ def events_after(d, before):
 
 @pytest.fixture
 def d(daemon):
+    daemon.make_identity()
     daemon.write_config(OLD, backoff=LONG)
     daemon.start()
     daemon.ctl("add", "rt", "--port", "8005", "--remote-port", "9005")
