@@ -559,3 +559,19 @@ def test_two_connects_get_their_own_bindings(ad, api):
     p2.wait(timeout=10)
     finish(ad, p2)
     wait_for(lambda: sockets_at(api) == {}, timeout=10, what="both sockets deleted")
+
+
+def test_connect_killed_early_leaves_no_socket(ad, api):
+    """Killed while the socket is being made (a slow tunnel create): nothing is orphaned."""
+    started(ad, bindings="")
+    api.fault("POST /socket/{id}/tunnel", "slow", delay=1)
+    for delay in (0.0, 0.05, 0.3, 0.6, 1.5):
+        proc, _ = start_connect(ad)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        finish(ad, proc)
+    wait_for(lambda: ad.json("list") == [], timeout=10, what="every connect binding gone")
+    wait_for(lambda: sockets_at(api) == {}, timeout=15, what="no socket left at the API")
+    c = api.counts()
+    assert c.get("DELETE /socket/{id}", 0) == c.get("POST /socket", 0), c
