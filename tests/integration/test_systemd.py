@@ -42,6 +42,13 @@ def binding(name, port, remote_port):
     return f'[binding "{name}"]\nport = {port}\nremote_port = {remote_port}\n\n'
 
 
+def configure(daemon, bindings, **kw):
+    """The config, plus a real key: the tunnel engine fails for good without one, and these
+    bindings should stay in backoff (nothing listens on the relay port)."""
+    daemon.make_identity()
+    daemon.write_config(bindings, **kw)
+
+
 def ctl(sock, *args, timeout=30):
     return subprocess.run([str(MYSOCKETCTL), "-s", str(sock)] + list(args),
                           capture_output=True, text=True, timeout=timeout)
@@ -79,7 +86,7 @@ def test_socket_activation_uses_the_passed_control_socket(daemon, fdname):
     d = short_tmpdir()
     try:
         listen = d / "activated.sock"
-        daemon.write_config(binding("web", 8000, 9000))
+        configure(daemon, binding("web", 8000, 9000))
         start_activated(daemon, listen, fdname)
         # Not started yet: the activator is waiting for a connection.
         assert exe_of(daemon.proc.pid) == os.path.realpath(SOCKET_ACTIVATE)
@@ -112,7 +119,7 @@ def test_socket_activation_ignores_an_fd_with_another_name(daemon):
     d = short_tmpdir()
     try:
         listen = d / "other.sock"
-        daemon.write_config(binding("web", 8000, 9000))
+        configure(daemon, binding("web", 8000, 9000))
         start_activated(daemon, listen, "metrics")
         with socket.socket(socket.AF_UNIX) as s:  # the trigger; nobody will accept it
             s.connect(str(listen))
@@ -234,7 +241,7 @@ def check_reload(notify, trigger):
 
 
 def test_notify_ready_status_watchdog_reload_stopping(daemon, notify):
-    daemon.write_config(binding("web", 8000, 9000), backoff={"initial": "3600", "max": "3600"})
+    configure(daemon, binding("web", 8000, 9000), backoff={"initial": "3600", "max": "3600"})
     start_notified(daemon, notify, watchdog_usec=2000000)
 
     # READY=1, once, and only when the control socket already accepted connections.
@@ -292,7 +299,7 @@ def test_notify_ready_status_watchdog_reload_stopping(daemon, notify):
 
 
 def test_no_watchdog_pings_without_watchdog_usec(daemon, notify):
-    daemon.write_config(binding("web", 8000, 9000))
+    configure(daemon, binding("web", 8000, 9000))
     start_notified(daemon, notify)
     notify.wait("READY", "1")
     time.sleep(2.5)
@@ -301,7 +308,7 @@ def test_no_watchdog_pings_without_watchdog_usec(daemon, notify):
 
 def test_watchdog_pid_of_another_process_disables_the_watchdog(daemon, notify):
     """WATCHDOG_PID names the process meant to ping; the daemon is not that process."""
-    daemon.write_config(binding("web", 8000, 9000))
+    configure(daemon, binding("web", 8000, 9000))
     daemon.start(extra_env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "500000",
                             "WATCHDOG_PID": "1"})
     notify.wait("READY", "1")
@@ -312,7 +319,7 @@ def test_watchdog_pid_of_another_process_disables_the_watchdog(daemon, notify):
 # ---------------------------------------------------------------- logging to stderr
 
 def test_stderr_has_one_line_per_event_without_the_journal(daemon):
-    daemon.write_config(binding("web", 8000, 9000))
+    configure(daemon, binding("web", 8000, 9000))
     # A JOURNAL_STREAM that does not match stderr (as after a redirect) means: not the journal.
     daemon.start(extra_env={"JOURNAL_STREAM": "0:0"})
     daemon.ctl("add", "api", "--port", "8080", "--remote-port", "9080")
@@ -426,7 +433,7 @@ def journal(tmp_path):
 
 
 def test_journal_entries_carry_the_mysocketd_fields(daemon, journal):
-    daemon.write_config(binding("web", 8000, 9000))
+    configure(daemon, binding("web", 8000, 9000))
     stream = journal.stream_fd("mysocketd")
     st = os.fstat(stream.fileno())
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
