@@ -131,3 +131,31 @@ def test_a_corrupt_runtime_file_is_skipped_with_a_warning_not_fatal(d):
     d.start()
     assert [b["name"] for b in d.json("list")] == ["web"]
     assert "junk.ini" in d.log_text()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("display_name", "#not a comment"), ("display_name", "a = b"), ("display_name", '"quoted"'),
+    ("display_name", "x;y"), ("display_name", "[binding \"evil\"]"), ("display_name", "café ☕"),
+    ("host", "::1"), ("host", "my-host.example"),
+])
+def test_values_with_ini_syntax_round_trip_through_the_state_file(d, field, value):
+    r = d.request({"v": 1, "cmd": "add", "binding": {"name": "rt", "port": 81, "remote_port": 9081, field: value}})
+    assert r["ok"] is True, r
+    d.stop()
+    d.start()
+    b = d.binding("rt")
+    assert b[field] == value
+    assert [x["name"] for x in d.json("list")] == ["web", "rt"], "a value must not inject a binding"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("host", 'x\n[binding "evil"]\nport = 5'), ("display_name", "x\ry"), ("display_name", "tab\there"),
+    ("display_name", "a ; comment"), ("display_name", " padded "), ("host", "h" * 200),
+])
+def test_values_the_ini_file_cannot_hold_are_refused(d, field, value):
+    r = d.request({"v": 1, "cmd": "add", "binding": {"name": "rt", "port": 81, "remote_port": 9081, field: value}})
+    assert r["ok"] is False and r["code"] == "invalid", r
+    assert list((d.state_dir / "bindings.d").iterdir()) == []
+    d.stop()
+    d.start()
+    assert [x["name"] for x in d.json("list")] == ["web"]
