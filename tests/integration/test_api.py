@@ -575,3 +575,142 @@ def test_connect_killed_early_leaves_no_socket(ad, api):
     wait_for(lambda: sockets_at(api) == {}, timeout=15, what="no socket left at the API")
     c = api.counts()
     assert c.get("DELETE /socket/{id}", 0) == c.get("POST /socket", 0), c
+
+
+# ---- with the relay (a real sshd) and the tunnel engine: traffic ---------------------------
+
+import http.server  # noqa: E402
+import threading  # noqa: E402
+import urllib.request  # noqa: E402
+
+from relay import Relay  # noqa: E402
+
+
+@pytest.fixture
+def relay(tmp_path):
+    r = Relay(tmp_path / "relay").start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A local http.server whose / answers with a known body."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_text("hello through the relay\n")
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def rapi(tmp_path):
+    """An emulator whose relay ports start at a free port (the relay sshd binds them)."""
+    e = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port())
+    (tmp_path / "api").mkdir()
+    e.start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def rd(tmp_path, rapi, relay):
+    """An API-mode daemon whose [ssh] points at the relay; the SSH user comes from the API."""
+    d = ApiDaemon(tmp_path / "d", rapi)
+    d.root.mkdir()
+    d.state_dir.mkdir(mode=0o700)
+    (d.state_dir / "known_hosts").write_text(relay.known_hosts_line() + "\n")
+    pw = d.root / "password"
+    pw.write_text(PASSWORD + "\n")
+    os.chmod(pw, 0o600)
+    d.configure = lambda bindings: d.write_config(
+        bindings, api={"url": rapi.url, "email": EMAIL, "password_file": str(pw)},
+        ssh={"port": str(relay.port), "identity_file": relay.client_key})
+    yield d
+    d.stop()
+    d.assert_no_secrets()
+
+
+def get_through(relay_port, timeout=5):
+    with urllib.request.urlopen(f"http://127.0.0.1:{relay_port}/index.html", timeout=timeout) as r:
+        return r.read().decode()
+
+
+def test_traffic_flows_through_the_relay_port(rd, rapi, site):
+    rd.configure(binding("web", site))
+    rd.start()
+    b = rd.wait_state("web", "up", timeout=30)
+    assert b["relay_port"] == rapi.state()["tunnels"][0]["local_port"]
+    assert get_through(b["relay_port"]) == "hello through the relay\n"
+    wait_for(lambda: rd.binding("web")["connections_total"] >= 1, timeout=5, what="the connection counted")
+    c = rapi.counts()
+    assert c.get("POST /socket") == 1 and c.get("POST /socket/{id}/tunnel") == 1 and c.get("POST /login") == 1
+
+
+def test_token_refresh_never_drops_the_tunnel(rd, rapi, site):
+    rapi.set_token_lifetime(10)
+    rd.configure(binding("web", site))
+    rd.start()
+    b0 = rd.wait_state("web", "up", timeout=30)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < TOKEN_RUN:
+        rd.remember_token()
+        assert get_through(b0["relay_port"]) == "hello through the relay\n"
+        b = rd.binding("web")
+        assert (b["state"], b["reconnects"], b["connected_since"]) == ("up", b0["reconnects"], b0["connected_since"])
+        time.sleep(1)
+    c = rapi.counts()
+    assert c.get("POST /login") == 1, c
+    assert c.get("POST /login/refresh", 0) >= TOKEN_RUN // 10, c
+    assert emulator_log_statuses(rapi, 401) == 0
+
+
+def test_api_fault_for_a_new_binding_leaves_an_up_binding_alone(rd, rapi, site):
+    rd.configure(binding("web", site))
+    rd.start()
+    b0 = rd.wait_state("web", "up", timeout=30)
+    for kind, pattern in (("5xx", r"HTTP 503"), ("garbage", r"JSON"), ("html", r"502")):
+        rapi.fault("POST /socket", kind)
+        rd.ctl("add", "new", "--port", str(site))
+        rd.wait_error("new", pattern)
+        assert get_through(b0["relay_port"]) == "hello through the relay\n"
+        b = rd.binding("web")
+        assert (b["state"], b["reconnects"], b["connected_since"]) == ("up", b0["reconnects"], b0["connected_since"])
+        rapi.clear_faults()
+        n = rd.wait_state("new", "up", timeout=30)
+        assert get_through(n["relay_port"]) == "hello through the relay\n"
+        rd.ctl("remove", "--purge", "new")
+    # Revocation: the tunnel that is up does not care.
+    rapi.revoke()
+    time.sleep(3)
+    b = rd.binding("web")
+    assert (b["state"], b["reconnects"]) == ("up", b0["reconnects"])
+
+
+def test_connect_prints_the_public_url_and_traffic_flows(rd, rapi, site):
+    rd.configure("")
+    rd.start()
+    proc = subprocess.Popen([str(MYSOCKETCTL), "-s", str(rd.socket), "connect", "--port", str(site)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            m = re.search(r"is public at (https://\S+)", read_line(proc, timeout=30))
+            url = m and m.group(1)
+        assert url and url.endswith(".edge.mysocket.test")
+        name = [b for b in rd.json("list")][0]
+        assert name["public_url"] == url
+        assert get_through(name["relay_port"]) == "hello through the relay\n"
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=10)
+    finally:
+        finish(rd, proc)
+    assert proc.returncode == 0
+    wait_for(lambda: rapi.state()["sockets"] == [], timeout=10, what="the socket deleted")
