@@ -2,10 +2,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sysexits.h>
 
 #include <systemd/sd-daemon.h>
@@ -51,6 +54,16 @@ static int listen_fd_from_systemd(void) {
         return fd;
 }
 
+/* The path a passed socket listens on, for status and the log; NULL if it has none. */
+static char *socket_path(int fd) {
+        struct sockaddr_un sa = { 0 };
+        socklen_t len = sizeof(sa);
+        if (getsockname(fd, (struct sockaddr *) &sa, &len) < 0 || sa.sun_family != AF_UNIX ||
+            len <= offsetof(struct sockaddr_un, sun_path) || sa.sun_path[0] == '\0')
+                return NULL;
+        return strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
+}
+
 static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         struct manager *m = userdata;
         struct reload_result res = { 0 };
@@ -78,7 +91,7 @@ static void raise_fd_limit(void) {
 }
 
 static int run(struct config *config) {
-        _cleanup_(freep) char *error = NULL;
+        _cleanup_(freep) char *error = NULL, *control_path = NULL;
         struct manager *m = NULL;
         struct control *ctl = NULL;
         struct eventlog *events = NULL;
@@ -107,8 +120,14 @@ static int run(struct config *config) {
         }
         events = eventlog_new();
         manager_new(e, config, &m);
-        struct commands cmds = { .manager = m, .eventlog = events, .control_socket = config->control_socket };
-        r = control_new(e, listen_fd_from_systemd(), config->control_socket, m->control_gid,
+        /* Our own copy: a reload frees `config`, and a socket unit may listen elsewhere. */
+        int listen_fd = listen_fd_from_systemd();
+        if (listen_fd >= 0)
+                control_path = socket_path(listen_fd);
+        if (!control_path)
+                control_path = xstrdup(config->control_socket);
+        struct commands cmds = { .manager = m, .eventlog = events, .control_socket = control_path };
+        r = control_new(e, listen_fd, config->control_socket, m->control_gid,
                         commands_dispatch, &cmds, &ctl, &error);
         if (r < 0) {
                 log_error("%s", error);
@@ -126,9 +145,9 @@ static int run(struct config *config) {
                 goto out;
         }
         manager_start(m);
-        log_info("mysocketd %s started: %s mode, %zu binding%s, control socket %s", PACKAGE_VERSION,
+        log_info("mysocketd %s started: %s mode, %zu binding%s, control socket %s%s", PACKAGE_VERSION,
                  config->api ? "API" : "direct", m->n_bindings, m->n_bindings == 1 ? "" : "s",
-                 config->control_socket);
+                 control_path, listen_fd >= 0 ? " (from systemd)" : "");
         /* Ready means: the control socket answers and the state is loaded, not tunnels up. */
         notify_ready();
         r = sd_event_loop(e);

@@ -99,10 +99,17 @@ def test_socket_activation_uses_the_passed_control_socket(daemon, fdname):
         assert (b"LISTEN_FDNAMES=control" in env) == (fdname == "control")
         st = json.loads(ctl(listen, "--json", "status").stdout)
         assert st["bindings"] == 1, st
+        # status and the start line name the socket it really serves, not the config's.
+        assert st["control_socket"] == str(listen), st
+        assert f"control socket {listen} (from systemd)" in daemon.log_text()
         # The passed socket is the control socket: commands work through it...
         assert ctl(listen, "add", "api", "--port", "8080", "--remote-port", "9080").returncode == 0
         names = [b["name"] for b in json.loads(ctl(listen, "--json", "list").stdout)]
         assert names == ["web", "api"]
+        # Still true after a reload replaced the config the path was first read from.
+        assert ctl(listen, "reload").returncode == 0
+        st = json.loads(ctl(listen, "--json", "status").stdout)
+        assert st["control_socket"] == str(listen), st
         # ...and the config's control_socket was never created.
         assert not daemon.socket.exists()
         assert daemon.stop() == 0
@@ -287,6 +294,8 @@ def test_notify_ready_status_watchdog_reload_stopping(daemon, notify):
     daemon.config.write_text(good)
     check_reload(notify, lambda: daemon.ctl("reload"))
     notify.wait("STATUS", "0/1 bindings up", start=start)
+    # status after reloads: the daemon's own copy of the socket path, not the freed config's.
+    assert daemon.json("status")["control_socket"] == str(daemon.socket)
 
     # SIGTERM: STOPPING=1 and a clean exit within 5 s.
     start = len(notify.snapshot())
