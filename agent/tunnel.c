@@ -522,6 +522,28 @@ static void connect_next(struct tunnel *t) {
                     strerror(last));
 }
 
+/* RSA host keys with SHA-1 signatures fail against OpenSSH >= 8.8 in 1.10: prefer ed25519.
+ * Only methods this libssh2 knows go into the list: 1.10's method_pref() removes unknown
+ * ones with an overlapping memcpy (undefined behaviour, ASan aborts on it). */
+static void set_hostkey_pref(LIBSSH2_SESSION *session) {
+        static const char *const want[] = { "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                                            "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256" };
+        const char **algs = NULL;
+        char pref[256] = "";
+        int n = libssh2_session_supported_algs(session, LIBSSH2_METHOD_HOSTKEY, &algs);
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                for (int j = 0; j < n; j++)
+                        if (streq(want[i], algs[j]) && strlen(pref) + strlen(want[i]) + 2 < sizeof(pref)) {
+                                if (*pref)
+                                        strcat(pref, ",");
+                                strcat(pref, want[i]);
+                        }
+        if (n > 0)
+                libssh2_free(session, algs);
+        if (*pref)
+                (void) libssh2_session_method_pref(session, LIBSSH2_METHOD_HOSTKEY, pref);
+}
+
 static void connect_done(struct tunnel *t) {
         int err = 0;
         socklen_t l = sizeof(err);
@@ -544,10 +566,7 @@ static void connect_done(struct tunnel *t) {
         libssh2_session_callback_set(t->session, LIBSSH2_CALLBACK_RECV, (void *) recv_cb);
         libssh2_session_callback_set(t->session, LIBSSH2_CALLBACK_SEND, (void *) send_cb);
         libssh2_session_set_blocking(t->session, 0);
-        /* RSA host keys with SHA-1 signatures fail against OpenSSH >= 8.8 in 1.10: prefer ed25519. */
-        (void) libssh2_session_method_pref(t->session, LIBSSH2_METHOD_HOSTKEY,
-                                           "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,"
-                                           "ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa");
+        set_hostkey_pref(t->session);
         t->last_rx = now_mono(t);
         t->state = TUNNEL_HANDSHAKE;
         arm_timer(t, t->setup_deadline);
