@@ -9,12 +9,15 @@
 # build-fuzz/corpus-TARGET/, crashing inputs to build-fuzz/artifacts-TARGET/, the whole
 # output to build-fuzz/TARGET.log. Prints executions, coverage and the result of each
 # target; exits 1 if any target crashed, leaked, timed out or ran out of memory, 2 on a
-# usage or build error. $FUZZ_CC overrides the compiler. For parallel runs start two
-# invocations with different targets side by side: each builds only its own targets.
+# usage or build error. $FUZZ_CC overrides the compiler; $FUZZ_OUT the output directory
+# (default build-fuzz/), so that a long run is not disturbed by the 30 s runs of the test
+# suite. For parallel runs start two invocations with different targets side by side:
+# each builds only its own targets.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-OUT=$REPO/build-fuzz
+OUT=${FUZZ_OUT:-$REPO/build-fuzz}
+OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 ALL="conf protocol api-json jwt"
 
 SECONDS_EACH=${1:-30}
