@@ -473,7 +473,9 @@ static void check_config(struct ctx *x) {
                 else if (!c->api_token_file && !email)
                         report(x->errors, SEC(API), "api", NULL,
                                "needs either email and password_file, or token_file");
-        } else if (!c->api && (!c->ssh_user || !*c->ssh_user))
+        } else if (!c->api && x->n_pb > 0 && (!c->ssh_user || !*c->ssh_user))
+                /* Without bindings there is nothing to log in for: the shipped, all-commented
+                 * config must start cleanly. */
                 report(x->errors, SEC(SSH), "ssh", "user",
                        "missing (required in direct mode, without an [api] section)");
 #undef AT

@@ -401,6 +401,11 @@ int manager_add(struct manager *m, struct binding_conf *bc, bool temporary, enum
                         : xasprintf("binding \"%s\" already exists (added at run time)", bc->name);
                 return -EEXIST;
         }
+        if (!m->config->api && !m->config->ssh_user) {
+                *code = PROTO_CODE_INVALID;
+                *error = xasprintf("direct mode needs [ssh] user in %s before bindings can be added", m->config->path);
+                return -EINVAL;
+        }
         if (conf_binding_validate(m->config, bc, &errors) < 0) {
                 *code = PROTO_CODE_INVALID;
                 *error = xstrdup(errors.n > 0 ? errors.items[0] : "invalid binding");

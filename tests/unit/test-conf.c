@@ -163,9 +163,10 @@ static const struct bad bad[] = {
           F ":6: [binding \"web\"] socket_id: only in API mode (with an [api] section)" },
         { "[ssh]\nuser = me\n[binding \"web\"]\nport = 80\nremote_port = 9000\nprotected = yes\nusername = u\npassword = p\n",
           F ":6: [binding \"web\"] protected: only in API mode (in direct mode no edge checks passwords)" },
-        { "[ssh]\nserver = relay.example.com\n",
+        { "[ssh]\nserver = relay.example.com\n[binding \"web\"]\nport = 80\nremote_port = 9000\n",
           F ":1: [ssh] user: missing (required in direct mode, without an [api] section)" },
-        { "[daemon]\nlog_level = debug\n", F ": [ssh] user: missing (required in direct mode, without an [api] section)" },
+        { "[daemon]\nlog_level = debug\n[binding \"web\"]\nport = 80\nremote_port = 9000\n",
+          F ": [ssh] user: missing (required in direct mode, without an [api] section)" },
         { "[api]\n", F ":1: [api]: needs either email and password_file, or token_file" },
         { "[api]\nemail = a@example.com\n", F ":1: [api] password_file: missing (required with email)" },
         { "[api]\npassword_file = /etc/pw\n", F ":1: [api] email: missing (required with password_file)" },
@@ -233,6 +234,20 @@ START_TEST(test_missing_file) {
         ck_assert_str_eq(e.items[0], want);
         free(want);
         strv_clear(&e);
+}
+END_TEST
+
+/* The conffile the package ships (all commented out) must load: the daemon starts with it. */
+START_TEST(test_shipped_example_loads) {
+        struct config *c = NULL;
+        struct strv e = {}, w = {};
+        ck_assert_int_eq(conf_load(TEST_SRCDIR "/etc/mysocketd.ini", &c, &e, &w), 0);
+        ck_assert_uint_eq(e.n, 0);
+        ck_assert(!c->api);
+        ck_assert_uint_eq(c->n_bindings, 0);
+        conf_free(c);
+        strv_clear(&e);
+        strv_clear(&w);
 }
 END_TEST
 
@@ -681,6 +696,7 @@ int main(void) {
         tcase_add_test(tc, test_all_errors_listed);
         tcase_add_test(tc, test_missing_file);
         tcase_add_test(tc, test_defaults);
+        tcase_add_test(tc, test_shipped_example_loads);
         tcase_add_test(tc, test_full_config);
         tcase_add_test(tc, test_direct_mode);
         tcase_add_test(tc, test_conf_d);
