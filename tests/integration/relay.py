@@ -29,10 +29,13 @@ SSH_KEYGEN = "/usr/bin/ssh-keygen"
 
 # The ForceCommand: a banner, then every line appended to the emit file, until the session
 # ends (sshd closes the channel, the script gets SIGHUP/EPIPE).
+# Lines appended once "hello from relay" is out are never missed: tail starts at the size
+# the file had before the banner.
 FORCE_COMMAND = r"""#!/bin/sh
+size=$(wc -c < "$1")
 echo "Welcome to the test relay"
 echo "hello from relay"
-exec tail -n 0 -F "$1" 2>/dev/null
+exec tail -c +$((size + 1)) -F "$1" 2>/dev/null
 """
 
 

@@ -1,0 +1,384 @@
+"""The tunnel engine against a real OpenSSH sshd (direct mode, SPEC sections 1, 4, 9).
+
+Traffic, big transfers (sha256 checked, both ways), many connections at once, the local
+service and the relay going away and coming back, a frozen relay, host keys, rekeying, and
+one binding failing while another serves.
+
+MYSOCKETD_TRANSFER_MIB sets the big transfer size (default 1024: 1 GiB each way).
+"""
+import hashlib
+import http.server
+import os
+import re
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import Daemon, free_port, wait_for
+from relay import Relay
+
+TRANSFER_MIB = int(os.environ.get("MYSOCKETD_TRANSFER_MIB", "1024"))
+PATTERN = bytes(range(256)) * 256          # 64 KiB of known bytes
+
+
+def pattern_digest(n):
+    h = hashlib.sha256()
+    full, rest = divmod(n, len(PATTERN))
+    for _ in range(full):
+        h.update(PATTERN)
+    h.update(PATTERN[:rest])
+    return h.hexdigest()
+
+
+class BlobServer:
+    """The local service for transfers: "SEND n\\n" -> n pattern bytes then EOF;
+    "RECV n\\n" + n bytes -> their sha256 in hex."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _handle(c):
+        try:
+            f = c.makefile("rb")
+            words = f.readline().split()
+            if len(words) != 2:
+                return
+            n = int(words[1])
+            if words[0] == b"SEND":
+                left = n
+                while left:
+                    b = PATTERN[:min(left, len(PATTERN))]
+                    c.sendall(b)
+                    left -= len(b)
+                c.shutdown(socket.SHUT_WR)
+                c.recv(1)
+            else:
+                h, left = hashlib.sha256(), n
+                while left:
+                    b = f.read1(min(left, 1 << 20))
+                    if not b:
+                        break
+                    h.update(b)
+                    left -= len(b)
+                c.sendall(h.hexdigest().encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def download(port, n, timeout=600):
+    """Asks the local service for n bytes through the tunnel; returns (sha256, bytes, seconds)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        t = time.monotonic()
+        c.sendall(b"SEND %d\n" % n)
+        h, got = hashlib.sha256(), 0
+        while True:
+            b = c.recv(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            got += len(b)
+        return h.hexdigest(), got, time.monotonic() - t
+
+
+def upload(port, n, timeout=600):
+    """Sends n pattern bytes through the tunnel; returns (sha256 the service saw, seconds)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        t = time.monotonic()
+        c.sendall(b"RECV %d\n" % n)
+        left = n
+        while left:
+            b = PATTERN[:min(left, len(PATTERN))]
+            c.sendall(b)
+            left -= len(b)
+        c.shutdown(socket.SHUT_WR)
+        line = c.makefile().readline().strip()
+        return line, time.monotonic() - t
+
+
+def binding(name, port, remote_port, extra=""):
+    return f'[binding "{name}"]\nport = {port}\nremote_port = {remote_port}\n{extra}\n'
+
+
+@pytest.fixture
+def relay(tmp_path):
+    r = Relay(tmp_path / "relay").start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def blob():
+    b = BlobServer()
+    yield b.port
+    b.close()
+
+
+@pytest.fixture
+def site(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_text("hello through the tunnel\n")
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+class TunnelDaemon(Daemon):
+    def configure(self, relay, bindings, ssh=None, backoff=None):
+        s = {"port": str(relay.port), "identity_file": relay.client_key, "host_key_check": "accept-new"}
+        s.update(ssh or {})
+        self.write_config(bindings, ssh=s, backoff=backoff)
+
+
+@pytest.fixture
+def td(tmp_path):
+    d = TunnelDaemon(tmp_path / "d")
+    d.root.mkdir()
+    d.state_dir.mkdir(mode=0o700)
+    yield d
+    d.stop()
+
+
+def get(port, timeout=5):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=timeout) as r:
+        return r.read().decode()
+
+
+def try_get(port):
+    try:
+        return get(port, timeout=2)
+    except OSError:
+        return None
+
+
+def test_http_through_the_tunnel_with_edge_log(td, relay, site):
+    rp = free_port()
+    td.configure(relay, binding("web", site, rp))
+    td.start()
+    td.wait_state("web", "up", timeout=20)
+    assert get(rp) == "hello through the tunnel\n"
+    wait_for(lambda: "hello from relay" in td.log_text(), timeout=10, what="the relay's banner")
+    relay.emit("GET /index.html 200 edge-request")
+    wait_for(lambda: "edge-request" in td.log_text(), timeout=10, what="the relay's log line in our log")
+    b = wait_for(lambda: (lambda b: b if b["connections_total"] >= 1 else None)(td.binding("web")),
+                 timeout=5, what="the connection counted")
+    assert b["bytes_in"] > 0 and b["bytes_out"] > 0
+    # The accept-new default recorded the relay's key.
+    assert (td.state_dir / "known_hosts").read_text().split()[1:] == relay.known_hosts_line().split()[1:]
+
+
+def test_large_transfer_both_ways_is_intact(td, relay, blob):
+    rp = free_port()
+    td.configure(relay, binding("big", blob, rp))
+    td.start()
+    td.wait_state("big", "up", timeout=20)
+    n = TRANSFER_MIB << 20
+    digest, got, secs = download(rp, n)
+    assert (got, digest) == (n, pattern_digest(n))
+    print(f"local -> relay: {n >> 20} MiB in {secs:.1f} s = {n / secs / 1e6:.1f} MB/s")
+    digest, secs = upload(rp, n)
+    assert digest == pattern_digest(n)
+    print(f"relay -> local: {n >> 20} MiB in {secs:.1f} s = {n / secs / 1e6:.1f} MB/s")
+    b = td.binding("big")
+    assert b["bytes_in"] >= n and b["bytes_out"] >= n
+    assert b["reconnects"] == 0
+
+
+def test_500_concurrent_connections(td, relay, blob):
+    rp = free_port()
+    td.configure(relay, binding("many", blob, rp))
+    td.start()
+    td.wait_state("many", "up", timeout=20)
+    n, size = 500, 100 * 1024
+    want = pattern_digest(size)
+    results, barrier = [], threading.Barrier(n)
+
+    def one():
+        try:
+            with socket.create_connection(("127.0.0.1", rp), timeout=60) as c:
+                barrier.wait(timeout=60)
+                c.sendall(b"SEND %d\n" % size)
+                h = hashlib.sha256()
+                while True:
+                    b = c.recv(65536)
+                    if not b:
+                        break
+                    h.update(b)
+                results.append(h.hexdigest() == want)
+        except Exception as e:  # noqa: BLE001
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == n, [r for r in results if r is not True][:5]
+    b = wait_for(lambda: (lambda b: b if b["connections_active"] == 0 else None)(td.binding("many")),
+                 timeout=20, what="every connection closed")
+    assert b["connections_total"] >= n and b["state"] == "up"
+
+
+def test_local_service_down_then_up(td, relay, tmp_path):
+    rp, lp = free_port(), free_port()
+    td.configure(relay, binding("web", lp, rp))
+    td.start()
+    td.wait_state("web", "up", timeout=20)
+    with pytest.raises(OSError):
+        get(rp, timeout=5)          # the relay's connection is closed: nothing listens locally
+    wait_for(lambda: re.search(rf"cannot connect to 127\.0\.0\.1:{lp}", td.log_text()), timeout=5,
+             what="the local-connect warning")
+    root = tmp_path / "late"
+    root.mkdir()
+    (root / "index.html").write_text("late but here\n")
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", lp), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        assert get(rp) == "late but here\n"
+        b = td.binding("web")
+        assert (b["state"], b["reconnects"]) == ("up", 0)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_sshd_killed_and_restarted(td, relay, site):
+    rp = free_port()
+    td.configure(relay, binding("web", site, rp), backoff={"initial": "1", "max": "2"})
+    td.start()
+    td.wait_state("web", "up", timeout=20)
+    relay.kill()
+    wait_for(lambda: td.binding("web")["state"] != "up", timeout=10, what="the binding to notice")
+    time.sleep(3)
+    relay.start()
+    t = time.monotonic()
+    b = td.wait_state("web", "up", timeout=15)
+    # backoff max 2 s (with jitter), plus a quick handshake on loopback.
+    assert time.monotonic() - t < 6
+    assert b["reconnects"] >= 1
+    assert get(rp) == "hello through the tunnel\n"
+
+
+def test_frozen_sshd_declared_dead_then_back(td, relay, site):
+    rp = free_port()
+    interval, count = 2, 2
+    td.configure(relay, binding("web", site, rp),
+                 ssh={"keepalive_interval": str(interval), "keepalive_count": str(count)})
+    td.start()
+    td.wait_state("web", "up", timeout=20)
+    time.sleep(1)
+    relay.sigstop()
+    t = time.monotonic()
+    try:
+        wait_for(lambda: td.binding("web")["state"] != "up", timeout=interval * count + 5,
+                 what="the frozen relay to be declared dead")
+        dead_after = time.monotonic() - t
+        print(f"frozen relay declared dead after {dead_after:.1f} s")
+    finally:
+        relay.sigcont()
+    b = td.wait_state("web", "up", timeout=40)
+    assert b["reconnects"] >= 1
+    # The thawed sshd's old session may hold 127.0.0.1:rp a moment longer (the new forward for
+    # "localhost" then got ::1 alone): it lets go as soon as it reads our closed socket.
+    wait_for(lambda: try_get(rp) == "hello through the tunnel\n", timeout=10, what="traffic again")
+
+
+@pytest.mark.parametrize("mode", ["accept-new", "strict"])
+def test_changed_host_key_is_refused(td, relay, site, mode):
+    rp = free_port()
+    (td.state_dir / "known_hosts").write_text(relay.known_hosts_line())
+    old = relay.fingerprint()
+    relay.new_host_key()
+    relay.restart()
+    new = relay.fingerprint()
+    td.configure(relay, binding("web", site, rp), ssh={"host_key_check": mode})
+    td.start()
+    b = td.wait_state("web", "failed", timeout=20)
+    assert f"expected {old}" in b["last_error"] and f"offered {new}" in b["last_error"], b["last_error"]
+    assert str(td.state_dir / "known_hosts") in b["last_error"]
+    # The file is untouched: the old key stays the trusted one.
+    assert (td.state_dir / "known_hosts").read_text().split()[2] != relay.host_public_key()[1]
+
+
+def test_pinned_fingerprint(td, relay, site):
+    rp = free_port()
+    td.configure(relay, binding("web", site, rp), ssh={"host_key_check": relay.fingerprint()})
+    td.start()
+    td.wait_state("web", "up", timeout=20)
+    assert get(rp) == "hello through the tunnel\n"
+
+
+def test_rekey_during_big_transfer(tmp_path, td, blob):
+    r = Relay(tmp_path / "rekeyrelay", extra_config=["RekeyLimit 32M"]).start()
+    try:
+        rp = free_port()
+        td.configure(r, binding("big", blob, rp))
+        td.start()
+        td.wait_state("big", "up", timeout=20)
+        n = min(TRANSFER_MIB, 256) << 20
+        digest, got, _ = download(rp, n)
+        assert (got, digest) == (n, pattern_digest(n))
+        digest, _ = upload(rp, n)
+        assert digest == pattern_digest(n)
+        assert td.binding("big")["reconnects"] == 0
+    finally:
+        r.stop()
+
+
+def test_one_binding_failing_while_another_serves(td, relay, site):
+    good, taken = free_port(), free_port()
+    # The relay cannot listen on "localhost" there (neither address): forward refused.
+    holders = [socket.socket()]
+    holders[0].bind(("127.0.0.1", taken))
+    try:
+        h6 = socket.socket(socket.AF_INET6)
+        h6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        h6.bind(("::1", taken))
+        holders.append(h6)
+    except OSError:
+        pass
+    for h in holders:
+        h.listen(1)
+    try:
+        td.configure(relay, binding("good", site, good) + binding("bad", site, taken))
+        td.start()
+        td.wait_state("good", "up", timeout=20)
+        wait_for(lambda: "refused forward" in (td.binding("bad")["last_error"] or ""), timeout=20,
+                 what="the forward refusal")
+        for _ in range(5):
+            assert get(good) == "hello through the tunnel\n"
+            assert td.binding("bad")["state"] in ("backoff", "connecting")
+            time.sleep(0.5)
+        assert td.binding("good")["reconnects"] == 0
+    finally:
+        for h in holders:
+            h.close()
+    td.wait_state("bad", "up", timeout=20)
