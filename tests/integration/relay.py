@@ -12,6 +12,10 @@
     r.new_host_key()             # replace the host key (takes effect at the next start)
     r.stop()                     # SIGTERM, then SIGKILL; always call it (or use `with Relay(...)`)
 
+    Relay(dir, host="10.200.1.1", netns="msd-relay") runs sshd inside an existing network
+    namespace (`ip netns exec NS sshd ...`) listening on `host`; readiness is then read from
+    sshd's "Server listening" log line, since the address need not be reachable from here.
+
 Every process is started here and stopped here by pid. Nothing but the standard library and
 /usr/sbin/sshd, /usr/bin/ssh-keygen is used. Tests run as root (PermitRootLogin yes); the
 login user is the current user.
@@ -57,11 +61,13 @@ def wait_port(host, port, timeout=10.0):
 
 
 class Relay:
-    def __init__(self, tmpdir, port=None, extra_config=(), user=None):
+    def __init__(self, tmpdir, port=None, extra_config=(), user=None, host="127.0.0.1", netns=None):
         self.dir = os.path.abspath(str(tmpdir))
         os.makedirs(self.dir, exist_ok=True)
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
+        self.host = host
+        self.netns = netns
+        # In a namespace of its own every port is free; pick one that is free here too.
+        self.port = port or free_port("127.0.0.1" if netns else host)
         self.user = user or pwd.getpwuid(os.getuid()).pw_name
         self.extra_config = list(extra_config)
         self.host_key = os.path.join(self.dir, "ssh_host_ed25519_key")
@@ -143,12 +149,25 @@ class Relay:
     def start(self, timeout=10.0):
         os.makedirs("/run/sshd", exist_ok=True)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", self.config], stdin=subprocess.DEVNULL,
+        log_start = self._log.tell()
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []   # ip execs sshd: same pid
+        self.proc = subprocess.Popen(prefix + [SSHD, "-D", "-e", "-f", self.config], stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT)
-        if not wait_port(self.host, self.port, timeout):
+        ready = self._wait_listening(log_start, timeout) if self.netns else wait_port(self.host, self.port, timeout)
+        if not ready:
             self.stop()
             raise RuntimeError("sshd did not start on port %d; see %s" % (self.port, self.log_path))
         return self
+
+    def _wait_listening(self, offset, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                if b"Server listening on" in f.read():
+                    return True
+            time.sleep(0.05)
+        return False
 
     def _children(self):
         """pids of the session processes sshd forked (they survive a kill of the listener)."""
