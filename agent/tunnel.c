@@ -896,6 +896,20 @@ static int on_defer(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+/* Keepalives and liveness.
+ *
+ * libssh2_keepalive_send() with want_reply=0 gets no answer, and want_reply=1 is unusable in
+ * 1.10 (the relay's REQUEST_FAILURE is taken as the reply to a later tcpip-forward). A
+ * window adjust or SSH_MSG_IGNORE gets no answer either. What OpenSSH always answers, and
+ * libssh2 matches by channel number (so nothing else can take the reply), is a channel
+ * request with want_reply: every keepalive_interval we send "env" on the log channel
+ * (libssh2_channel_setenv_ex, reusable unlike process_startup); sshd refuses env on a
+ * running shell with CHANNEL_FAILURE, which is all we need: bytes came back. Every byte
+ * counts as life (recv_cb stamps last_rx), so a busy session needs no probe replies. Nothing
+ * received for keepalive_interval * keepalive_count seconds: the relay is declared dead.
+ * Without a log channel (relay refused sessions) only the libssh2 keepalive is sent and
+ * TCP_USER_TIMEOUT (the same interval * count) catches unacknowledged data. */
+
 static const char *const setup_phase[_TUNNEL_STATE_MAX] = {
         [TUNNEL_RESOLVING] = "resolving",
         [TUNNEL_CONNECTING] = "connecting to",
