@@ -34,7 +34,6 @@ import re
 import signal
 import socket
 import socketserver
-import subprocess
 import sys
 import threading
 import time
