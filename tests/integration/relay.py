@@ -140,6 +140,11 @@ class Relay:
             "X11Forwarding no",
             "PrintMotd no",
             "ForceCommand %s %s" % (self.script, self.emit_file),
+            # The login shell (root's bash) would source ~/.bashrc for an ssh session, and
+            # here that runs `pyenv init`, whose rehash lock serialises every shell on the
+            # machine for up to 60 s each: the banner came a minute late under load. bash
+            # skips it when SHLVL says it is not the outermost shell.
+            "SetEnv SHLVL=1",
             "LogLevel VERBOSE",
         ] + self.extra_config
         with open(self.config, "w") as f:
