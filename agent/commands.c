@@ -244,11 +244,12 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, "binding");
         if (!cJSON_IsObject(o))
                 return error_reply(PROTO_CODE_INVALID, xstrdup("\"binding\" must be an object"));
-        /* The daemon names it; a "name" from the client is only a display name default. */
+        /* The daemon names it, never reusing a name in its lifetime: the follower removes
+         * its binding by name when the client goes, and must not hit a newer namesake. */
         cJSON *copy = cJSON_Duplicate(o, true);
         cJSON_DeleteItemFromObjectCaseSensitive(copy, "name");
-        for (unsigned n = 1; !cJSON_GetObjectItemCaseSensitive(copy, "name"); n++) {
-                _cleanup_(freep) char *name = xasprintf("connect-%u", n);
+        while (!cJSON_GetObjectItemCaseSensitive(copy, "name")) {
+                _cleanup_(freep) char *name = xasprintf("connect-%u", ++ctx->connect_seq);
                 if (!manager_find(ctx->manager, name))
                         cJSON_AddStringToObject(copy, "name", name);
         }

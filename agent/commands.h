@@ -11,6 +11,7 @@ struct commands {
         struct manager *manager;
         struct eventlog *eventlog;
         const char *control_socket;      /* what we listen on, for `status` */
+        unsigned connect_seq;            /* names connect-N are never reused */
 };
 
 /* The control_handler_t for control_new(); userdata is a struct commands. */

@@ -1,4 +1,6 @@
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <grp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,7 @@ const char *binding_state_to_string(enum binding_state s) {
 }
 
 static void binding_attempt(struct binding *b);
+static void manager_forget_remote(struct manager *m, struct binding *b, bool purge);
 
 static uint64_t random_u64(void) {
         uint64_t v;
@@ -354,6 +357,30 @@ int manager_new(sd_event *event, struct config *config, struct manager **ret) {
         return 0;
 }
 
+/* A `connect` binding lives only as long as its client; if the daemon died first (kill -9,
+ * power cut), its socket is still at the API with its ids file here. Delete both. */
+static void purge_orphaned_connects(struct manager *m) {
+        _cleanup_(freep) char *dir = xasprintf("%s/ids", m->config->state_dir);
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                char name[BINDING_NAME_MAX + 1];
+                unsigned n;
+                int end = 0;
+                if (sscanf(de->d_name, "connect-%u.json%n", &n, &end) != 1 || de->d_name[end] != '\0')
+                        continue;
+                snprintf(name, sizeof(name), "connect-%u", n);
+                if (manager_find(m, name))
+                        continue;
+                struct binding tmp = { .manager = m, .conf = &(struct binding_conf) { .name = name } };
+                log_binding(LOG_NOTICE, name, "purge", "quick connect binding left over from an earlier run; deleting its socket");
+                manager_forget_remote(m, &tmp, true);
+        }
+        closedir(d);
+}
+
 int manager_start(struct manager *m) {
         int r = netwatch_new(m->event, on_network_change, m, &m->netwatch);
         if (r < 0)
@@ -361,8 +388,10 @@ int manager_start(struct manager *m) {
                             strerror(-r));
         /* The API may be unreachable at boot: api_start never fails for that, and each
          * binding retries its own resolve with backoff while the control socket serves. */
-        if (m->api)
+        if (m->api) {
                 api_start(m->api);
+                purge_orphaned_connects(m);
+        }
         for (size_t i = 0; i < m->n_bindings; i++)
                 binding_attempt(m->bindings[i]);
         update_status(m);

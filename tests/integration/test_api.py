@@ -555,6 +555,21 @@ def test_connect_exits_1_when_the_daemon_goes(ad, api):
     assert proc.returncode == 1 and "closed the connection" in err
 
 
+def test_connect_socket_left_by_a_killed_daemon_is_deleted_at_the_next_start(ad, api):
+    started(ad, bindings="")
+    proc, name = start_connect(ad)
+    sid, _ = ad.wait_ids(name)
+    ad.kill9()
+    proc.wait(timeout=10)
+    finish(ad, proc)
+    assert sid in sockets_at(api) and (ad.state_dir / "ids" / f"{name}.json").exists()
+    ad.start()
+    wait_for(lambda: sid not in sockets_at(api), timeout=10, what="the orphaned socket deleted at the API")
+    assert not (ad.state_dir / "ids" / f"{name}.json").exists()
+    assert name not in [b["name"] for b in ad.json("list")]
+    assert "left over from an earlier run" in ad.log_text()
+
+
 def test_connect_json_streams_the_binding_then_events(ad, api):
     started(ad, bindings="")
     proc = subprocess.Popen([str(MYSOCKETCTL), "-s", str(ad.socket), "--json", "connect", "--port", "8000"],
