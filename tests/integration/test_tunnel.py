@@ -281,8 +281,8 @@ def test_sshd_killed_and_restarted(td, relay, site):
     relay.start()
     t = time.monotonic()
     b = td.wait_state("web", "up", timeout=15)
-    # backoff max 2 s (with jitter), plus a quick handshake on loopback.
-    assert time.monotonic() - t < 6
+    # backoff max 2 s (with jitter), plus a handshake on loopback; slack for a loaded CI box.
+    assert time.monotonic() - t < 10
     assert b["reconnects"] >= 1
     assert get(rp) == "hello through the tunnel\n"
 
