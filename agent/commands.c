@@ -23,7 +23,7 @@ static cJSON *error_reply(enum proto_code code, char *owned_message) {
 
 static cJSON *binding_json(const struct binding *b) {
         struct proto_binding p;
-        manager_binding_to_proto(b, &p);
+        binding_to_proto(b, &p);
         cJSON *o = proto_binding_to_json(&p);
         proto_binding_clear(&p);
         return o;

@@ -100,6 +100,16 @@ void reload_result_clear(struct reload_result *r);
  * with every problem in *errors and leaves the running config untouched. */
 int manager_reload(struct manager *m, struct reload_result *result, struct strv *errors);
 
-/* Fills the wire view of a binding (caller clears it with proto_binding_clear). */
-void manager_binding_to_proto(const struct binding *b, struct proto_binding *ret);
 void manager_count(const struct manager *m, unsigned *up, unsigned *failed);
+/* Tells systemd (STATUS=) how many bindings are up; called on every state change. */
+void manager_update_status(struct manager *m);
+
+/* binding.c: one binding's state machine. */
+struct binding *binding_new(struct manager *m, struct binding_conf *bc);   /* takes bc; starts nothing */
+void binding_free(struct binding *b);                                       /* stops it first; NULL is fine */
+/* Starts an attempt now: resolve at the API (API mode) or connect (direct mode). */
+void binding_attempt(struct binding *b);
+/* Ends the session, the API call and the timers; the state is left to the caller. */
+void binding_stop(struct binding *b);
+/* Fills the wire view of a binding (caller clears it with proto_binding_clear). */
+void binding_to_proto(const struct binding *b, struct proto_binding *ret);
