@@ -1,4 +1,7 @@
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -7,6 +10,19 @@
 
 char *state_binding_path(const char *state_dir, const char *name) {
         return xasprintf("%s/bindings.d/%s.ini", state_dir, name);
+}
+
+/* write_file_atomic's temp files ("NAME.tmp.XXXXXX") outlive a crash in mid-write; the
+ * real file is intact either way, so they are only litter. */
+static void sweep_temp_files(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        if (!d)
+                return;
+        while ((de = readdir(d)))
+                if (fnmatch("*.tmp.??????", de->d_name, FNM_PERIOD) == 0)
+                        unlinkat(dirfd(d), de->d_name, 0);
+        closedir(d);
 }
 
 int state_init(const char *state_dir, char **error) {
@@ -27,6 +43,11 @@ int state_init(const char *state_dir, char **error) {
                 *error = xasprintf("state directory %s is writable by others (mode %04o); chmod 700 %s",
                                    state_dir, (unsigned) (st.st_mode & 07777), state_dir);
                 return -EPERM;
+        }
+        const char *subdirs[] = { "", "/bindings.d", "/ids" };
+        for (size_t i = 0; i < ELEMENTSOF(subdirs); i++) {
+                _cleanup_(freep) char *p = xasprintf("%s%s", state_dir, subdirs[i]);
+                sweep_temp_files(p);
         }
         return 0;
 }

@@ -5,7 +5,7 @@
 #include "conf.h"
 
 /* Creates STATE_DIR (0700) and STATE_DIR/bindings.d (0700) if missing; refuses a state dir
- * that others can write to. Returns 0 or -errno (*error says what, caller frees). */
+ * that others can write to; removes temp files a crash left in the middle of a write. Returns 0 or -errno (*error says what, caller frees). */
 int state_init(const char *state_dir, char **error);
 /* Writes STATE_DIR/bindings.d/NAME.ini atomically (0600). Returns 0 or -errno. */
 int state_save_binding(const char *state_dir, const struct binding_conf *b);

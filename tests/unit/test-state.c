@@ -80,6 +80,25 @@ START_TEST(test_save_reload_remove) {
 }
 END_TEST
 
+START_TEST(test_init_sweeps_crash_leftovers) {
+        char *error = NULL;
+        ck_assert_int_eq(state_init(dir, &error), 0);
+        char *tmp = xasprintf("%s/bindings.d/web.ini.tmp.Ab12Cd", dir);
+        char *keep = xasprintf("%s/bindings.d/web.ini", dir);
+        FILE *f = fopen(tmp, "w");
+        fputs("[binding \"web\"]\npo", f);   /* torn */
+        fclose(f);
+        f = fopen(keep, "w");
+        fputs("[binding \"web\"]\nport = 80\n", f);
+        fclose(f);
+        ck_assert_int_eq(state_init(dir, &error), 0);
+        ck_assert_int_eq(access(tmp, F_OK), -1);
+        ck_assert_int_eq(access(keep, F_OK), 0);
+        free(tmp);
+        free(keep);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("state");
         TCase *tc = tcase_create("core");
@@ -87,6 +106,7 @@ int main(void) {
         tcase_add_test(tc, test_init_creates_private_dirs);
         tcase_add_test(tc, test_init_refuses_writable_dir);
         tcase_add_test(tc, test_save_reload_remove);
+        tcase_add_test(tc, test_init_sweeps_crash_leftovers);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
