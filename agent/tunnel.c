@@ -643,7 +643,10 @@ static void setup_step(struct tunnel *t) {
                                                                     t->p.identity_file, NULL);
                         if (rc == LIBSSH2_ERROR_EAGAIN)
                                 return;
-                        if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) {
+                        /* A relay that dies in mid-auth (restart) makes 1.10 report a failed
+                         * authentication too; only a live connection's "no" is a real refusal. */
+                        if ((rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) &&
+                            !t->sock_broken) {
                                 tunnel_fail(t, -EACCES, true, "relay %s:%u rejected the key %s for user %s",
                                             t->p.server, t->p.server_port, t->p.identity_file, t->p.user);
                                 return;
