@@ -1,4 +1,4 @@
-/* Private to the tunnel engine (tunnel.c, tunnel-bridge.c, hostkey.c): the only files that
+/* Private to the tunnel engine (tunnel*.c, hostkey.c): the only files that
  * include libssh2. */
 #pragma once
 
@@ -13,6 +13,10 @@
 #include "tunnel.h"
 #include "util.h"
 
+#define USEC_PER_SEC 1000000ULL
+#define CONNECT_TIMEOUT_USEC (10 * USEC_PER_SEC)     /* per relay address */
+#define SETUP_TIMEOUT_MIN_SEC 30
+#define LISTEN_QUEUE 4096    /* libssh2 refuses channels past this many unaccepted ones */
 #define CONN_BUF_SIZE       (64 * 1024)     /* per direction, per forwarded connection */
 #define CONN_WINDOW         (1024 * 1024)   /* SSH receive window kept open per channel */
 #define LOG_LINE_MAX        4096
@@ -183,3 +187,26 @@ char *hostkey_fingerprint(const void *blob, size_t len);
 /* Checks the relay's host key per p->host_key_check. Returns 0, or negative errno with a
  * sentence in *ret_message (a mismatch is -EPERM: permanent). */
 int hostkey_verify(LIBSSH2_SESSION *session, const struct tunnel_params *p, char **ret_message);
+
+/* tunnel.c: the pump and its plumbing. */
+int on_session_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+void pump(struct tunnel *t);                    /* drives every libssh2 call of the session */
+uint64_t now_mono(struct tunnel *t);
+void arm_timer(struct tunnel *t, uint64_t when);
+void fail_lost(struct tunnel *t, ssize_t rc);   /* the session is gone: on_down, not permanent */
+bool ssh_fatal(struct tunnel *t, ssize_t rc);   /* true (and on_down) if rc ends the session */
+LIBSSH2_RECV_FUNC(recv_cb);                     /* our socket I/O: sees EOF and errno */
+LIBSSH2_SEND_FUNC(send_cb);
+
+/* tunnel-connect.c: resolve and connect. */
+int resolve_start(struct tunnel *t, const char *host, uint16_t port, bool local);
+void resolve_cancel(struct tunnel *t);
+void resolve_next(struct tunnel *t);           /* relay, then local service, then connect */
+void connect_next(struct tunnel *t);            /* tries the next relay address */
+void connect_done(struct tunnel *t);            /* TCP is up: start the SSH session */
+void set_sockopts(struct tunnel *t, int fd);
+
+/* tunnel-setup.c: handshake, host key, auth, forward, log shell. */
+int check_identity(struct tunnel *t);
+void setup_step(struct tunnel *t);
+bool log_setup_step(struct tunnel *t);

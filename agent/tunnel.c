@@ -1,6 +1,7 @@
-/* The tunnel engine, session side: resolve, connect, SSH handshake, host key, auth, forward
- * request, log shell, keepalives and the pump that drives every libssh2 call. The
- * channel <-> socket bridging lives in tunnel-bridge.c, host keys in hostkey.c. */
+/* The tunnel engine, session side: the libssh2 I/O callbacks, errors, the one-pending-call
+ * discipline, keepalives and the pump that drives every libssh2 call, and the public
+ * tunnel_* functions. Reaching the relay is in tunnel-connect.c, session setup in
+ * tunnel-setup.c, channel <-> socket bridging in tunnel-bridge.c, host keys in hostkey.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -21,208 +22,13 @@
 #include "log.h"
 #include "tunnel-internal.h"
 
-#define USEC_PER_SEC 1000000ULL
-#define CONNECT_TIMEOUT_USEC (10 * USEC_PER_SEC)     /* per relay address */
-#define SETUP_TIMEOUT_MIN_SEC 30
-#define LISTEN_QUEUE 4096    /* libssh2 refuses channels past this many unaccepted ones */
-
-/* ---- asynchronous name resolution --------------------------------------------------- */
-
-/* getaddrinfo_a() notifies from a helper thread. The request is refcounted (the tunnel
- * and the pending notification each hold a reference) so that a tunnel freed while the
- * lookup is still running leaves the late notification harmless: it writes to an eventfd
- * the request itself owns and drops the last reference. */
-struct resolve {
-        int n_ref;
-        int efd;
-        bool local;               /* resolving local_host (else the relay) */
-        struct gaicb cb;
-        struct gaicb *list[1];
-        struct addrinfo hints;
-        char *host;
-        char port[8];
-};
-
-static void resolve_unref(struct resolve *r) {
-        if (!r || __atomic_sub_fetch(&r->n_ref, 1, __ATOMIC_ACQ_REL) > 0)
-                return;
-        if (r->cb.ar_result)
-                freeaddrinfo(r->cb.ar_result);
-        if (r->efd >= 0)
-                close(r->efd);
-        free(r->host);
-        free(r);
-}
-
-static void resolve_notify(union sigval v) {
-        struct resolve *r = v.sival_ptr;
-        uint64_t one = 1;
-        (void) !write(r->efd, &one, sizeof(one));
-        resolve_unref(r);
-}
-
-static void resolve_cancel(struct tunnel *t) {
-        if (!t->resolve)
-                return;
-        t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
-        /* Cancelled requests are never notified: drop the notification's reference too. */
-        if (gai_cancel(&t->resolve->cb) == EAI_CANCELED)
-                resolve_unref(t->resolve);
-        resolve_unref(t->resolve);
-        t->resolve = NULL;
-}
-
-static int parse_literal(const char *host, uint16_t port, struct addr *a) {
-        struct sockaddr_in *in4 = (struct sockaddr_in *) &a->sa;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &a->sa;
-        memset(a, 0, sizeof(*a));
-        if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-                in4->sin_family = AF_INET;
-                in4->sin_port = htons(port);
-                a->len = sizeof(*in4);
-                return 0;
-        }
-        if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons(port);
-                a->len = sizeof(*in6);
-                return 0;
-        }
-        return -EINVAL;
-}
-
-static void addrs_from_ai(const struct addrinfo *ai, struct addr **ret, size_t *n) {
-        size_t c = 0;
-        for (const struct addrinfo *i = ai; i; i = i->ai_next)
-                c++;
-        *ret = xcalloc(c, sizeof(struct addr));
-        *n = 0;
-        for (const struct addrinfo *i = ai; i; i = i->ai_next) {
-                if (i->ai_addrlen > sizeof(struct sockaddr_storage))
-                        continue;
-                memcpy(&(*ret)[*n].sa, i->ai_addr, i->ai_addrlen);
-                (*ret)[(*n)++].len = i->ai_addrlen;
-        }
-}
-
-static void resolve_next(struct tunnel *t);
-static void connect_next(struct tunnel *t);
-
-static int on_resolved(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        struct tunnel *t = userdata;
-        struct resolve *r = t->resolve;
-        uint64_t v;
-        (void) s, (void) revents;
-        (void) !read(fd, &v, sizeof(v));
-
-        tunnel_enter(t);
-        int e = gai_error(&r->cb);
-        if (e == EAI_INPROGRESS)
-                goto out;
-        if (!r->local) {
-                if (e != 0) {
-                        tunnel_fail(t, -EHOSTUNREACH, false, "cannot resolve relay %s: %s", t->p.server,
-                                    gai_strerror(e));
-                        goto out;
-                }
-                addrs_from_ai(r->cb.ar_result, &t->srv_addrs, &t->n_srv_addrs);
-        } else {
-                if (e != 0)
-                        t->loc_resolve_error = e;
-                else
-                        addrs_from_ai(r->cb.ar_result, &t->loc_addrs, &t->n_loc_addrs);
-        }
-        t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
-        resolve_unref(t->resolve);
-        t->resolve = NULL;
-        resolve_next(t);
-out:
-        tunnel_leave(t);
-        return 0;
-}
-
-static int resolve_start(struct tunnel *t, const char *host, uint16_t port, bool local) {
-        struct resolve *r = xcalloc(1, sizeof(*r));
-        int k;
-        r->n_ref = 2;
-        r->local = local;
-        r->host = xstrdup(host);
-        snprintf(r->port, sizeof(r->port), "%u", port);
-        r->hints.ai_socktype = SOCK_STREAM;
-        r->hints.ai_protocol = IPPROTO_TCP;
-        r->cb.ar_name = r->host;
-        r->cb.ar_service = r->port;
-        r->cb.ar_request = &r->hints;
-        r->list[0] = &r->cb;
-        r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (r->efd < 0) {
-                k = -errno;
-                r->n_ref = 1;
-                resolve_unref(r);
-                return k;
-        }
-        k = sd_event_add_io(t->event, &t->resolve_io, r->efd, EPOLLIN, on_resolved, t);
-        if (k < 0) {
-                r->n_ref = 1;
-                resolve_unref(r);
-                return k;
-        }
-        struct sigevent sev = {
-                .sigev_notify = SIGEV_THREAD,
-                .sigev_value.sival_ptr = r,
-                .sigev_notify_function = resolve_notify,
-        };
-        t->resolve = r;
-        k = getaddrinfo_a(GAI_NOWAIT, r->list, 1, &sev);
-        if (k != 0) {
-                t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
-                t->resolve = NULL;
-                r->n_ref = 1;     /* nothing was queued, so nothing will notify */
-                resolve_unref(r);
-                return k == EAI_MEMORY ? -ENOMEM : -EAGAIN;
-        }
-        return 0;
-}
-
-/* Relay first, then the local service (each skipped for an address literal), then connect. */
-static void resolve_next(struct tunnel *t) {
-        struct addr a;
-        int r;
-        if (!t->srv_addrs) {
-                if (parse_literal(t->p.server, t->p.server_port, &a) == 0) {
-                        t->srv_addrs = xmalloc(sizeof(a));
-                        t->srv_addrs[0] = a;
-                        t->n_srv_addrs = 1;
-                } else {
-                        r = resolve_start(t, t->p.server, t->p.server_port, false);
-                        if (r < 0)
-                                tunnel_fail(t, r, false, "cannot resolve relay %s: %s", t->p.server, strerror(-r));
-                        return;
-                }
-        }
-        if (!t->loc_addrs && !t->loc_resolve_error) {
-                if (parse_literal(t->p.local_host, t->p.local_port, &a) == 0) {
-                        t->loc_addrs = xmalloc(sizeof(a));
-                        t->loc_addrs[0] = a;
-                        t->n_loc_addrs = 1;
-                } else {
-                        r = resolve_start(t, t->p.local_host, t->p.local_port, true);
-                        if (r < 0)
-                                t->loc_resolve_error = EAI_SYSTEM;
-                        else
-                                return;
-                }
-        }
-        t->state = TUNNEL_CONNECTING;
-        connect_next(t);
-}
 
 /* ---- libssh2 I/O callbacks ---------------------------------------------------------- */
 
 /* Our own socket I/O, to see what libssh2 hides: the time of the last byte received (the
  * liveness signal), EOF and errno (forward_accept() reports a dead socket as "channel not
  * found"), and so that a tunnel being torn down can make every call fail fast. */
-static LIBSSH2_RECV_FUNC(recv_cb) {
+LIBSSH2_RECV_FUNC(recv_cb) {
         struct tunnel *t = *abstract;
         if (t->no_io)
                 return -ECONNRESET;
@@ -245,7 +51,7 @@ static LIBSSH2_RECV_FUNC(recv_cb) {
         return -errno;
 }
 
-static LIBSSH2_SEND_FUNC(send_cb) {
+LIBSSH2_SEND_FUNC(send_cb) {
         struct tunnel *t = *abstract;
         if (t->no_io)
                 return -EPIPE;
@@ -322,7 +128,7 @@ void tunnel_fail(struct tunnel *t, int error, bool permanent, const char *fmt, .
 }
 
 /* A libssh2 error that ends the whole session (as opposed to one channel). */
-static bool ssh_fatal(struct tunnel *t, ssize_t rc) {
+bool ssh_fatal(struct tunnel *t, ssize_t rc) {
         if (t->sock_broken)
                 return true;
         switch (rc) {
@@ -344,7 +150,7 @@ static bool ssh_fatal(struct tunnel *t, ssize_t rc) {
         }
 }
 
-static void fail_lost(struct tunnel *t, ssize_t rc) {
+void fail_lost(struct tunnel *t, ssize_t rc) {
         const char *m;
         int e = ssh_errno(t, (int) rc, &m);
         if (t->sock_broken && !t->sock_errno)
@@ -450,12 +256,12 @@ static void update_session_events(struct tunnel *t) {
         sd_event_source_set_io_events(t->io, ev);
 }
 
-static void arm_timer(struct tunnel *t, uint64_t when) {
+void arm_timer(struct tunnel *t, uint64_t when) {
         sd_event_source_set_time(t->timer, when);
         sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT);
 }
 
-static uint64_t now_mono(struct tunnel *t) {
+uint64_t now_mono(struct tunnel *t) {
         uint64_t now;
         if (sd_event_now(t->event, CLOCK_MONOTONIC, &now) < 0)
                 now = now_monotonic_usec();
@@ -468,282 +274,6 @@ static uint64_t dead_after_usec(const struct tunnel *t) {
         if (t->p.keepalive_count < 2)
                 d += 2;
         return d * USEC_PER_SEC;
-}
-
-/* ---- TCP connect ---------------------------------------------------------------------- */
-
-static void set_sockopts(struct tunnel *t, int fd) {
-        int one = 1;
-        unsigned timeout = t->p.keepalive_interval * t->p.keepalive_count * 1000;
-        int lowat = SEND_LOWAT;
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        if (timeout > 0)
-                (void) setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
-}
-
-static int on_session_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
-static void pump(struct tunnel *t);
-
-static void connect_next(struct tunnel *t) {
-        int last = ECONNREFUSED;
-
-        t->io = sd_event_source_disable_unref(t->io);
-        if (t->fd >= 0)
-                close(t->fd);
-        t->fd = -1;
-
-        while (t->srv_idx < t->n_srv_addrs) {
-                struct addr *a = &t->srv_addrs[t->srv_idx++];
-                int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-                if (fd < 0) {
-                        last = errno;
-                        continue;
-                }
-                set_sockopts(t, fd);
-                if (connect(fd, (struct sockaddr *) &a->sa, a->len) < 0 && errno != EINPROGRESS) {
-                        last = errno;
-                        close(fd);
-                        continue;
-                }
-                int r = sd_event_add_io(t->event, &t->io, fd, EPOLLOUT, on_session_io, t);
-                if (r < 0) {
-                        close(fd);
-                        tunnel_fail(t, r, false, "cannot watch the relay socket: %s", strerror(-r));
-                        return;
-                }
-                t->fd = fd;
-                uint64_t deadline = now_mono(t) + CONNECT_TIMEOUT_USEC;
-                arm_timer(t, deadline < t->setup_deadline ? deadline : t->setup_deadline);
-                return;
-        }
-        tunnel_fail(t, -last, false, "cannot connect to relay %s:%u: %s", t->p.server, t->p.server_port,
-                    strerror(last));
-}
-
-/* RSA host keys with SHA-1 signatures fail against OpenSSH >= 8.8 in 1.10: prefer ed25519.
- * Only methods this libssh2 knows go into the list: 1.10's method_pref() removes unknown
- * ones with an overlapping memcpy (undefined behaviour, ASan aborts on it). */
-static void set_hostkey_pref(LIBSSH2_SESSION *session) {
-        static const char *const want[] = { "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-                                            "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256" };
-        const char **algs = NULL;
-        char pref[256] = "";
-        int n = libssh2_session_supported_algs(session, LIBSSH2_METHOD_HOSTKEY, &algs);
-        for (size_t i = 0; i < ELEMENTSOF(want); i++)
-                for (int j = 0; j < n; j++)
-                        if (streq(want[i], algs[j]) && strlen(pref) + strlen(want[i]) + 2 < sizeof(pref)) {
-                                if (*pref)
-                                        strcat(pref, ",");
-                                strcat(pref, want[i]);
-                        }
-        if (n > 0)
-                libssh2_free(session, algs);
-        if (*pref)
-                (void) libssh2_session_method_pref(session, LIBSSH2_METHOD_HOSTKEY, pref);
-}
-
-static void connect_done(struct tunnel *t) {
-        int err = 0;
-        socklen_t l = sizeof(err);
-        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
-                err = errno;
-        if (err == EINPROGRESS || err == EALREADY)
-                return;
-        if (err != 0) {
-                log_binding(LOG_DEBUG, t->p.name, "connect", "connecting to relay %s:%u: %s; trying the next address",
-                            t->p.server, t->p.server_port, strerror(err));
-                connect_next(t);
-                return;
-        }
-
-        t->session = libssh2_session_init_ex(NULL, NULL, NULL, t);
-        if (!t->session) {
-                tunnel_fail(t, -ENOMEM, false, "cannot create an SSH session");
-                return;
-        }
-        libssh2_session_callback_set(t->session, LIBSSH2_CALLBACK_RECV, (void *) recv_cb);
-        libssh2_session_callback_set(t->session, LIBSSH2_CALLBACK_SEND, (void *) send_cb);
-        libssh2_session_set_blocking(t->session, 0);
-        set_hostkey_pref(t->session);
-        t->last_rx = now_mono(t);
-        t->state = TUNNEL_HANDSHAKE;
-        arm_timer(t, t->setup_deadline);
-        pump(t);
-}
-
-/* ---- SSH setup ------------------------------------------------------------------------- */
-
-static int check_identity(struct tunnel *t) {
-        struct stat st;
-        const char *f = t->p.identity_file;
-        if (!f || !*f) {
-                tunnel_fail(t, -ENOKEY, true, "no identity_file configured");
-                return -ENOKEY;
-        }
-        if (stat(f, &st) < 0) {
-                int e = errno;
-                tunnel_fail(t, -e, true, e == ENOENT ? "identity file %s does not exist" :
-                            "cannot access identity file %s: %s", f, strerror(e));
-                return -e;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                tunnel_fail(t, -EINVAL, true, "identity file %s is not a regular file", f);
-                return -EINVAL;
-        }
-        if (st.st_mode & 077) {
-                tunnel_fail(t, -EPERM, true, "identity file %s is readable by others (mode %04o); chmod 600 %s", f,
-                            (unsigned) (st.st_mode & 07777), f);
-                return -EPERM;
-        }
-        if (access(f, R_OK) < 0) {
-                int e = errno;
-                tunnel_fail(t, -e, true, "cannot read identity file %s: %s", f, strerror(e));
-                return -e;
-        }
-        return 0;
-}
-
-/* Runs handshake, host key check, authentication and the forward request as far as the
- * socket allows. Each step is retried with the same arguments until it stops saying EAGAIN;
- * nothing else touches the session meanwhile. */
-static void setup_step(struct tunnel *t) {
-        const char *m;
-        int rc;
-
-        for (;;) {
-                switch (t->state) {
-                case TUNNEL_HANDSHAKE:
-                        rc = libssh2_session_handshake(t->session, t->fd);
-                        if (rc == LIBSSH2_ERROR_EAGAIN)
-                                return;
-                        if (rc) {
-                                int e = ssh_errno(t, rc, &m);
-                                tunnel_fail(t, e, false, "SSH handshake with %s:%u failed: %s", t->p.server,
-                                            t->p.server_port, t->sock_broken ? strerror(-e) : m);
-                                return;
-                        }
-                        {
-                                _cleanup_(freep) char *msg = NULL;
-                                int r = hostkey_verify(t->session, &t->p, &msg);
-                                if (r < 0) {
-                                        tunnel_fail(t, r, r == -EPERM, "%s", msg);
-                                        return;
-                                }
-                        }
-                        t->state = TUNNEL_AUTH;
-                        break;
-
-                case TUNNEL_AUTH: {
-                        _cleanup_(freep) char *pub = xasprintf("%s.pub", t->p.identity_file);
-                        rc = libssh2_userauth_publickey_fromfile_ex(t->session, t->p.user,
-                                                                    (unsigned) strlen(t->p.user),
-                                                                    access(pub, R_OK) == 0 ? pub : NULL,
-                                                                    t->p.identity_file, NULL);
-                        if (rc == LIBSSH2_ERROR_EAGAIN)
-                                return;
-                        /* A relay that dies in mid-auth (restart) makes 1.10 report a failed
-                         * authentication too; only a live connection's "no" is a real refusal. */
-                        if ((rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) &&
-                            !t->sock_broken) {
-                                tunnel_fail(t, -EACCES, true, "relay %s:%u rejected the key %s for user %s",
-                                            t->p.server, t->p.server_port, t->p.identity_file, t->p.user);
-                                return;
-                        }
-                        if (rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) {
-                                ssh_errno(t, rc, &m);
-                                tunnel_fail(t, -ENOKEY, true, "cannot use identity file %s: %s (an unencrypted "
-                                            "ed25519 key in OpenSSH format is expected)", t->p.identity_file, m);
-                                return;
-                        }
-                        if (rc) {
-                                fail_lost(t, rc);
-                                return;
-                        }
-                        /* want_reply=0: with want_reply=1 the relay's REQUEST_FAILURE answers get
-                         * taken by 1.10 as the answer to a later tcpip-forward request. */
-                        libssh2_keepalive_config(t->session, 0, t->p.keepalive_interval);
-                        t->state = TUNNEL_FORWARD;
-                        break;
-                }
-
-                case TUNNEL_FORWARD:
-                        t->listener = libssh2_channel_forward_listen_ex(t->session, t->p.bind_host,
-                                                                        t->p.remote_port, &t->bound_port,
-                                                                        LISTEN_QUEUE);
-                        if (!t->listener) {
-                                rc = libssh2_session_last_errno(t->session);
-                                if (rc == LIBSSH2_ERROR_EAGAIN)
-                                        return;
-                                if (rc == LIBSSH2_ERROR_REQUEST_DENIED && !t->sock_broken) {
-                                        tunnel_fail(t, -EADDRINUSE, false, "relay refused forward on port %u "
-                                                    "(still held by an old session?)", t->p.remote_port);
-                                        return;
-                                }
-                                fail_lost(t, rc);
-                                return;
-                        }
-                        t->state = TUNNEL_UP;
-                        t->log_phase = LOG_OPEN;
-                        t->next_probe = now_mono(t) + t->p.keepalive_interval * USEC_PER_SEC;
-                        arm_timer(t, t->next_probe);
-                        log_binding(LOG_DEBUG, t->p.name, "forward", "relay %s:%u listens on %s:%d for us",
-                                    t->p.server, t->p.server_port, t->p.bind_host, t->bound_port);
-                        if (t->cb.on_up)
-                                t->cb.on_up(t, t->userdata);
-                        return;
-
-                default:
-                        return;
-                }
-        }
-}
-
-/* Opens the log shell after the forward is granted. A relay that refuses the shell still
- * gets a working tunnel; the channel then only carries keepalive probes. Returns true when
- * done (either way). */
-static bool log_setup_step(struct tunnel *t) {
-        const char *m;
-        int rc;
-
-        if (t->log_phase == LOG_OPEN) {
-                LIBSSH2_CHANNEL *ch = libssh2_channel_open_session(t->session);
-                if (!ch) {
-                        rc = libssh2_session_last_errno(t->session);
-                        if (rc == LIBSSH2_ERROR_EAGAIN)
-                                return false;
-                        if (ssh_fatal(t, rc)) {
-                                fail_lost(t, rc);
-                                return false;
-                        }
-                        ssh_errno(t, rc, &m);
-                        log_binding(LOG_DEBUG, t->p.name, "edge-log", "relay refused a session channel (%s); "
-                                    "no edge log, keepalives get no reply", m);
-                        t->log_phase = LOG_NONE;
-                        return true;
-                }
-                libssh2_channel_handle_extended_data2(ch, LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE);
-                t->log = conn_new(t, ch, true);
-                t->log_phase = t->log_shell_tried ? LOG_RUNNING : LOG_SHELL;
-                t->log_shell_tried = true;
-        }
-        if (t->log_phase == LOG_SHELL) {
-                rc = libssh2_channel_shell(t->log->ch);
-                if (rc == LIBSSH2_ERROR_EAGAIN)
-                        return false;
-                if (rc && ssh_fatal(t, rc)) {
-                        fail_lost(t, rc);
-                        return false;
-                }
-                if (rc) {
-                        ssh_errno(t, rc, &m);
-                        log_binding(LOG_DEBUG, t->p.name, "edge-log", "relay refused the shell (%s); "
-                                    "the tunnel works without the relay's log", m);
-                }
-                t->log_phase = LOG_RUNNING;
-        }
-        return true;
 }
 
 /* ---- the pump -------------------------------------------------------------------------- */
@@ -858,7 +388,7 @@ static void up_pump(struct tunnel *t) {
                 tunnel_schedule(t);
 }
 
-static void pump(struct tunnel *t) {
+void pump(struct tunnel *t) {
         if (stopped(t) || t->state < TUNNEL_HANDSHAKE)
                 return;
         if (t->pending.kind != OP_NONE && !retry_pending(t))
@@ -873,7 +403,7 @@ out:
         update_session_events(t);
 }
 
-static int on_session_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+int on_session_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct tunnel *t = userdata;
         (void) s, (void) fd, (void) revents;
         tunnel_enter(t);
