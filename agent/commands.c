@@ -75,26 +75,37 @@ static struct binding_conf *binding_conf_from_add(const struct proto_add *a) {
         return bc;
 }
 
-static cJSON *cmd_add(struct commands *ctx, struct control_client *c, const cJSON *req) {
+/* Adds the binding described by o; returns the reply (ok with the binding, or the error). */
+static cJSON *add_binding(struct commands *ctx, const cJSON *o, bool temporary) {
         struct proto_add a = { 0 };
         char *error = NULL;
         enum proto_code code;
-        const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, "binding");
-        if (!cJSON_IsObject(o))
-                return error_reply(PROTO_CODE_INVALID, xstrdup("\"binding\" must be an object"));
         if (proto_add_from_json(o, &a, &error) < 0) {
                 proto_add_clear(&a);
                 return error_reply(PROTO_CODE_INVALID, error);
         }
         struct binding_conf *bc = binding_conf_from_add(&a);
         proto_add_clear(&a);
-        if (manager_add(ctx->manager, bc, false, &code, &error) < 0) {
+        if (manager_add(ctx->manager, bc, temporary, &code, &error) < 0) {
                 conf_binding_free(bc);
                 return error_reply(code, error);
         }
         cJSON *reply = proto_reply_ok();
         cJSON_AddItemToObject(reply, "binding", binding_json(manager_find(ctx->manager, bc->name)));
         return reply;
+}
+
+static const cJSON *binding_arg(const cJSON *req, cJSON **error) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, "binding");
+        if (!cJSON_IsObject(o))
+                *error = proto_reply_error(PROTO_CODE_INVALID, "\"binding\" must be an object");
+        return cJSON_IsObject(o) ? o : NULL;
+}
+
+static cJSON *cmd_add(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        cJSON *error = NULL;
+        const cJSON *o = binding_arg(req, &error);
+        return o ? add_binding(ctx, o, false) : error;
 }
 
 static cJSON *cmd_remove(struct commands *ctx, struct control_client *c, const cJSON *req) {
@@ -238,40 +249,28 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
 /* Quick connect: a temporary binding (never in the state dir) whose events stream to the
  * client; when the client goes (Ctrl-C, kill -9), the binding and its socket go too. */
 static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const cJSON *req) {
-        struct proto_add a = { 0 };
-        char *error = NULL;
-        enum proto_code code;
-        const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, "binding");
-        if (!cJSON_IsObject(o))
-                return error_reply(PROTO_CODE_INVALID, xstrdup("\"binding\" must be an object"));
+        cJSON *error = NULL;
+        const cJSON *o = binding_arg(req, &error);
+        if (!o)
+                return error;
         /* The daemon names it, never reusing a name in its lifetime: the follower removes
          * its binding by name when the client goes, and must not hit a newer namesake. */
-        cJSON *copy = cJSON_Duplicate(o, true);
+        _cleanup_(proto_json_freep) cJSON *copy = cJSON_Duplicate(o, true);
         cJSON_DeleteItemFromObjectCaseSensitive(copy, "name");
         while (!cJSON_GetObjectItemCaseSensitive(copy, "name")) {
                 _cleanup_(freep) char *name = xasprintf("connect-%u", ++ctx->connect_seq);
                 if (!manager_find(ctx->manager, name))
                         cJSON_AddStringToObject(copy, "name", name);
         }
-        int r = proto_add_from_json(copy, &a, &error);
-        cJSON_Delete(copy);
-        if (r < 0) {
-                proto_add_clear(&a);
-                return error_reply(PROTO_CODE_INVALID, error);
-        }
-        struct binding_conf *bc = binding_conf_from_add(&a);
-        proto_add_clear(&a);
-        if (manager_add(ctx->manager, bc, true, &code, &error) < 0) {
-                conf_binding_free(bc);
-                return error_reply(code, error);
-        }
-        cJSON *reply = proto_reply_ok();
-        cJSON_AddItemToObject(reply, "binding", binding_json(manager_find(ctx->manager, bc->name)));
+        cJSON *reply = add_binding(ctx, copy, true);
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")))
+                return reply;
         control_client_send(c, reply);
         cJSON_Delete(reply);
         struct follower *f = xcalloc(1, sizeof(*f));
         *f = (struct follower) {
-                .client = c, .eventlog = ctx->eventlog, .binding = xstrdup(bc->name),
+                .client = c, .eventlog = ctx->eventlog,
+                .binding = xstrdup(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(copy, "name"))),
                 .remove_on_close = ctx->manager,
         };
         control_client_stream(c, follower_closed, f);
