@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol-internal.h"
 #include "util.h"
 
 static const char *const code_names[_PROTO_CODE_MAX] = {
@@ -34,15 +35,6 @@ enum proto_code proto_code_from_string(const char *s) {
                 if (streq(code_names[i], s))
                         return (enum proto_code) i;
         return PROTO_CODE_INTERNAL;
-}
-
-static const char *const binding_types[] = { "http", "https", "tcp", "tls" };
-
-bool proto_type_valid(const char *type) {
-        for (size_t i = 0; i < ELEMENTSOF(binding_types); i++)
-                if (streq(binding_types[i], type))
-                        return true;
-        return false;
 }
 
 /* ---- raw-byte checks cJSON does not do ------------------------------------------------ */
@@ -185,8 +177,8 @@ static bool number_in_range(const cJSON *i, uint64_t min, uint64_t max, uint64_t
         return true;
 }
 
-static int get_uint_range(const cJSON *o, const char *key, uint64_t min, uint64_t max, uint64_t def,
-                          uint64_t *ret, char **error) {
+int proto_get_uint_range(const cJSON *o, const char *key, uint64_t min, uint64_t max, uint64_t def,
+                         uint64_t *ret, char **error) {
         const cJSON *i = cJSON_GetObjectItemCaseSensitive(o, key);
 
         if (!i || cJSON_IsNull(i)) {
@@ -201,95 +193,12 @@ static int get_uint_range(const cJSON *o, const char *key, uint64_t min, uint64_
 }
 
 int proto_get_uint(const cJSON *o, const char *key, uint64_t max, uint64_t def, uint64_t *ret, char **error) {
-        return get_uint_range(o, key, 0, max, def, ret, error);
-}
-
-/* A port that may be absent or null (0). */
-static int get_port(const cJSON *o, const char *key, bool required, uint16_t *ret, char **error) {
-        const cJSON *i = cJSON_GetObjectItemCaseSensitive(o, key);
-        uint64_t v;
-        int r;
-
-        if (required && (!i || cJSON_IsNull(i))) {
-                *error = xasprintf("missing \"%s\"", key);
-                return -EINVAL;
-        }
-        r = get_uint_range(o, key, 1, 65535, 0, &v, error);
-        if (r < 0)
-                return r;
-        *ret = (uint16_t) v;
-        return 0;
-}
-
-static int get_string_dup(const cJSON *o, const char *key, bool required, char **ret, char **error) {
-        const char *s;
-        int r;
-
-        r = proto_get_string(o, key, required, &s, error);
-        if (r < 0)
-                return r;
-        *ret = xstrdup(s);
-        return 0;
-}
-
-static int get_time(const cJSON *o, const char *key, uint64_t *ret, char **error) {
-        const char *s;
-        int r;
-
-        r = proto_get_string(o, key, false, &s, error);
-        if (r < 0)
-                return r;
-        if (!s) {
-                *ret = 0;
-                return 0;
-        }
-        if (parse_rfc3339(s, ret) < 0) {
-                *error = xasprintf("\"%s\" must be an RFC 3339 time or null", key);
-                return -EINVAL;
-        }
-        return 0;
+        return proto_get_uint_range(o, key, 0, max, def, ret, error);
 }
 
 /* ---- builders ------------------------------------------------------------------------- */
 
-static void add_string_or_null(cJSON *o, const char *key, const char *s) {
-        if (s)
-                cJSON_AddStringToObject(o, key, s);
-        else
-                cJSON_AddNullToObject(o, key);
-}
-
-static void add_uint(cJSON *o, const char *key, uint64_t v) {
-        char buf[32];
-
-        /* cJSON prints numbers with 15 significant digits when that reads back within an
-         * epsilon, which is off by a few units for counters of 10^15 and more: print those
-         * ourselves (exact as far as a double can hold them, 2^53). */
-        if (v < UINT64_C(1000000000000000)) {
-                cJSON_AddNumberToObject(o, key, (double) v);
-                return;
-        }
-        snprintf(buf, sizeof(buf), "%" PRIu64, v);
-        cJSON_AddRawToObject(o, key, buf);
-}
-
-static void add_port_or_null(cJSON *o, const char *key, uint16_t port) {
-        if (port)
-                add_uint(o, key, port);
-        else
-                cJSON_AddNullToObject(o, key);
-}
-
-static void add_time_or_null(cJSON *o, const char *key, uint64_t usec) {
-        char buf[32];
-
-        if (usec)
-                cJSON_AddStringToObject(o, key, format_rfc3339(usec, buf));
-        else
-                cJSON_AddNullToObject(o, key);
-}
-
-static cJSON *new_object(void) {
+cJSON *proto_new_object(void) {
         cJSON *o = cJSON_CreateObject();
 
         if (!o)
@@ -297,249 +206,10 @@ static cJSON *new_object(void) {
         return o;
 }
 
-/* ---- binding -------------------------------------------------------------------------- */
-
-void proto_binding_clear(struct proto_binding *b) {
-        if (!b)
-                return;
-        free(b->name);
-        free(b->source);
-        free(b->type);
-        free(b->host);
-        free(b->display_name);
-        free(b->username);
-        free(b->state);
-        free(b->public_url);
-        free(b->socket_id);
-        free(b->tunnel_id);
-        free(b->last_error);
-        free(b->defined_at);
-        *b = (struct proto_binding) {};
-}
-
-cJSON *proto_binding_to_json(const struct proto_binding *b) {
-        cJSON *o = new_object();
-
-        add_string_or_null(o, "name", b->name);
-        add_string_or_null(o, "source", b->source);
-        add_string_or_null(o, "type", b->type);
-        add_string_or_null(o, "host", b->host);
-        add_uint(o, "port", b->port);
-        add_string_or_null(o, "state", b->state);
-        add_string_or_null(o, "public_url", b->public_url);
-        add_string_or_null(o, "socket_id", b->socket_id);
-        add_string_or_null(o, "tunnel_id", b->tunnel_id);
-        add_port_or_null(o, "relay_port", b->relay_port);
-        add_time_or_null(o, "connected_since", b->connected_since);
-        add_uint(o, "reconnects", b->reconnects);
-        add_uint(o, "connections_active", b->connections_active);
-        add_uint(o, "connections_total", b->connections_total);
-        add_uint(o, "bytes_in", b->bytes_in);
-        add_uint(o, "bytes_out", b->bytes_out);
-        add_string_or_null(o, "last_error", b->last_error);
-        add_time_or_null(o, "next_attempt", b->next_attempt);
-        add_string_or_null(o, "display_name", b->display_name);
-        cJSON_AddBoolToObject(o, "protected", b->protected_);
-        add_string_or_null(o, "username", b->username);
-        add_port_or_null(o, "remote_port", b->remote_port);
-        add_string_or_null(o, "defined_at", b->defined_at);
-        return o;
-}
-
-int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **error) {
-        struct proto_binding b = {};
-        int r;
-
-        if (!cJSON_IsObject(o)) {
-                *error = xstrdup("a binding must be a JSON object");
-                return -EINVAL;
-        }
-        if ((r = get_string_dup(o, "name", true, &b.name, error)) < 0 ||
-            (r = get_string_dup(o, "source", false, &b.source, error)) < 0 ||
-            (r = get_string_dup(o, "type", false, &b.type, error)) < 0 ||
-            (r = get_string_dup(o, "host", false, &b.host, error)) < 0 ||
-            (r = get_port(o, "port", true, &b.port, error)) < 0 ||
-            (r = get_string_dup(o, "state", false, &b.state, error)) < 0 ||
-            (r = get_string_dup(o, "public_url", false, &b.public_url, error)) < 0 ||
-            (r = get_string_dup(o, "socket_id", false, &b.socket_id, error)) < 0 ||
-            (r = get_string_dup(o, "tunnel_id", false, &b.tunnel_id, error)) < 0 ||
-            (r = get_port(o, "relay_port", false, &b.relay_port, error)) < 0 ||
-            (r = get_time(o, "connected_since", &b.connected_since, error)) < 0 ||
-            (r = proto_get_uint(o, "reconnects", UINT64_MAX, 0, &b.reconnects, error)) < 0 ||
-            (r = proto_get_uint(o, "connections_active", UINT64_MAX, 0, &b.connections_active, error)) < 0 ||
-            (r = proto_get_uint(o, "connections_total", UINT64_MAX, 0, &b.connections_total, error)) < 0 ||
-            (r = proto_get_uint(o, "bytes_in", UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
-            (r = proto_get_uint(o, "bytes_out", UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
-            (r = get_string_dup(o, "last_error", false, &b.last_error, error)) < 0 ||
-            (r = get_time(o, "next_attempt", &b.next_attempt, error)) < 0 ||
-            (r = get_string_dup(o, "display_name", false, &b.display_name, error)) < 0 ||
-            (r = proto_get_bool(o, "protected", false, &b.protected_, error)) < 0 ||
-            (r = get_string_dup(o, "username", false, &b.username, error)) < 0 ||
-            (r = get_port(o, "remote_port", false, &b.remote_port, error)) < 0 ||
-            (r = get_string_dup(o, "defined_at", false, &b.defined_at, error)) < 0)
-                goto out;
-
-        *ret = b;
-        return 0;
-out:
-        proto_binding_clear(&b);
-        return r;
-}
-
-/* ---- add ------------------------------------------------------------------------------ */
-
-void proto_add_clear(struct proto_add *a) {
-        if (!a)
-                return;
-        free(a->name);
-        free(a->host);
-        free(a->type);
-        free(a->display_name);
-        free(a->username);
-        free(a->password);
-        free(a->socket_id);
-        *a = (struct proto_add) {};
-}
-
-static void add_string_if(cJSON *o, const char *key, const char *s) {
-        if (s)
-                cJSON_AddStringToObject(o, key, s);
-}
-
-cJSON *proto_add_to_json(const struct proto_add *a) {
-        cJSON *o = new_object();
-
-        add_string_if(o, "name", a->name);
-        add_uint(o, "port", a->port);
-        add_string_if(o, "host", a->host);
-        add_string_if(o, "type", a->type);
-        add_string_if(o, "display_name", a->display_name);
-        if (a->protected_)
-                cJSON_AddTrueToObject(o, "protected");
-        add_string_if(o, "username", a->username);
-        add_string_if(o, "password", a->password);
-        add_string_if(o, "socket_id", a->socket_id);
-        if (a->remote_port)
-                add_uint(o, "remote_port", a->remote_port);
-        return o;
-}
-
-static const char *const add_keys[] = {
-        "name", "host", "port", "type", "display_name", "protected",
-        "username", "password", "socket_id", "remote_port",
-};
-
-int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
-        struct proto_add a = {};
-        const cJSON *i;
-        int r;
-
-        if (!cJSON_IsObject(o)) {
-                *error = xstrdup("\"binding\" must be a JSON object");
-                return -EINVAL;
-        }
-        /* A misspelt key ("remoteport") silently ignored would build the wrong binding. */
-        cJSON_ArrayForEach(i, o) {
-                bool known = false;
-
-                for (size_t k = 0; k < ELEMENTSOF(add_keys); k++)
-                        if (streq(add_keys[k], i->string))
-                                known = true;
-                if (!known) {
-                        *error = xasprintf("unknown key \"%s\" in \"binding\"", i->string ?: "");
-                        return -EINVAL;
-                }
-        }
-
-        if ((r = get_string_dup(o, "name", true, &a.name, error)) < 0 ||
-            (r = get_string_dup(o, "host", false, &a.host, error)) < 0 ||
-            (r = get_port(o, "port", true, &a.port, error)) < 0 ||
-            (r = get_string_dup(o, "type", false, &a.type, error)) < 0 ||
-            (r = get_string_dup(o, "display_name", false, &a.display_name, error)) < 0 ||
-            (r = proto_get_bool(o, "protected", false, &a.protected_, error)) < 0 ||
-            (r = get_string_dup(o, "username", false, &a.username, error)) < 0 ||
-            (r = get_string_dup(o, "password", false, &a.password, error)) < 0 ||
-            (r = get_string_dup(o, "socket_id", false, &a.socket_id, error)) < 0 ||
-            (r = get_port(o, "remote_port", false, &a.remote_port, error)) < 0)
-                goto out;
-
-        r = -EINVAL;
-        if (!binding_name_valid(a.name)) {
-                *error = xasprintf("\"name\" must be 1-%d characters of A-Z a-z 0-9 _ . -, "
-                                   "starting with a letter or digit", BINDING_NAME_MAX);
-                goto out;
-        }
-        if (a.type && !proto_type_valid(a.type)) {
-                *error = xstrdup("\"type\" must be one of http, https, tcp, tls");
-                goto out;
-        }
-        if (a.host && !*a.host) {
-                *error = xstrdup("\"host\" must not be empty");
-                goto out;
-        }
-
-        *ret = a;
-        return 0;
-out:
-        proto_add_clear(&a);
-        return r;
-}
-
-/* ---- events --------------------------------------------------------------------------- */
-
-void proto_event_clear(struct proto_event *e) {
-        if (!e)
-                return;
-        free(e->priority);
-        free(e->binding);
-        free(e->event);
-        free(e->message);
-        *e = (struct proto_event) {};
-}
-
-cJSON *proto_event_to_json(const struct proto_event *e) {
-        cJSON *o = new_object();
-
-        add_time_or_null(o, "time", e->time);
-        add_string_or_null(o, "priority", e->priority);
-        add_string_or_null(o, "binding", e->binding);
-        add_string_or_null(o, "event", e->event);
-        add_string_or_null(o, "message", e->message);
-        return o;
-}
-
-int proto_event_from_json(const cJSON *o, struct proto_event *ret, char **error) {
-        struct proto_event e = {};
-        int r;
-
-        if (!cJSON_IsObject(o)) {
-                *error = xstrdup("an event must be a JSON object");
-                return -EINVAL;
-        }
-        if ((r = get_time(o, "time", &e.time, error)) < 0 ||
-            (r = get_string_dup(o, "priority", false, &e.priority, error)) < 0 ||
-            (r = get_string_dup(o, "binding", false, &e.binding, error)) < 0 ||
-            (r = get_string_dup(o, "event", false, &e.event, error)) < 0 ||
-            (r = get_string_dup(o, "message", true, &e.message, error)) < 0) {
-                proto_event_clear(&e);
-                return r;
-        }
-        *ret = e;
-        return 0;
-}
-
-cJSON *proto_event_line(cJSON *event) {
-        cJSON *o = new_object();
-
-        cJSON_AddNumberToObject(o, "v", PROTO_VERSION);
-        cJSON_AddItemToObject(o, "event", event);
-        return o;
-}
-
 /* ---- requests ------------------------------------------------------------------------- */
 
 cJSON *proto_request_new(const char *cmd) {
-        cJSON *o = new_object();
+        cJSON *o = proto_new_object();
 
         cJSON_AddNumberToObject(o, "v", PROTO_VERSION);
         cJSON_AddStringToObject(o, "cmd", cmd);
@@ -576,7 +246,7 @@ out:
 /* ---- replies -------------------------------------------------------------------------- */
 
 cJSON *proto_reply_ok(void) {
-        cJSON *o = new_object();
+        cJSON *o = proto_new_object();
 
         cJSON_AddNumberToObject(o, "v", PROTO_VERSION);
         cJSON_AddTrueToObject(o, "ok");
@@ -584,7 +254,7 @@ cJSON *proto_reply_ok(void) {
 }
 
 cJSON *proto_reply_error(enum proto_code code, const char *fmt, ...) {
-        cJSON *o = new_object();
+        cJSON *o = proto_new_object();
         va_list ap;
         char *msg;
 

@@ -41,7 +41,7 @@ fi
 sources() {
 	case $1 in
 	conf)     echo "common/util.c common/log.c agent/conf.c agent/conf-binding.c" ;;
-	protocol) echo "common/util.c common/protocol.c" ;;
+	protocol) echo "common/util.c common/protocol.c common/protocol-objects.c" ;;
 	api-json|jwt) echo "common/util.c agent/api-json.c" ;;
 	esac
 }
