@@ -201,6 +201,30 @@ def pct(xs, p):
 
 # ---- processes ----------------------------------------------------------------------------
 
+_next_port = [20000]
+
+
+def remote_port():
+    """A port for the relay to listen on, below the ephemeral range: with hundreds of
+    bindings, a port from free_port() (ephemeral) is soon the local end of one of the
+    daemon's own connections, and the relay then refuses that forward."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError):
+        low = 32768
+    while _next_port[0] < low:
+        p = _next_port[0]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+                return p
+            except OSError:
+                continue
+    return free_port()
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -356,7 +380,7 @@ def run_mode(tmp, mode, args, results):
     daemon = ssh = None
     try:
         relay.start()
-        rp_bulk_d, rp_fb_d, rp_bulk_s, rp_fb_s = (free_port() for _ in range(4))
+        rp_bulk_d, rp_fb_d, rp_bulk_s, rp_fb_s = (remote_port() for _ in range(4))
         off = len(relay.log())
         daemon = BenchDaemon(mdir / "d", relay, [("bulk", bulk.port, rp_bulk_d), ("fb", fb.port, rp_fb_d)]).start()
         time.sleep(0.5)
@@ -414,7 +438,7 @@ def run_rss(tmp, args, results):
         for n in args.bindings:
             for rep in range(args.reps):
                 d = BenchDaemon(rdir / ("d%d-%d" % (n, rep)), relay,
-                                [("b%d" % i, idle, free_port()) for i in range(n)])
+                                [("b%d" % i, idle, remote_port()) for i in range(n)])
                 try:
                     t = time.monotonic()
                     d.start(timeout=60 + 2 * n)
@@ -427,7 +451,7 @@ def run_rss(tmp, args, results):
                 log("[rss] %d bindings: %d KiB (all up in %.1f s)  load %.2f"
                     % (n, rss, up, os.getloadavg()[0]))
         for rep in range(args.reps):
-            ssh = start_ssh(rdir, relay, [(free_port(), idle)])
+            ssh = start_ssh(rdir, relay, [(remote_port(), idle)])
             try:
                 time.sleep(2)
                 rss = status_kib(ssh.pid, "VmRSS")
@@ -486,7 +510,8 @@ def table(results, args):
         for name in ("direct", "mysocketd", "ssh"):
             xs = results["fb"].get((mode, name), [])
             L.append("%-12s %10.3f %10.3f" % (name, med([x[0] for x in xs]), med([x[1] for x in xs])))
-        L.append("mysocketd VmHWM after this run: %.1f MiB" % (results["hwm"].get(mode, 0) / 1024))
+        if mode in results["hwm"]:
+            L.append("mysocketd VmHWM after this run: %.1f MiB" % (results["hwm"][mode] / 1024))
         L.append("")
     if results["rss"]:
         L.append("== RSS with idle bindings (VmRSS, all bindings up)")
