@@ -35,7 +35,9 @@ struct conn *conn_new(struct tunnel *t, LIBSSH2_CHANNEL *ch, bool is_log) {
         c->is_log = is_log;
         c->fd = -1;
         c->id = ++t->next_conn_id;
-        c->tl = xmalloc(CONN_BUF_SIZE);
+        /* The log shell's bytes go straight to log_feed: it needs no 64 KiB buffer, and
+         * every idle binding has one such channel. */
+        c->tl = xmalloc(is_log ? LOG_READ_SIZE : CONN_BUF_SIZE);
         c->prev = t->conns_tail;
         if (t->conns_tail)
                 t->conns_tail->next = c;
@@ -414,7 +416,7 @@ bool conn_service(struct conn *c) {
         for (int i = 0; i < READS_PER_VISIT && !c->ch_eof; i++) {
                 if (c->tl_len == 0)
                         c->tl_off = 0;
-                size_t room = c->is_log ? CONN_BUF_SIZE : CONN_BUF_SIZE - c->tl_off - c->tl_len;
+                size_t room = c->is_log ? LOG_READ_SIZE : CONN_BUF_SIZE - c->tl_off - c->tl_len;
                 if (room == 0)
                         break;
                 rc = op_run(t, OP_READ, c, c->tl + (c->is_log ? 0 : c->tl_off + c->tl_len), room);

@@ -20,6 +20,7 @@
 #define CONN_BUF_SIZE       (64 * 1024)     /* per direction, per forwarded connection */
 #define CONN_WINDOW         (1024 * 1024)   /* SSH receive window kept open per channel */
 #define LOG_LINE_MAX        4096
+#define LOG_READ_SIZE       4096            /* read size of the log shell channel */
 #define SEND_LOWAT          (16 * 1024)     /* TCP_NOTSENT_LOWAT on the session socket */
 
 enum tunnel_state {
