@@ -1,0 +1,161 @@
+/* The commands on the daemon itself: status, reload, and logs (recent events, or a stream
+ * of them with -f). */
+#include "commands.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+
+#include "client.h"
+#include "output.h"
+#include "protocol.h"
+#include "util.h"
+
+#define LOGS_DEFAULT_LINES 100
+
+/* ---- status, reload ------------------------------------------------------------------- */
+
+int ctl_cmd_status(struct ctl_context *ctx, int argc, char **argv) {
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
+        cJSON *reply = NULL, *copy;
+        const cJSON *status, *uptime;
+        int r;
+
+        if ((r = ctl_parse_common(ctx, argc, argv)) >= 0 || (r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
+                return r;
+
+        req = proto_request_new("status");
+        if ((r = ctl_call_for(ctx, req, "status", cJSON_IsObject, "an object", &reply, &status)) != 0)
+                return r;
+        if (ctx->json) {
+                output_json(status);
+                cJSON_Delete(reply);
+                return 0;
+        }
+        /* People read "3h12m" faster than 11520. */
+        copy = cJSON_Duplicate(status, true);
+        uptime = cJSON_GetObjectItemCaseSensitive(copy, "uptime");
+        if (cJSON_IsNumber(uptime) && uptime->valuedouble >= 0) {
+                char buf[32], *s;
+
+                s = xasprintf("%s (%.0f s)", format_duration((uint64_t) uptime->valuedouble, buf), uptime->valuedouble);
+                cJSON_ReplaceItemInObjectCaseSensitive(copy, "uptime", cJSON_CreateString(s));
+                free(s);
+        }
+        output_object(copy, stdout);
+        cJSON_Delete(copy);
+        cJSON_Delete(reply);
+        return 0;
+}
+
+static void print_names(const char *label, const cJSON *list) {
+        const cJSON *i;
+        bool first = true;
+
+        if (cJSON_GetArraySize(list) == 0)
+                return;
+        printf("  %-10s", label);
+        cJSON_ArrayForEach(i, list) {
+                if (!cJSON_IsString(i))
+                        continue;
+                _cleanup_(freep) char *s = sanitize_text(i->valuestring, 256);
+                printf("%s%s", first ? " " : ", ", s);
+                first = false;
+        }
+        putchar('\n');
+}
+
+int ctl_cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
+        cJSON *reply = NULL;
+        const cJSON *rl, *w;
+        int r;
+
+        if ((r = ctl_parse_common(ctx, argc, argv)) >= 0 || (r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
+                return r;
+
+        req = proto_request_new("reload");
+        if ((r = ctl_call_for(ctx, req, NULL, NULL, NULL, &reply, NULL)) != 0)
+                return r;
+        cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(reply, "warnings"))
+                if (cJSON_IsString(w)) {
+                        _cleanup_(freep) char *s = sanitize_text(w->valuestring, 4096);
+                        fprintf(stderr, "warning: %s\n", s);
+                }
+        if (ctx->json)
+                ctl_print_result_json(reply);
+        else {
+                rl = cJSON_GetObjectItemCaseSensitive(reply, "reload");
+                printf("Configuration reloaded.\n");
+                print_names("added:", cJSON_GetObjectItemCaseSensitive(rl, "added"));
+                print_names("removed:", cJSON_GetObjectItemCaseSensitive(rl, "removed"));
+                print_names("changed:", cJSON_GetObjectItemCaseSensitive(rl, "changed"));
+                print_names("unchanged:", cJSON_GetObjectItemCaseSensitive(rl, "unchanged"));
+        }
+        cJSON_Delete(reply);
+        return 0;
+}
+
+/* ---- logs ----------------------------------------------------------------------------- */
+
+int ctl_cmd_logs(struct ctl_context *ctx, int argc, char **argv) {
+        static const struct option opts[] = {
+                { "follow", no_argument, NULL, 'f' },
+                { "lines", required_argument, NULL, 'n' },
+                COMMON_OPTIONS,
+                {}
+        };
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
+        cJSON *reply = NULL;
+        const cJSON *events, *i;
+        struct client cl = { .fd = -1 };
+        unsigned lines = LOGS_DEFAULT_LINES;
+        bool follow = false;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "hfn:", opts, NULL)) >= 0) {
+                if (c == 'f')
+                        follow = true;
+                else if (c == 'n') {
+                        if (parse_uint(optarg, 0, 100000, &lines) < 0)
+                                return ctl_usage_error(ctx, "--lines: \"%s\" is not a number (0-100000)", optarg);
+                } else if ((r = ctl_common_option(ctx, c)) >= 0)
+                        return r;
+        }
+        if ((r = ctl_check_args(ctx, argc, argv, 0, 1, "")) >= 0)
+                return r;
+
+        req = proto_request_new("logs");
+        if (optind < argc)
+                cJSON_AddStringToObject(req, "name", argv[optind]);
+        cJSON_AddBoolToObject(req, "follow", follow);
+        cJSON_AddNumberToObject(req, "lines", lines);
+
+        if ((r = ctl_stream_open(ctx, &cl, req, &reply)) != 0)
+                goto out;
+        events = cJSON_GetObjectItemCaseSensitive(reply, "events");
+        if (!cJSON_IsArray(events)) {
+                r = ctl_malformed("\"events\" is not an array");
+                goto out;
+        }
+        if (ctx->json && !follow)
+                output_json(events);
+        else
+                cJSON_ArrayForEach(i, events)
+                        if ((r = ctl_print_event(ctx, i)) != 0)
+                                goto out;
+
+        /* Following: one {"v":1,"event":{...}} line per event until the daemon closes. */
+        while (follow) {
+                cJSON_Delete(reply);
+                reply = NULL;
+                if ((r = client_read(&cl, -1, &reply)) != 0 || !reply)
+                        goto out;
+                if ((r = ctl_print_event_line(ctx, reply, NULL)) != 0)
+                        goto out;
+        }
+out:
+        cJSON_Delete(reply);
+        client_close(&cl);
+        return r;
+}
