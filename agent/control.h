@@ -8,9 +8,11 @@
 #include <cjson/cJSON.h>
 #include <systemd/sd-event.h>
 
+#include "protocol.h"
+
 #define CONTROL_MAX_CLIENTS 512
 #define CONTROL_REQUEST_TIMEOUT_USEC (10 * 1000000ull)   /* to finish a request line */
-#define CONTROL_OUTPUT_MAX (4u << 20)                    /* unsent bytes before we drop a reader */
+#define CONTROL_OUTPUT_MAX (PROTO_REPLY_MAX + (1u << 20)) /* unsent bytes before we drop a reader */
 
 struct control;
 struct control_client;

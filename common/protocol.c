@@ -61,14 +61,14 @@ static bool has_escaped_nul(const char *s, size_t len) {
         return false;
 }
 
-static int parse_line(const char *line, size_t len, const char *what, cJSON **ret, char **error) {
+static int parse_line(const char *line, size_t len, size_t max, const char *what, cJSON **ret, char **error) {
         const char *end = NULL;
         cJSON *o;
 
         if (len > 0 && line[len - 1] == '\n')
                 len--;
-        if (len + 1 > PROTO_LINE_MAX) {
-                *error = xasprintf("%s line too long: the limit is %d bytes", what, PROTO_LINE_MAX);
+        if (len + 1 > max) {
+                *error = xasprintf("%s line too long: the limit is %zu bytes", what, max);
                 return -EINVAL;
         }
         if (!utf8_valid(line, len)) {
@@ -221,7 +221,7 @@ int proto_request_parse(const char *line, size_t len, cJSON **ret, const char **
         const char *c;
         int r;
 
-        r = parse_line(line, len, "request", &o, error);
+        r = parse_line(line, len, PROTO_LINE_MAX, "request", &o, error);
         if (r < 0)
                 return r;
         r = check_version(o, error);
@@ -275,7 +275,7 @@ int proto_reply_parse(const char *line, size_t len, cJSON **ret, char **error) {
         const cJSON *ok, *event;
         int r;
 
-        r = parse_line(line, len, "reply", &o, error);
+        r = parse_line(line, len, PROTO_REPLY_MAX, "reply", &o, error);
         if (r < 0)
                 return r;
         r = check_version(o, error);
@@ -334,7 +334,7 @@ char *proto_encode_line(const cJSON *o, size_t *len) {
         if (!s)
                 abort();
         n = strlen(s);
-        if (n + 1 > PROTO_LINE_MAX) {
+        if (n + 1 > PROTO_REPLY_MAX) {
                 cJSON_free(s);
                 return NULL;
         }

@@ -1,6 +1,8 @@
 /* The control protocol (docs/PROTOCOL.md), in one place for both sides.
  *
- * One JSON object per line, at most PROTO_LINE_MAX bytes including the '\n'.
+ * One JSON object per line. A request is at most PROTO_LINE_MAX bytes including the '\n';
+ * a reply or streamed line at most PROTO_REPLY_MAX (`list` of a few hundred bindings is
+ * larger than 64 KiB).
  * Request:  {"v":1, "cmd":"add", ...arguments...}
  * Reply:    {"v":1, "ok":true, ...result...}
  *           {"v":1, "ok":false, "error":"sentence for people", "code":"not-found"}
@@ -17,6 +19,7 @@
 
 #define PROTO_VERSION 1
 #define PROTO_LINE_MAX (64 * 1024)
+#define PROTO_REPLY_MAX (16 * 1024 * 1024)
 
 enum proto_code {
         PROTO_CODE_OK,
@@ -121,7 +124,7 @@ int proto_reply_parse(const char *line, size_t len, cJSON **ret, char **error);
 bool proto_reply_is_ok(const cJSON *reply, enum proto_code *code, const char **message);
 
 /* Serializes o as one line: compact JSON plus '\n'. Caller frees. Returns NULL if the
- * encoding would exceed PROTO_LINE_MAX. */
+ * encoding would exceed PROTO_REPLY_MAX (a sender of requests checks PROTO_LINE_MAX). */
 char *proto_encode_line(const cJSON *o, size_t *len);
 
 /* For _cleanup_(proto_json_freep) cJSON *o = ...; */

@@ -44,7 +44,8 @@ int client_open(struct client *c, const char *path) {
                 return CTL_EXIT_UNAVAILABLE;
         }
         c->fd = fd;
-        c->buf = xmalloc(PROTO_LINE_MAX);
+        c->cap = 64 * 1024;
+        c->buf = xmalloc(c->cap);
         return 0;
 }
 
@@ -60,7 +61,7 @@ int client_send(struct client *c, const cJSON *request) {
         size_t len, done = 0;
 
         line = proto_encode_line(request, &len);
-        if (!line) {
+        if (!line || len > PROTO_LINE_MAX) {
                 fprintf(stderr, "mysocketctl: request too long (the limit is %d bytes)\n", PROTO_LINE_MAX);
                 return CTL_EXIT_USAGE;
         }
@@ -97,9 +98,13 @@ int client_read(struct client *c, int timeout_ms, cJSON **ret) {
                         }
                         return 0;
                 }
-                if (c->len >= PROTO_LINE_MAX) {
-                        fprintf(stderr, "mysocketctl: reply from mysocketd longer than %d bytes\n", PROTO_LINE_MAX);
+                if (c->len >= PROTO_REPLY_MAX) {
+                        fprintf(stderr, "mysocketctl: reply from mysocketd longer than %d bytes\n", PROTO_REPLY_MAX);
                         return CTL_EXIT_FAILURE;
+                }
+                if (c->len == c->cap) {
+                        c->cap = c->cap * 2 > PROTO_REPLY_MAX ? PROTO_REPLY_MAX : c->cap * 2;
+                        c->buf = xrealloc(c->buf, c->cap);
                 }
 
                 int wait_ms = -1;
@@ -121,7 +126,7 @@ int client_read(struct client *c, int timeout_ms, cJSON **ret) {
                 if (r <= 0)
                         continue;
 
-                ssize_t n = read(c->fd, c->buf + c->len, PROTO_LINE_MAX - c->len);
+                ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
                 if (n < 0) {
                         if (errno == EINTR || errno == EAGAIN)
                                 continue;

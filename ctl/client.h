@@ -18,8 +18,8 @@
 struct client {
         int fd;
         const char *path;
-        char *buf;              /* PROTO_LINE_MAX bytes of partial input */
-        size_t len;
+        char *buf;              /* partial input, grown up to PROTO_REPLY_MAX */
+        size_t len, cap;
 };
 
 /* Connects to the daemon's socket at path; the message names the path on failure (69, 77). */

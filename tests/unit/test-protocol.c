@@ -576,14 +576,32 @@ START_TEST(test_event) {
 END_TEST
 
 START_TEST(test_encode_limit) {
-        size_t n = PROTO_LINE_MAX;
+        size_t n = PROTO_REPLY_MAX, len;
         char *big = xmalloc(n + 1), *line;
         cJSON *o = proto_reply_ok();
+        cJSON *r;
+        char *error = NULL;
 
         memset(big, 'x', n);
         big[n] = '\0';
         cJSON_AddStringToObject(o, "pad", big);
         ck_assert_ptr_null(proto_encode_line(o, NULL));
+        cJSON_Delete(o);
+
+        /* A reply past the 64 KiB request limit (a list of 200 bindings) is still one line,
+         * and parses as a reply but not as a request. */
+        big[PROTO_LINE_MAX] = '\0';
+        o = proto_reply_ok();
+        cJSON_AddStringToObject(o, "pad", big);
+        line = proto_encode_line(o, &len);
+        ck_assert_ptr_nonnull(line);
+        ck_assert_int_eq(proto_reply_parse(line, len, &r, &error), 0);
+        cJSON_Delete(r);
+        const char *cmd;
+        ck_assert_int_eq(proto_request_parse(line, len, &r, &cmd, &error), -EINVAL);
+        ck_assert_str_eq(error, "request line too long: the limit is 65536 bytes");
+        free(error);
+        free(line);
         cJSON_Delete(o);
 
         /* Control characters and quotes are escaped: one line stays one line. */
