@@ -1,22 +1,29 @@
-"""Shared fixtures: the real mysocketd and mysocketctl binaries, run in a temp dir.
+"""Shared fixtures: the real mysocketd and mysocketctl binaries, run in a temp dir, and the
+pieces the tunnel tests share (a relay, a local web site, a blob service, config snippets).
 
 Binaries come from $MYSOCKETD_BUILDDIR (default: <repo>/build, where tools/test.sh
 builds). Every process a test starts is stopped by pid when the test ends.
 """
+import hashlib
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from relay import Relay
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("MYSOCKETD_BUILDDIR", REPO / "build"))
 MYSOCKETD = BUILD / "mysocketd"
 MYSOCKETCTL = BUILD / "mysocketctl"
+PATTERN = bytes(range(256)) * 256          # 64 KiB of known bytes
 
 
 def free_port():
@@ -33,6 +40,42 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def read_line(s):
+    """Reads from socket s up to a newline (or its end); returns the bytes."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def binding(name, port, remote_port=None, extra=""):
+    """One [binding] section; without remote_port (API mode) it has no remote_port line."""
+    rp = f"remote_port = {remote_port}\n" if remote_port is not None else ""
+    return f'[binding "{name}"]\nport = {port}\n{rp}{extra}\n'
+
+
+def send_pattern(c, n):
+    """Sends n bytes of PATTERN repeated on socket c."""
+    left = n
+    while left:
+        b = PATTERN[:min(left, len(PATTERN))]
+        c.sendall(b)
+        left -= len(b)
+
+
+def pattern_digest(n):
+    """The sha256 of n bytes of PATTERN repeated."""
+    h = hashlib.sha256()
+    full, rest = divmod(n, len(PATTERN))
+    for _ in range(full):
+        h.update(PATTERN)
+    h.update(PATTERN[:rest])
+    return h.hexdigest()
 
 
 class Daemon:
@@ -83,14 +126,23 @@ class Daemon:
     def write_config(self, bindings="", **kw):
         self.config.write_text(self.base_config(**kw) + bindings)
 
+    def command(self):
+        """The argv that runs mysocketd (a subclass may wrap it); its pid must be mysocketd's."""
+        return [str(MYSOCKETD), "-c", str(self.config)]
+
+    def configure_relay(self, relay, bindings, ssh=None, backoff=None):
+        """Writes a config whose [ssh] reaches relay (direct mode), host key accepted on first use."""
+        s = {"port": str(relay.port), "identity_file": relay.client_key, "host_key_check": "accept-new"}
+        s.update(ssh or {})
+        self.write_config(bindings, ssh=s, backoff=backoff)
+
     def start(self, wait=True, extra_env=None):
         env = dict(os.environ)
         env.pop("JOURNAL_STREAM", None)
         env.pop("NOTIFY_SOCKET", None)
         env.update(extra_env or {})
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([str(MYSOCKETD), "-c", str(self.config)],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT, env=env)
         if wait:
             wait_for(lambda: self.proc.poll() is not None or self.ctl("status", check=False).returncode == 0,
                      timeout=10, what="mysocketd to answer on its control socket")
@@ -146,13 +198,87 @@ class Daemon:
             s.settimeout(timeout)
             s.connect(str(self.socket))
             s.sendall(raw if raw is not None else (json.dumps(obj) + "\n").encode())
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
+            buf = read_line(s)
         return json.loads(buf) if buf else None
+
+
+class BlobServer:
+    """A local service for transfers: "SEND n\\n" -> n PATTERN bytes then EOF; "RECV n\\n" +
+    n bytes -> their sha256 in hex; "GET ..." -> one small HTTP/1.0 page. It listens on
+    sock (default: a new TCP socket; pass one made in another network namespace)."""
+
+    def __init__(self, sock=None, backlog=1024):
+        self.sock = sock or socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _handle(c):
+        try:
+            f = c.makefile("rb")
+            words = f.readline().split()
+            if words[:1] == [b"GET"]:          # HTTP/1.0, one small page
+                body = b"hello through the tunnel\n"
+                c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                return
+            if len(words) != 2:
+                return
+            n = int(words[1])
+            if words[0] == b"SEND":
+                send_pattern(c, n)
+                c.shutdown(socket.SHUT_WR)
+                c.recv(1)
+            elif words[0] == b"RECV":
+                h, left = hashlib.sha256(), n
+                while left:
+                    b = f.read1(min(left, 1 << 20))
+                    if not b:
+                        break
+                    h.update(b)
+                    left -= len(b)
+                c.sendall(h.hexdigest().encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def http_site(tmp_path, body):
+    """For a fixture to `yield from`: a local http.server whose /index.html is body; yields
+    its port and stops it afterwards."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_text(body)
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def new_daemon(root, cls=Daemon, *args):
+    """A daemon (of class cls) in a new directory root with its state dir (0700)."""
+    root.mkdir()
+    d = cls(root, *args)
+    d.state_dir.mkdir(mode=0o700)
+    return d
 
 
 @pytest.fixture
@@ -160,6 +286,32 @@ def daemon(tmp_path):
     d = Daemon(tmp_path)
     yield d
     d.stop()
+
+
+@pytest.fixture
+def relay(tmp_path):
+    """A real sshd relay on 127.0.0.1 (tests/integration/relay.py)."""
+    r = Relay(tmp_path / "relay").start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def relay_daemon(tmp_path):
+    """A daemon in tmp_path/d, not started; configure_relay() points it at the relay."""
+    d = new_daemon(tmp_path / "d")
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def web_daemon(daemon):
+    """The daemon, started with one config binding "web" (port 8000, remote port 9000) and
+    an identity file."""
+    daemon.make_identity()
+    daemon.write_config(binding("web", 8000, 9000))
+    daemon.start()
+    return daemon
 
 
 def pytest_configure(config):
