@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MYSOCKETCTL, Daemon, free_port, wait_for
+from conftest import MYSOCKETCTL, Daemon, free_port, http_site, new_daemon, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emulator import harness  # noqa: E402
@@ -620,34 +620,13 @@ def test_connect_killed_early_leaves_no_socket(ad, api):
 
 # ---- with the relay (a real sshd) and the tunnel engine: traffic ---------------------------
 
-import http.server  # noqa: E402
-import threading  # noqa: E402
 import urllib.request  # noqa: E402
-
-from relay import Relay  # noqa: E402
-
-
-@pytest.fixture
-def relay(tmp_path):
-    r = Relay(tmp_path / "relay").start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture
 def site(tmp_path):
     """A local http.server whose / answers with a known body."""
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "index.html").write_text("hello through the relay\n")
-    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv.server_address[1]
-    srv.shutdown()
-    srv.server_close()
+    yield from http_site(tmp_path, "hello through the relay\n")
 
 
 @pytest.fixture
@@ -663,9 +642,7 @@ def rapi(tmp_path):
 @pytest.fixture
 def rd(tmp_path, rapi, relay):
     """An API-mode daemon whose [ssh] points at the relay; the SSH user comes from the API."""
-    d = ApiDaemon(tmp_path / "d", rapi)
-    d.root.mkdir()
-    d.state_dir.mkdir(mode=0o700)
+    d = new_daemon(tmp_path / "d", ApiDaemon, rapi)
     (d.state_dir / "known_hosts").write_text(relay.known_hosts_line() + "\n")
     pw = d.root / "password"
     pw.write_text(PASSWORD + "\n")

@@ -18,10 +18,6 @@ RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
 NOT_UP = {"resolving", "connecting", "backoff"}
 
 
-def binding(name, port, remote_port, extra=""):
-    return f'[binding "{name}"]\nport = {port}\nremote_port = {remote_port}\n{extra}\n'
-
-
 def check_binding_object(b):
     import re
     for k, types in SPEC_KEYS.items():
@@ -35,11 +31,8 @@ def check_binding_object(b):
 
 
 @pytest.fixture
-def d(daemon):
-    daemon.make_identity()
-    daemon.write_config(binding("web", 8000, 9000))
-    daemon.start()
-    return daemon
+def d(web_daemon):
+    return web_daemon
 
 
 def test_list_json_has_every_spec_key_with_the_right_type(d):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import read_line, wait_for
 
 LIST = b'{"v":1,"cmd":"list"}\n'
 
@@ -238,12 +238,7 @@ def test_200_concurrent_clients(d):
             barrier.wait(30)
             req = LIST if i % 2 == 0 else b'{"v":1,"cmd":"show","name":"%s"}\n' % (b"web" if i % 4 == 1 else b"rt")
             s.sendall(req)
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
+            buf = read_line(s)
             s.close()
             results[i] = json.loads(buf)
         except Exception as e:  # noqa: BLE001 - collected and asserted below

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MYSOCKETD, Daemon, wait_for
+from conftest import (MYSOCKETD, PATTERN, BlobServer, Daemon, binding, new_daemon, pattern_digest, send_pattern,
+                      wait_for)
 from relay import Relay
 
 HERE = Path(__file__).resolve().parent
@@ -48,7 +49,6 @@ BACKOFF_MAX = 5
 DETECT_BOUND = KA_INTERVAL * KA_COUNT + 5     # the issue's bound for declaring a session dead
 CONNECT_ALLOWANCE = 3                         # TCP + SSH handshake + auth + forward on this link
 LINKDOWN_S = float(os.environ.get("MYSOCKETD_LINKDOWN_S", "90"))
-PATTERN = bytes(range(256)) * 256             # 64 KiB of known bytes
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -59,15 +59,6 @@ def figure(**kw):
     if out:
         with open(out, "a") as f:
             f.write(json.dumps(kw) + "\n")
-
-
-def pattern_digest(n):
-    h = hashlib.sha256()
-    full, rest = divmod(n, len(PATTERN))
-    for _ in range(full):
-        h.update(PATTERN)
-    h.update(PATTERN[:rest])
-    return h.hexdigest()
 
 
 def run(*cmd, check=True):
@@ -168,64 +159,6 @@ pytestmark = pytest.mark.skipif(_skip is not None, reason=_skip or "")
 # ---- services in the daemon's namespace, clients in the relay's ---------------------------
 
 
-class BlobServer:
-    """"SEND n\\n" -> n pattern bytes then EOF; "RECV n\\n" + n bytes -> their sha256."""
-
-    def __init__(self, ns):
-        with netns(ns):
-            self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _handle(c):
-        try:
-            f = c.makefile("rb")
-            words = f.readline().split()
-            if words[:1] == [b"GET"]:          # HTTP/1.0, one small page
-                body = b"hello through the tunnel\n"
-                c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-                return
-            if len(words) != 2:
-                return
-            n = int(words[1])
-            if words[0] == b"SEND":
-                left = n
-                while left:
-                    b = PATTERN[:min(left, len(PATTERN))]
-                    c.sendall(b)
-                    left -= len(b)
-                c.shutdown(socket.SHUT_WR)
-                c.recv(1)
-            elif words[0] == b"RECV":
-                h, left = hashlib.sha256(), n
-                while left:
-                    b = f.read1(min(left, 1 << 20))
-                    if not b:
-                        break
-                    h.update(b)
-                    left -= len(b)
-                c.sendall(h.hexdigest().encode() + b"\n")
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def close(self):
-        self.sock.close()
-
-
 def relay_conn(lab, port, timeout):
     with netns(lab.ns_r):
         c = socket.socket()
@@ -281,11 +214,7 @@ def upload(lab, port, n, timeout=120):
     t = time.monotonic()
     with relay_conn(lab, port, timeout) as c:
         c.sendall(b"RECV %d\n" % n)
-        left = n
-        while left:
-            b = PATTERN[:min(left, len(PATTERN))]
-            c.sendall(b)
-            left -= len(b)
+        send_pattern(c, n)
         line = c.makefile().readline().strip()
     return line, time.monotonic() - t
 
@@ -316,29 +245,14 @@ class NetDaemon(Daemon):
         s.update(ssh)
         self.write_config(bindings, ssh=s, backoff={"initial": "1", "max": str(BACKOFF_MAX), "stable_after": "60"})
 
-    def start(self, wait=True, extra_env=None):
-        env = dict(os.environ)
-        env.pop("JOURNAL_STREAM", None)
-        env.pop("NOTIFY_SOCKET", None)
-        self.logf = open(self.log, "ab")
+    def command(self):
         # ip netns exec and unshare both exec: the pid is mysocketd's.
         script = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && exec "$3" -c "$4"'
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.lab.ns_d, "unshare", "-m", "--propagation",
-                                      "private", "sh", "-c", script, "sh", str(self.hosts), str(self.resolv),
-                                      str(MYSOCKETD), str(self.config)],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env)
-        if wait:
-            wait_for(lambda: self.proc.poll() is not None or self.ctl("status", check=False).returncode == 0,
-                     timeout=10, what="mysocketd to answer on its control socket")
-            assert self.proc.poll() is None, f"mysocketd exited: {self.log_text()}"
-        return self
+        return ["ip", "netns", "exec", self.lab.ns_d, "unshare", "-m", "--propagation", "private",
+                "sh", "-c", script, "sh", str(self.hosts), str(self.resolv), str(MYSOCKETD), str(self.config)]
 
     def state(self, name):
         return self.binding(name)["state"]
-
-
-def binding(name, port, remote_port):
-    return f'[binding "{name}"]\nport = {port}\nremote_port = {remote_port}\n'
 
 
 @pytest.fixture
@@ -361,16 +275,16 @@ def relay(tmp_path, lab):
 
 @pytest.fixture
 def svc(lab):
-    b = BlobServer(lab.ns_d)
+    with netns(lab.ns_d):
+        s = socket.socket()
+    b = BlobServer(s, backlog=128)
     yield b.port
     b.close()
 
 
 @pytest.fixture
 def nd(tmp_path, lab):
-    (tmp_path / "d").mkdir()
-    d = NetDaemon(tmp_path / "d", lab)
-    d.state_dir.mkdir(mode=0o700)
+    d = new_daemon(tmp_path / "d", NetDaemon, lab)
     yield d
     d.stop()
 

@@ -7,16 +7,9 @@ import time
 import pytest
 
 
-def binding(name, port, remote_port, extra=""):
-    return f'[binding "{name}"]\nport = {port}\nremote_port = {remote_port}\n{extra}\n'
-
-
 @pytest.fixture
-def d(daemon):
-    daemon.make_identity()
-    daemon.write_config(binding("web", 8000, 9000))
-    daemon.start()
-    return daemon
+def d(web_daemon):
+    return web_daemon
 
 
 def test_added_binding_file_exists_with_mode_0600_right_after_the_reply(d):

@@ -18,15 +18,12 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
-import http.server
 from pathlib import Path
 
 import pytest
 
-from conftest import MYSOCKETCTL, Daemon, free_port, wait_for
-from relay import Relay
+from conftest import MYSOCKETCTL, Daemon, free_port, http_site, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emulator.harness import Emulator  # noqa: E402
@@ -41,39 +38,17 @@ def binding(name, port, extra=""):
 
 
 @pytest.fixture
-def relay(tmp_path):
-    r = Relay(tmp_path / "relay").start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def site(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "index.html").write_text("hello\n")
-    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv.server_address[1]
-    srv.shutdown()
-    srv.server_close()
+    yield from http_site(tmp_path, "hello\n")
 
 
 @pytest.fixture
-def d(tmp_path):
-    d = Daemon(tmp_path / "d")
-    d.root.mkdir()
-    d.state_dir.mkdir(mode=0o700)
-    yield d
-    d.stop()
+def d(relay_daemon):
+    return relay_daemon
 
 
 def direct_config(d, relay, site, **ssh):
-    s = {"port": str(relay.port), "identity_file": relay.client_key, "host_key_check": "accept-new"}
-    s.update(ssh)
-    d.write_config(f'[binding "web"]\nport = {site}\nremote_port = {free_port()}\n', ssh=s)
+    d.configure_relay(relay, f'[binding "web"]\nport = {site}\nremote_port = {free_port()}\n', ssh=ssh)
 
 
 # ---- host key pinned, and the identity file's mode ------------------------------------------

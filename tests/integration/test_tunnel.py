@@ -17,75 +17,10 @@ import urllib.request
 
 import pytest
 
-from conftest import Daemon, free_port, wait_for
+from conftest import BlobServer, binding, free_port, http_site, pattern_digest, send_pattern, wait_for
 from relay import Relay
 
 TRANSFER_MIB = int(os.environ.get("MYSOCKETD_TRANSFER_MIB", "1024"))
-PATTERN = bytes(range(256)) * 256          # 64 KiB of known bytes
-
-
-def pattern_digest(n):
-    h = hashlib.sha256()
-    full, rest = divmod(n, len(PATTERN))
-    for _ in range(full):
-        h.update(PATTERN)
-    h.update(PATTERN[:rest])
-    return h.hexdigest()
-
-
-class BlobServer:
-    """The local service for transfers: "SEND n\\n" -> n pattern bytes then EOF;
-    "RECV n\\n" + n bytes -> their sha256 in hex."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _handle(c):
-        try:
-            f = c.makefile("rb")
-            words = f.readline().split()
-            if len(words) != 2:
-                return
-            n = int(words[1])
-            if words[0] == b"SEND":
-                left = n
-                while left:
-                    b = PATTERN[:min(left, len(PATTERN))]
-                    c.sendall(b)
-                    left -= len(b)
-                c.shutdown(socket.SHUT_WR)
-                c.recv(1)
-            else:
-                h, left = hashlib.sha256(), n
-                while left:
-                    b = f.read1(min(left, 1 << 20))
-                    if not b:
-                        break
-                    h.update(b)
-                    left -= len(b)
-                c.sendall(h.hexdigest().encode() + b"\n")
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def close(self):
-        self.sock.close()
 
 
 def download(port, n, timeout=600):
@@ -108,25 +43,10 @@ def upload(port, n, timeout=600):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
         t = time.monotonic()
         c.sendall(b"RECV %d\n" % n)
-        left = n
-        while left:
-            b = PATTERN[:min(left, len(PATTERN))]
-            c.sendall(b)
-            left -= len(b)
+        send_pattern(c, n)
         c.shutdown(socket.SHUT_WR)
         line = c.makefile().readline().strip()
         return line, time.monotonic() - t
-
-
-def binding(name, port, remote_port, extra=""):
-    return f'[binding "{name}"]\nport = {port}\nremote_port = {remote_port}\n{extra}\n'
-
-
-@pytest.fixture
-def relay(tmp_path):
-    r = Relay(tmp_path / "relay").start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture
@@ -138,32 +58,12 @@ def blob():
 
 @pytest.fixture
 def site(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "index.html").write_text("hello through the tunnel\n")
-    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv.server_address[1]
-    srv.shutdown()
-    srv.server_close()
-
-
-class TunnelDaemon(Daemon):
-    def configure(self, relay, bindings, ssh=None, backoff=None):
-        s = {"port": str(relay.port), "identity_file": relay.client_key, "host_key_check": "accept-new"}
-        s.update(ssh or {})
-        self.write_config(bindings, ssh=s, backoff=backoff)
+    yield from http_site(tmp_path, "hello through the tunnel\n")
 
 
 @pytest.fixture
-def td(tmp_path):
-    d = TunnelDaemon(tmp_path / "d")
-    d.root.mkdir()
-    d.state_dir.mkdir(mode=0o700)
-    yield d
-    d.stop()
+def td(relay_daemon):
+    return relay_daemon
 
 
 def get(port, timeout=5):
@@ -180,7 +80,7 @@ def try_get(port):
 
 def test_http_through_the_tunnel_with_edge_log(td, relay, site):
     rp = free_port()
-    td.configure(relay, binding("web", site, rp))
+    td.configure_relay(relay, binding("web", site, rp))
     td.start()
     td.wait_state("web", "up", timeout=20)
     assert get(rp) == "hello through the tunnel\n"
@@ -196,7 +96,7 @@ def test_http_through_the_tunnel_with_edge_log(td, relay, site):
 
 def test_large_transfer_both_ways_is_intact(td, relay, blob):
     rp = free_port()
-    td.configure(relay, binding("big", blob, rp))
+    td.configure_relay(relay, binding("big", blob, rp))
     td.start()
     td.wait_state("big", "up", timeout=20)
     n = TRANSFER_MIB << 20
@@ -213,7 +113,7 @@ def test_large_transfer_both_ways_is_intact(td, relay, blob):
 
 def test_500_concurrent_connections(td, relay, blob):
     rp = free_port()
-    td.configure(relay, binding("many", blob, rp))
+    td.configure_relay(relay, binding("many", blob, rp))
     td.start()
     td.wait_state("many", "up", timeout=20)
     n, size = 500, 100 * 1024
@@ -248,7 +148,7 @@ def test_500_concurrent_connections(td, relay, blob):
 
 def test_local_service_down_then_up(td, relay, tmp_path):
     rp, lp = free_port(), free_port()
-    td.configure(relay, binding("web", lp, rp))
+    td.configure_relay(relay, binding("web", lp, rp))
     td.start()
     td.wait_state("web", "up", timeout=20)
     with pytest.raises(OSError):
@@ -272,7 +172,7 @@ def test_local_service_down_then_up(td, relay, tmp_path):
 
 def test_sshd_killed_and_restarted(td, relay, site):
     rp = free_port()
-    td.configure(relay, binding("web", site, rp), backoff={"initial": "1", "max": "2"})
+    td.configure_relay(relay, binding("web", site, rp), backoff={"initial": "1", "max": "2"})
     td.start()
     td.wait_state("web", "up", timeout=20)
     relay.kill()
@@ -290,7 +190,7 @@ def test_sshd_killed_and_restarted(td, relay, site):
 def test_frozen_sshd_declared_dead_then_back(td, relay, site):
     rp = free_port()
     interval, count = 2, 2
-    td.configure(relay, binding("web", site, rp),
+    td.configure_relay(relay, binding("web", site, rp),
                  ssh={"keepalive_interval": str(interval), "keepalive_count": str(count)})
     td.start()
     td.wait_state("web", "up", timeout=20)
@@ -319,7 +219,7 @@ def test_changed_host_key_is_refused(td, relay, site, mode):
     relay.new_host_key()
     relay.restart()
     new = relay.fingerprint()
-    td.configure(relay, binding("web", site, rp), ssh={"host_key_check": mode})
+    td.configure_relay(relay, binding("web", site, rp), ssh={"host_key_check": mode})
     td.start()
     b = td.wait_state("web", "failed", timeout=20)
     assert f"expected {old}" in b["last_error"] and f"offered {new}" in b["last_error"], b["last_error"]
@@ -330,7 +230,7 @@ def test_changed_host_key_is_refused(td, relay, site, mode):
 
 def test_pinned_fingerprint(td, relay, site):
     rp = free_port()
-    td.configure(relay, binding("web", site, rp), ssh={"host_key_check": relay.fingerprint()})
+    td.configure_relay(relay, binding("web", site, rp), ssh={"host_key_check": relay.fingerprint()})
     td.start()
     td.wait_state("web", "up", timeout=20)
     assert get(rp) == "hello through the tunnel\n"
@@ -340,7 +240,7 @@ def test_rekey_during_big_transfer(tmp_path, td, blob):
     r = Relay(tmp_path / "rekeyrelay", extra_config=["RekeyLimit 32M"]).start()
     try:
         rp = free_port()
-        td.configure(r, binding("big", blob, rp))
+        td.configure_relay(r, binding("big", blob, rp))
         td.start()
         td.wait_state("big", "up", timeout=20)
         n = min(TRANSFER_MIB, 256) << 20
@@ -368,7 +268,7 @@ def test_one_binding_failing_while_another_serves(td, relay, site):
     for h in holders:
         h.listen(1)
     try:
-        td.configure(relay, binding("good", site, good) + binding("bad", site, taken))
+        td.configure_relay(relay, binding("good", site, good) + binding("bad", site, taken))
         td.start()
         td.wait_state("good", "up", timeout=20)
         wait_for(lambda: "refused forward" in (td.binding("bad")["last_error"] or ""), timeout=20,
