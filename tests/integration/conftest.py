@@ -281,27 +281,45 @@ def new_daemon(root, cls=Daemon, *args):
     return d
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Remembers each phase's report on the test item, so fixtures can tell a failure."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def report_on_failure(request, what, text):
+    """A failing test in CI shows the tail of the daemon's or relay's log in its report."""
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"\n----- {what} (last 6000 characters) -----\n{text()[-6000:]}")
+
+
 @pytest.fixture
-def daemon(tmp_path):
+def daemon(tmp_path, request):
     d = Daemon(tmp_path)
     yield d
     d.stop()
+    report_on_failure(request, "mysocketd log", d.log_text)
 
 
 @pytest.fixture
-def relay(tmp_path):
+def relay(tmp_path, request):
     """A real sshd relay on 127.0.0.1 (tests/integration/relay.py)."""
     r = Relay(tmp_path / "relay").start()
     yield r
     r.stop()
+    report_on_failure(request, "sshd log", r.log)
 
 
 @pytest.fixture
-def relay_daemon(tmp_path):
+def relay_daemon(tmp_path, request):
     """A daemon in tmp_path/d, not started; configure_relay() points it at the relay."""
     d = new_daemon(tmp_path / "d")
     yield d
     d.stop()
+    report_on_failure(request, "mysocketd log", d.log_text)
 
 
 @pytest.fixture
