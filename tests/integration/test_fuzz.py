@@ -53,13 +53,27 @@ def fuzzer_toolchain():
                 "installed (not root, or apt-get failed); tools/setup.sh installs it")
 
 
+@pytest.fixture(scope="session")
+def fuzz_runs(fuzzer_toolchain):
+    """Every target runs at once (run.sh is safe for that): CI spends 30 s on fuzzing, not
+    30 s per target. Each test below waits for its own target's run."""
+    procs = {t: subprocess.Popen([str(RUN), str(SECONDS), t], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=str(REPO))
+             for t in TARGETS}
+    yield procs
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 @pytest.mark.parametrize("target", TARGETS)
-def test_fuzz_target(fuzzer_toolchain, target):
-    p = subprocess.run([str(RUN), str(SECONDS), target], capture_output=True, text=True,
-                       cwd=str(REPO), timeout=SECONDS + 600)
-    out = p.stdout + p.stderr
+def test_fuzz_target(fuzz_runs, target):
+    p = fuzz_runs[target]
+    stdout, stderr = p.communicate(timeout=SECONDS + 600)
+    out = stdout + stderr
     log = REPO / "build-fuzz" / f"{target}.log"
     tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
     assert p.returncode == 0, f"{out}\n--- {log} (tail) ---\n{tail}"
-    row = [line for line in p.stdout.splitlines() if line.split()[:1] == [target]]
+    row = [line for line in stdout.splitlines() if line.split()[:1] == [target]]
     assert row and row[0].rstrip().endswith("ok"), out
