@@ -21,4 +21,4 @@ make -s -C build distcheck >build/distcheck.log 2>&1 || { tail -40 build/distche
 echo "distcheck ok: $(ls build/*.tar.xz)"
 
 echo "==> pytest (unit tests plain and sanitized, then integration tests)"
-exec pytest-3 -p no:cacheprovider -rfEs "$@" tests/emulator tests/integration
+exec pytest-3 -p no:cacheprovider -rfEs --durations=12 "$@" tests/emulator tests/integration
