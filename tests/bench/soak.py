@@ -557,6 +557,9 @@ def plot(csv_path, png_path, restarts=None, warm_t=None, baseline_fds=None):
     ax1.set_title("mysocketd soak (ASan+LSan+UBSan build): RSS and open fds; dashed = relay restart")
     ax2.plot(t, fds, color="tab:orange", marker=".", label="open fds")
     ax2.plot(t, up, color="tab:green", marker=".", label="bindings up")
+    # Each up binding holds one socket to the relay: what is left is the fixed set plus the
+    # local sockets of connections in flight at the sample.
+    ax2.plot(t, [f - u for f, u in zip(fds, up)], color="tab:brown", lw=1, label="open fds - bindings up")
     if baseline_fds is not None:
         ax2.axhline(baseline_fds, color="grey", lw=0.8, ls=":", label=f"baseline fds ({baseline_fds})")
     ax2.set_ylabel("count")
@@ -566,6 +569,10 @@ def plot(csv_path, png_path, restarts=None, warm_t=None, baseline_fds=None):
     ax3.set_ylabel("connections")
     ax3.set_xlabel("minutes")
     ax3.legend(loc="upper left", fontsize=8)
+    ax4 = ax3.twinx()
+    ax4.plot(t, [float(r["load1"]) for r in rows], color="grey", lw=0.8, ls="-.", label="load average (1 min)")
+    ax4.set_ylabel("load average (2 cores)", color="grey")
+    ax4.legend(loc="lower right", fontsize=8)
     for ax in (ax1, ax2, ax3):
         for rt in restarts:
             ax.axvline(rt / 60, color="red", ls="--", lw=0.8, alpha=0.6)
