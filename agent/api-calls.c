@@ -43,8 +43,25 @@ void api_call_free(struct api_call *c) {
         free(c);
 }
 
+static void binding_on_socket(struct http_req *h, int error, cJSON *json, const char *message);
+
 void api_call_cancel(struct api_call *c) {
+        if (!c)
+                return;
+        /* A POST /socket already sent may create a socket nobody would ever know of: let it
+         * finish quietly and delete what it made (binding_on_socket). */
+        if (c->req && streq(c->req->method, "POST") && streq(c->req->path, "/socket") && c->binding_cb) {
+                c->abandoned = true;
+                c->binding_cb = NULL;
+                return;
+        }
         api_call_free(c);
+}
+
+static void on_abandoned_deleted(int error, const cJSON *reply, const char *message, void *userdata) {
+        _cleanup_(freep) char *name = userdata;
+        if (error < 0)
+                log_binding(LOG_WARNING, name, "purge", "could not delete the socket of a removed binding: %s", message);
 }
 
 /* Every done handler of a call starts with this: the request is http_complete's to free. */
@@ -155,6 +172,21 @@ static void binding_on_tunnel(struct http_req *h, int error, cJSON *json, const 
         struct api_call *c = call_of(h);
         bool created = streq(h->method, "POST");
         char *err = NULL;
+        if (c->abandoned) {
+                struct api_socket sock;
+                struct api_call *del;
+                if (error >= 0 && api_decode_socket(json, &sock, &err) == 0) {
+                        log_binding(LOG_INFO, c->name, "purge", "deleting socket %s, created as its binding went away",
+                                    sock.socket_id);
+                        char *name = xstrdup(c->name);
+                        if (api_socket_delete(c->api, sock.socket_id, on_abandoned_deleted, name, &del) < 0)
+                                free(name);
+                        api_socket_clear(&sock);
+                }
+                free(err);
+                api_call_free(c);
+                return;
+        }
         if (error == -ENOENT && !created) {
                 binding_warn(c, "tunnel %s is gone at the API; creating a new one", c->tunnel_id);
                 free(c->tunnel_id);
@@ -205,8 +237,6 @@ static void binding_tunnel(struct api_call *c) {
         call_request(c, "POST", path, NULL, true, binding_on_tunnel);
 }
 
-static void binding_on_socket(struct http_req *h, int error, cJSON *json, const char *message);
-
 static void binding_create_socket(struct api_call *c) {
         free(c->socket_id);
         free(c->tunnel_id);
@@ -220,6 +250,21 @@ static void binding_on_socket(struct http_req *h, int error, cJSON *json, const 
         struct api_call *c = call_of(h);
         bool created = streq(h->method, "POST");
         char *err = NULL;
+        if (c->abandoned) {
+                struct api_socket sock;
+                struct api_call *del;
+                if (error >= 0 && api_decode_socket(json, &sock, &err) == 0) {
+                        log_binding(LOG_INFO, c->name, "purge", "deleting socket %s, created as its binding went away",
+                                    sock.socket_id);
+                        char *name = xstrdup(c->name);
+                        if (api_socket_delete(c->api, sock.socket_id, on_abandoned_deleted, name, &del) < 0)
+                                free(name);
+                        api_socket_clear(&sock);
+                }
+                free(err);
+                api_call_free(c);
+                return;
+        }
         if (error == -ENOENT && !created) {
                 if (c->config_socket_id) {
                         _cleanup_(freep) char *m = xasprintf("socket %s (socket_id in the config) does not "

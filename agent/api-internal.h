@@ -63,6 +63,7 @@ struct api_call {
         bool protected_;
         char *socket_id, *tunnel_id;
         bool created, recreated, tunnel_checked;
+        bool abandoned;                /* cancelled during POST /socket: delete what it makes */
         struct api_socket sock;
         struct api_tunnel tunnel;
 };

@@ -202,8 +202,7 @@ static void on_resolved(int error, const struct api_binding_result *r, const cha
         b->api_call = NULL;
         if (error < 0) {
                 set_error(b, message);
-                log_binding(LOG_WARNING, b->conf->name, "resolve", "API: %s", message);
-                schedule_retry(b);
+                schedule_retry(b);      /* logs last_error with the retry time */
                 return;
         }
         replace(&b->socket_id, r->socket_id);

@@ -618,6 +618,22 @@ def test_connect_killed_early_leaves_no_socket(ad, api):
     assert c.get("DELETE /socket/{id}", 0) == c.get("POST /socket", 0), c
 
 
+def test_connect_killed_while_its_socket_is_being_created_leaves_no_socket(ad, api):
+    """The POST /socket is already at the API when the client dies: the socket it creates
+    must still be deleted, though the binding is gone by the time the reply arrives."""
+    started(ad, bindings="")
+    api.fault("POST /socket", "slow", delay=1.5)
+    proc, _ = start_connect(ad)
+    wait_for(lambda: api.counts().get("POST /socket", 0) >= 1, timeout=10, what="POST /socket sent")
+    proc.kill()
+    proc.wait()
+    finish(ad, proc)
+    wait_for(lambda: ad.json("list") == [], timeout=10, what="the connect binding gone")
+    wait_for(lambda: api.counts().get("DELETE /socket/{id}", 0) == 1, timeout=15, what="the late socket deleted")
+    wait_for(lambda: sockets_at(api) == {}, timeout=10, what="no socket left at the API")
+    assert "created as its binding went away" in ad.log_text()
+
+
 # ---- with the relay (a real sshd) and the tunnel engine: traffic ---------------------------
 
 import urllib.request  # noqa: E402
