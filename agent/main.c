@@ -97,6 +97,7 @@ static int run(struct config *config) {
         struct eventlog *events = NULL;
         sd_event *e = NULL;
         sigset_t mask;
+        bool tunnel_ready = false;
         int r, ret = EXIT_FAILURE;
 
         if (state_init(config->state_dir, &error) < 0) {
@@ -119,7 +120,12 @@ static int run(struct config *config) {
                 return EXIT_FAILURE;
         }
         events = eventlog_new();
-        manager_new(e, config, &m);
+        r = manager_new(e, config, &m);
+        if (r < 0) {
+                log_error("cannot start: %s", strerror(-r));
+                conf_free(config);
+                goto out;
+        }
         /* Our own copy: a reload frees `config`, and a socket unit may listen elsewhere. */
         int listen_fd = listen_fd_from_systemd();
         if (listen_fd >= 0)
@@ -144,6 +150,7 @@ static int run(struct config *config) {
                 log_error("cannot initialise libssh2: %s", strerror(-r));
                 goto out;
         }
+        tunnel_ready = true;
         manager_start(m);
         log_info("mysocketd %s started: %s mode, %zu binding%s, control socket %s%s", PACKAGE_VERSION,
                  config->api ? "API" : "direct", m->n_bindings, m->n_bindings == 1 ? "" : "s",
@@ -152,10 +159,12 @@ static int run(struct config *config) {
         notify_ready();
         r = sd_event_loop(e);
         ret = r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-        tunnel_global_done();
 out:
         control_free(ctl);
         manager_free(m);
+        /* After the sessions are freed: libssh2_exit() tears down what they use. */
+        if (tunnel_ready)
+                tunnel_global_done();
         eventlog_free(events);
         sd_event_unref(e);
         return ret;
