@@ -129,3 +129,72 @@ def test_network_change_cuts_a_long_backoff_short(tmp_path, netns):
     finally:
         d.stop()
         relay.stop()
+
+
+class CutProxy:
+    """A TCP proxy in front of the relay. The first connection is cut (both sides closed)
+    when the client sends its `cut_at`-th chunk; with 6 that is the USERAUTH request
+    (banner, KEXINIT, ECDH init, NEWKEYS, SERVICE_REQUEST, USERAUTH_REQUEST). Later
+    connections pass untouched."""
+
+    def __init__(self, target_port, cut_at=6):
+        self.target, self.cut_at, self.n = target_port, cut_at, 0
+        self.lst = socket.socket()
+        self.lst.bind(("127.0.0.1", 0))
+        self.lst.listen(16)
+        self.port = self.lst.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                a, _ = self.lst.accept()
+            except OSError:
+                return
+            self.n += 1
+            b = socket.create_connection(("127.0.0.1", self.target))
+            cut = self.n == 1
+            threading.Thread(target=self.pump, args=(a, b, cut), daemon=True).start()
+            threading.Thread(target=self.pump, args=(b, a, False), daemon=True).start()
+
+    def pump(self, src, dst, cut):
+        chunks = 0
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                chunks += 1
+                if cut and chunks == self.cut_at:
+                    break
+                dst.sendall(d)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.lst.close()
+
+
+def test_relay_lost_during_auth_is_retried_not_a_rejected_key(tmp_path):
+    relay = Relay(tmp_path / "relay").start()
+    proxy = CutProxy(relay.port)
+    d = new_daemon(tmp_path / "d")
+    try:
+        d.configure_relay(relay, binding("web", 8000, free_port()), ssh={"port": str(proxy.port)},
+                          backoff={"initial": "1", "max": "1"})
+        d.start()
+        states = []
+        wait_for(lambda: states.append(d.binding("web")["state"]) or states[-1] == "up", timeout=20,
+                 what="the binding up after the cut")
+        assert "failed" not in states, states
+        assert proxy.n >= 2 and d.binding("web")["reconnects"] >= 1
+        assert "rejected the key" not in d.log_text()
+    finally:
+        d.stop()
+        proxy.close()
+        relay.stop()
