@@ -13,6 +13,10 @@
 # (default build-fuzz/), so that a long run is not disturbed by the 30 s runs of the test
 # suite. For parallel runs start two invocations with different targets side by side:
 # each builds only its own targets.
+# The whole script is one { ... } block: bash parses it before running anything, so an
+# edit of this file during a 30 minute run cannot derail the run (bash reads scripts
+# lazily, by offset).
+{
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -140,3 +144,4 @@ for t in $TARGETS; do
 	fi
 done
 exit $failed
+}
