@@ -64,6 +64,23 @@ static void on_abandoned_deleted(int error, const cJSON *reply, const char *mess
                 log_binding(LOG_WARNING, name, "purge", "could not delete the socket of a removed binding: %s", message);
 }
 
+/* The POST /socket of a cancelled call answered: delete what it created, then go. */
+static void abandoned_socket_done(struct api_call *c, int error, cJSON *json) {
+        struct api_socket sock;
+        struct api_call *del;
+        char *err = NULL;
+        if (error >= 0 && api_decode_socket(json, &sock, &err) == 0) {
+                log_binding(LOG_INFO, c->name, "purge", "deleting socket %s, created as its binding went away",
+                            sock.socket_id);
+                char *name = xstrdup(c->name);
+                if (api_socket_delete(c->api, sock.socket_id, on_abandoned_deleted, name, &del) < 0)
+                        free(name);
+                api_socket_clear(&sock);
+        }
+        free(err);
+        api_call_free(c);
+}
+
 /* Every done handler of a call starts with this: the request is http_complete's to free. */
 static struct api_call *call_of(struct http_req *h) {
         struct api_call *c = h->userdata;
@@ -172,21 +189,6 @@ static void binding_on_tunnel(struct http_req *h, int error, cJSON *json, const 
         struct api_call *c = call_of(h);
         bool created = streq(h->method, "POST");
         char *err = NULL;
-        if (c->abandoned) {
-                struct api_socket sock;
-                struct api_call *del;
-                if (error >= 0 && api_decode_socket(json, &sock, &err) == 0) {
-                        log_binding(LOG_INFO, c->name, "purge", "deleting socket %s, created as its binding went away",
-                                    sock.socket_id);
-                        char *name = xstrdup(c->name);
-                        if (api_socket_delete(c->api, sock.socket_id, on_abandoned_deleted, name, &del) < 0)
-                                free(name);
-                        api_socket_clear(&sock);
-                }
-                free(err);
-                api_call_free(c);
-                return;
-        }
         if (error == -ENOENT && !created) {
                 binding_warn(c, "tunnel %s is gone at the API; creating a new one", c->tunnel_id);
                 free(c->tunnel_id);
@@ -250,21 +252,8 @@ static void binding_on_socket(struct http_req *h, int error, cJSON *json, const 
         struct api_call *c = call_of(h);
         bool created = streq(h->method, "POST");
         char *err = NULL;
-        if (c->abandoned) {
-                struct api_socket sock;
-                struct api_call *del;
-                if (error >= 0 && api_decode_socket(json, &sock, &err) == 0) {
-                        log_binding(LOG_INFO, c->name, "purge", "deleting socket %s, created as its binding went away",
-                                    sock.socket_id);
-                        char *name = xstrdup(c->name);
-                        if (api_socket_delete(c->api, sock.socket_id, on_abandoned_deleted, name, &del) < 0)
-                                free(name);
-                        api_socket_clear(&sock);
-                }
-                free(err);
-                api_call_free(c);
-                return;
-        }
+        if (c->abandoned)
+                return abandoned_socket_done(c, error, json);
         if (error == -ENOENT && !created) {
                 if (c->config_socket_id) {
                         _cleanup_(freep) char *m = xasprintf("socket %s (socket_id in the config) does not "
