@@ -122,15 +122,21 @@ static void fail_waiting(struct api *a, int error, const char *message) {
                 api_http_complete(h, error, NULL, message);
 }
 
+/* A {token} reply to a login or refresh: decoded and made current. Returns error, or the
+ * decoding / saving failure with *err set. */
+static int accept_token(struct api *a, int error, cJSON *json, char **err) {
+        char *token = NULL;
+        if (error >= 0)
+                error = api_decode_token(json, &token, err);
+        if (error >= 0)
+                error = api_token_set(a, token, true, err);     /* takes token */
+        return error;
+}
+
 static void login_done(struct http_req *h, int error, cJSON *json, const char *message) {
         struct api *a = h->api;
-        _cleanup_(freep) char *err = NULL, *token = NULL;
-        if (error >= 0)
-                error = api_decode_token(json, &token, &err);
-        if (error >= 0) {
-                error = api_token_set(a, token, true, &err);
-                token = NULL;
-        }
+        _cleanup_(freep) char *err = NULL;
+        error = accept_token(a, error, json, &err);
         if (error < 0) {
                 _cleanup_(freep) char *m = xasprintf("API login as %s failed: %s", a->email,
                                                      error == -EACCES ? "the API refused the email or password (HTTP 401)" :
@@ -223,13 +229,8 @@ int api_token_on_kick(sd_event_source *s, void *userdata) {
 
 static void refresh_done(struct http_req *h, int error, cJSON *json, const char *message) {
         struct api *a = h->api;
-        _cleanup_(freep) char *err = NULL, *token = NULL;
-        if (error >= 0)
-                error = api_decode_token(json, &token, &err);
-        if (error >= 0) {
-                error = api_token_set(a, token, true, &err);
-                token = NULL;
-        }
+        _cleanup_(freep) char *err = NULL;
+        error = accept_token(a, error, json, &err);
         if (error >= 0) {
                 api_token_log(a, "token-refresh", "token refreshed");
                 return;
