@@ -50,6 +50,7 @@ def main():
     api = Emulator(tmp, users=(("demo@example.com", "demo-password", relay.user),),
                    relay_port_base=free_port())
     web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    web.socket.setblocking(False)   # so shutdown() never waits on an accept() that blocks
     threading.Thread(target=web.serve_forever, daemon=True).start()
     daemon = None
     ctl = [MYSOCKETCTL, "-s", os.path.join(tmp, "control.sock")]

@@ -258,6 +258,29 @@ class BlobServer:
         self.sock.close()
 
 
+class TestHTTPServer(http.server.ThreadingHTTPServer):
+    """ThreadingHTTPServer whose shutdown() cannot hang: select() may call the listening
+    socket readable and the client may be gone before accept() (a daemon that stopped), and a
+    blocking accept() then waits for ever while shutdown() waits for it. Non-blocking, that
+    accept() fails and serve_forever() goes on."""
+    daemon_threads = True
+
+    def server_activate(self):
+        super().server_activate()
+        self.socket.setblocking(False)
+
+
+class TestHTTPServer6(TestHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def start_http_server(handler, host="127.0.0.1", port=0):
+    """A TestHTTPServer on host:port, serving from a thread; stop it with .shutdown()."""
+    srv = (TestHTTPServer6 if ":" in host else TestHTTPServer)((host, port), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 def http_site(tmp_path, body):
     """For a fixture to `yield from`: a local http.server whose /index.html is body; yields
     its port and stops it afterwards."""
@@ -266,8 +289,7 @@ def http_site(tmp_path, body):
     (root / "index.html").write_text(body)
     handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
     http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = start_http_server(handler)
     yield srv.server_address[1]
     srv.shutdown()
     srv.server_close()

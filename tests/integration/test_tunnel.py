@@ -17,7 +17,8 @@ import urllib.request
 
 import pytest
 
-from conftest import BlobServer, binding, free_port, http_site, pattern_digest, send_pattern, wait_for
+from conftest import (BlobServer, binding, free_port, http_site, pattern_digest, send_pattern,
+                      start_http_server, wait_for)
 from relay import Relay
 
 TRANSFER_MIB = int(os.environ.get("MYSOCKETD_TRANSFER_MIB", "1024"))
@@ -159,8 +160,7 @@ def test_local_service_down_then_up(td, relay, tmp_path):
     root.mkdir()
     (root / "index.html").write_text("late but here\n")
     handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", lp), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = start_http_server(handler, port=lp)
     try:
         assert get(rp) == "late but here\n"
         b = td.binding("web")

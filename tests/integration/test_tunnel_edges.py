@@ -10,12 +10,8 @@ import urllib.request
 
 import pytest
 
-from conftest import Daemon, binding, new_daemon, wait_for
+from conftest import Daemon, binding, new_daemon, start_http_server, wait_for
 from relay import Relay, free_port
-
-
-class V6Server(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
 
 
 class Hello(http.server.BaseHTTPRequestHandler):
@@ -37,8 +33,7 @@ def get(port, host="127.0.0.1"):
 
 
 def test_ipv6_relay_and_ipv6_local_service(tmp_path):
-    srv = V6Server(("::1", 0), Hello)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = start_http_server(Hello, "::1")
     relay = Relay(tmp_path / "relay", host="::1").start()
     d = new_daemon(tmp_path / "d")
     try:
@@ -63,8 +58,7 @@ def test_relay_that_refuses_the_shell_still_forwards(tmp_path):
     with open(relay.script, "w") as f:     # the ForceCommand: no shell for you
         f.write("#!/bin/sh\necho 'This account does not get a shell.' >&2\nexit 1\n")
     relay.start()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = start_http_server(Hello)
     d = new_daemon(tmp_path / "d")
     try:
         rp = free_port()
