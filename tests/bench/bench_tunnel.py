@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 from relay import Relay, free_port, wait_port  # noqa: E402  (stdlib only)
+from conftest import TCPService  # noqa: E402
 
 BUILD = Path(os.environ.get("MYSOCKETD_BUILDDIR", REPO / "build"))
 MYSOCKETD = BUILD / "mysocketd"
@@ -60,27 +61,11 @@ def log(msg):
 
 # ---- local services ---------------------------------------------------------------------
 
-class BulkServer:
-    """"SEND n\\n" -> n bytes then EOF; "RECV n\\n" + n bytes -> "OK\\n" once all are in."""
+class BulkServer(TCPService):
+    """"SEND n\\n" -> n bytes then EOF; "RECV n\\n" + n bytes -> "OK\\n" once all are in.
+    Unlike the tests' BlobServer it hashes nothing: the benchmark measures the tunnel."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _handle(c):
+    def handle(self, c):
         try:
             line = b""
             while not line.endswith(b"\n"):
@@ -113,35 +98,17 @@ class BulkServer:
         finally:
             c.close()
 
-    def close(self):
-        self.sock.close()
 
-
-class FirstByteServer:
+class FirstByteServer(TCPService):
     """Writes one byte as soon as a connection is accepted, then closes it."""
+    inline = True
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                c.sendall(b"!")
-            except OSError:
-                pass
-            c.close()
-
-    def close(self):
-        self.sock.close()
+    def handle(self, c):
+        try:
+            c.sendall(b"!")
+        except OSError:
+            pass
+        c.close()
 
 
 # ---- clients ----------------------------------------------------------------------------

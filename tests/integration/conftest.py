@@ -202,10 +202,11 @@ class Daemon:
         return json.loads(buf) if buf else None
 
 
-class BlobServer:
-    """A local service for transfers: "SEND n\\n" -> n PATTERN bytes then EOF; "RECV n\\n" +
-    n bytes -> their sha256 in hex; "GET ..." -> one small HTTP/1.0 page. It listens on
-    sock (default: a new TCP socket; pass one made in another network namespace)."""
+class TCPService:
+    """A local TCP service for tests and benchmarks: listens on 127.0.0.1 (or on sock, made
+    e.g. in another network namespace), accepts in a thread and calls handle(c) for each
+    connection, in a thread of its own unless `inline`. handle() closes c."""
+    inline = False
 
     def __init__(self, sock=None, backlog=1024):
         self.sock = sock or socket.socket()
@@ -222,10 +223,23 @@ class BlobServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+            if self.inline:
+                self.handle(c)
+            else:
+                threading.Thread(target=self.handle, args=(c,), daemon=True).start()
 
-    @staticmethod
-    def _handle(c):
+    def handle(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
+
+
+class BlobServer(TCPService):
+    """A local service for transfers: "SEND n\\n" -> n PATTERN bytes then EOF; "RECV n\\n" +
+    n bytes -> their sha256 in hex; "GET ..." -> one small HTTP/1.0 page."""
+
+    def handle(self, c):
         try:
             f = c.makefile("rb")
             words = f.readline().split()
@@ -253,9 +267,6 @@ class BlobServer:
             pass
         finally:
             c.close()
-
-    def close(self):
-        self.sock.close()
 
 
 class TestHTTPServer(http.server.ThreadingHTTPServer):
