@@ -21,40 +21,44 @@
 #define WARN_INTERVAL_USEC (5 * 1000000ULL)
 #define READS_PER_VISIT 4
 
-static int on_local_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
 static void local_connect_next(struct conn *c);
 
-static bool stopped(struct tunnel *t) {
-        return t->state == TUNNEL_DOWN || t->freed || t->pending.kind != OP_NONE;
+static bool stopped(struct session *s) {
+        return s->state == SESSION_DOWN || s->freed || s->pending.kind != OP_NONE;
 }
 
-struct conn *conn_new(struct tunnel *t, LIBSSH2_CHANNEL *ch, bool is_log) {
+struct conn *conn_new(struct session *s, struct tunnel *t, LIBSSH2_CHANNEL *ch, bool is_log) {
         struct conn *c = xcalloc(1, sizeof(*c));
+        c->s = s;
         c->t = t;
         c->ch = ch;
         c->is_log = is_log;
         c->fd = -1;
-        c->id = ++t->next_conn_id;
+        c->id = ++s->next_conn_id;
         /* The log shell's bytes go straight to log_feed: it needs no 64 KiB buffer, and
          * every idle binding has one such channel. */
         c->tl = xmalloc(is_log ? LOG_READ_SIZE : CONN_BUF_SIZE);
-        c->prev = t->conns_tail;
-        if (t->conns_tail)
-                t->conns_tail->next = c;
+        c->prev = s->conns_tail;
+        if (s->conns_tail)
+                s->conns_tail->next = c;
         else
-                t->conns_head = c;
-        t->conns_tail = c;
+                s->conns_head = c;
+        s->conns_tail = c;
         c->dirty = true;
         if (is_log) {
                 c->state = CONN_OPEN;
         } else {
                 c->tr = xmalloc(CONN_BUF_SIZE);
-                t->stats.connections_total++;
-                t->stats.connections_active++;
                 c->state = CONN_CONNECTING;
-                local_connect_next(c);
+                if (t) {
+                        t->stats.connections_total++;
+                        t->stats.connections_active++;
+                        local_connect_next(c);
+                } else
+                        conn_abort(c, -ECONNABORTED);
         }
-        tunnel_schedule(t);
+        session_schedule(s);
         return c;
 }
 
@@ -67,27 +71,27 @@ static void close_local(struct conn *c) {
 }
 
 void conn_destroy(struct conn *c) {
-        struct tunnel *t = c->t;
+        struct session *s = c->s;
         close_local(c);
         if (c->prev)
                 c->prev->next = c->next;
         else
-                t->conns_head = c->next;
+                s->conns_head = c->next;
         if (c->next)
                 c->next->prev = c->prev;
         else
-                t->conns_tail = c->prev;
-        if (t->pending.conn == c)
-                t->pending = (struct op) { OP_ACCEPT, NULL, NULL, 0 };
+                s->conns_tail = c->prev;
+        if (s->pending.conn == c)
+                s->pending = (struct op) { OP_ACCEPT, NULL, NULL, 0 };
         if (c->is_log) {
-                t->log = NULL;
+                s->log = NULL;
                 /* The relay ended the shell: keep a bare session channel for the probes, once. */
-                if (t->state == TUNNEL_UP && t->log_phase == LOG_RUNNING && !t->freed) {
-                        t->log_phase = c->error == 0 && t->log_reopens++ < 1 ? LOG_OPEN : LOG_NONE;
-                        tunnel_schedule(t);
+                if (s->state == SESSION_UP && s->log_phase == LOG_RUNNING && !s->freed) {
+                        s->log_phase = c->error == 0 && s->log_reopens++ < 1 ? LOG_OPEN : LOG_NONE;
+                        session_schedule(s);
                 }
-        } else
-                t->stats.connections_active--;
+        } else if (c->t)
+                c->t->stats.connections_active--;
         free(c->tl);
         free(c->tr);
         free(c);
@@ -95,7 +99,7 @@ void conn_destroy(struct conn *c) {
 
 /* Gives up on the connection: the local side is closed now, the channel is closed and freed
  * by the pump (EOF + CLOSE). */
-static void conn_abort(struct conn *c, int error) {
+void conn_abort(struct conn *c, int error) {
         if (c->state == CONN_CLOSING)
                 return;
         c->error = error;
@@ -103,20 +107,20 @@ static void conn_abort(struct conn *c, int error) {
         c->state = CONN_CLOSING;
         c->tl_len = c->tr_len = 0;
         c->dirty = true;
-        tunnel_schedule(c->t);
+        session_schedule(c->s);
 }
 
 /* ---- local side ------------------------------------------------------------------------ */
 
-static int on_local_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+static int on_local_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         struct conn *c = userdata;
-        struct tunnel *t = c->t;
-        (void) s, (void) usec;
-        tunnel_enter(t);
+        struct session *s = c->s;
+        (void) src, (void) usec;
+        session_enter(s);
         close_local(c);
         c->error = -ETIMEDOUT;
         local_connect_next(c);
-        tunnel_leave(t);
+        session_leave(s);
         return 0;
 }
 
@@ -130,17 +134,18 @@ static void warn_local(struct conn *c, int error) {
                 return;
         }
         if (t->loc_resolve_error)
-                log_binding(LOG_WARNING, t->p.name, "local-connect",
-                            "cannot resolve local host %s; closing the relay's connection", t->p.local_host);
+                log_binding(LOG_WARNING, t->name, "local-connect",
+                            "cannot resolve local host %s; closing the relay's connection", t->local_host);
         else
-                log_binding(LOG_WARNING, t->p.name, "local-connect",
-                            "cannot connect to %s:%u: %s; closing the relay's connection%s", t->p.local_host,
-                            t->p.local_port, strerror(-error), t->warn_suppressed ? " (and earlier ones)" : "");
+                log_binding(LOG_WARNING, t->name, "local-connect",
+                            "cannot connect to %s:%u: %s; closing the relay's connection%s", t->local_host,
+                            t->local_port, strerror(-error), t->warn_suppressed ? " (and earlier ones)" : "");
         t->last_warn = now;
         t->warn_suppressed = 0;
 }
 
 static void local_connect_next(struct conn *c) {
+        struct session *s = c->s;
         struct tunnel *t = c->t;
         int last = c->error ? -c->error : ECONNREFUSED;
 
@@ -159,8 +164,8 @@ static void local_connect_next(struct conn *c) {
                         continue;
                 }
                 c->fd = fd;
-                if (sd_event_add_io(t->event, &c->io, fd, EPOLLOUT, on_local_io, c) < 0 ||
-                    sd_event_add_time_relative(t->event, &c->timer, CLOCK_MONOTONIC, LOCAL_CONNECT_TIMEOUT_USEC,
+                if (sd_event_add_io(s->event, &c->io, fd, EPOLLOUT, on_local_io, c) < 0 ||
+                    sd_event_add_time_relative(s->event, &c->timer, CLOCK_MONOTONIC, LOCAL_CONNECT_TIMEOUT_USEC,
                                                100000, on_local_timer, c) < 0) {
                         last = ENOMEM;
                         close_local(c);
@@ -255,11 +260,11 @@ void conn_update_events(struct conn *c) {
                 sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
 }
 
-static int on_local_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         struct conn *c = userdata;
-        struct tunnel *t = c->t;
-        (void) s, (void) fd;
-        tunnel_enter(t);
+        struct session *s = c->s;
+        (void) src, (void) fd;
+        session_enter(s);
         if (c->state == CONN_CONNECTING)
                 local_connect_done(c);
         if (c->state == CONN_OPEN && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
@@ -267,73 +272,75 @@ static int on_local_io(sd_event_source *s, int fd, uint32_t revents, void *userd
         if (c->state == CONN_OPEN && (revents & (EPOLLOUT | EPOLLERR)))
                 flush_local(c);
         c->dirty = true;
-        tunnel_schedule(t);
+        session_schedule(s);
         conn_update_events(c);
-        tunnel_leave(t);
+        session_leave(s);
         return 0;
 }
 
 /* ---- log lines --------------------------------------------------------------------------- */
 
-static void emit_line(struct tunnel *t) {
-        t->line[t->line_len] = 0;
-        if (t->line_len > 0 && t->cb.on_log) {
-                _cleanup_(freep) char *s = sanitize_text(t->line, LOG_LINE_MAX);
-                t->cb.on_log(t, s, t->userdata);
+static void emit_line(struct session *s) {
+        s->line[s->line_len] = 0;
+        if (s->line_len > 0) {
+                _cleanup_(freep) char *line = sanitize_text(s->line, LOG_LINE_MAX);
+                session_log_line(s, line);
         }
-        t->line_len = 0;
+        s->line_len = 0;
 }
 
-static void log_feed(struct tunnel *t, const char *p, size_t n) {
-        for (size_t i = 0; i < n && !t->freed && t->state != TUNNEL_DOWN; i++) {
+static void log_feed(struct session *s, const char *p, size_t n) {
+        for (size_t i = 0; i < n && !s->freed && s->state != SESSION_DOWN; i++) {
                 if (p[i] == '\r')
                         continue;
                 if (p[i] == '\n') {
-                        emit_line(t);
+                        emit_line(s);
                         continue;
                 }
-                if (t->line_len == LOG_LINE_MAX)
-                        emit_line(t);
-                t->line[t->line_len++] = p[i];
+                if (s->line_len == LOG_LINE_MAX)
+                        emit_line(s);
+                s->line[s->line_len++] = p[i];
         }
 }
 
 /* ---- the SSH side ------------------------------------------------------------------------ */
 
 static void session_error(struct conn *c, ssize_t rc, const char *what) {
-        struct tunnel *t = c->t;
+        struct session *s = c->s;
         const char *m;
-        int e = ssh_errno(t, (int) rc, &m);
-        if (t->sock_broken || (rc != LIBSSH2_ERROR_EAGAIN && rc < 0 && rc != LIBSSH2_ERROR_CHANNEL_CLOSED &&
+        int e = ssh_errno(s, (int) rc, &m);
+        if (s->sock_broken || (rc != LIBSSH2_ERROR_EAGAIN && rc < 0 && rc != LIBSSH2_ERROR_CHANNEL_CLOSED &&
                                rc != LIBSSH2_ERROR_CHANNEL_EOF_SENT && rc != LIBSSH2_ERROR_CHANNEL_UNKNOWN &&
                                rc != LIBSSH2_ERROR_CHANNEL_FAILURE && rc != LIBSSH2_ERROR_BAD_USE &&
                                rc != LIBSSH2_ERROR_CHANNEL_WINDOW_EXCEEDED &&
                                rc != LIBSSH2_ERROR_CHANNEL_PACKET_EXCEEDED &&
                                rc != LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED)) {
-                if (t->sock_broken)
-                        tunnel_fail(t, -ECONNRESET, false, "connection to relay %s:%u lost%s%s", t->p.server,
-                                    t->p.server_port, t->sock_errno ? ": " : "",
-                                    t->sock_errno ? strerror(t->sock_errno) : "");
+                if (s->sock_broken)
+                        session_fail(s, -ECONNRESET, false, "connection to relay %s:%u lost%s%s", s->p.server,
+                                    s->p.server_port, s->sock_errno ? ": " : "",
+                                    s->sock_errno ? strerror(s->sock_errno) : "");
                 else
-                        tunnel_fail(t, e, false, "SSH session with %s:%u failed (%s): %s", t->p.server,
-                                    t->p.server_port, what, m);
+                        session_fail(s, e, false, "SSH session with %s:%u failed (%s): %s", s->p.server,
+                                    s->p.server_port, what, m);
                 return;
         }
-        log_binding(LOG_DEBUG, t->p.name, "connection", "connection %" PRIu64 ": %s failed: %s", c->id, what, m);
+        log_binding(LOG_DEBUG, c->t ? c->t->name : NULL, "connection", "connection %" PRIu64 ": %s failed: %s",
+                    c->id, what, m);
         conn_abort(c, e);
 }
 
 void conn_op_done(struct conn *c, enum op_kind kind, ssize_t rc) {
-        struct tunnel *t = c->t;
+        struct session *s = c->s;
 
         switch (kind) {
         case OP_READ:
                 if (rc > 0) {
                         if (c->is_log)
-                                log_feed(t, c->tl, (size_t) rc);
+                                log_feed(s, c->tl, (size_t) rc);
                         else {
                                 c->tl_len += (size_t) rc;
-                                t->stats.bytes_in += (uint64_t) rc;
+                                if (c->t)
+                                        c->t->stats.bytes_in += (uint64_t) rc;
                         }
                 } else if (rc == 0) {
                         /* 0 without EOF happens around a rekey: not an end of stream. */
@@ -348,7 +355,8 @@ void conn_op_done(struct conn *c, enum op_kind kind, ssize_t rc) {
                         c->tr_len -= (size_t) rc;
                         if (c->tr_len == 0)
                                 c->tr_off = 0;
-                        t->stats.bytes_out += (uint64_t) rc;
+                        if (c->t)
+                                c->t->stats.bytes_out += (uint64_t) rc;
                 } else if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
                         session_error(c, rc, "write");
                 break;
@@ -373,11 +381,11 @@ void conn_op_done(struct conn *c, enum op_kind kind, ssize_t rc) {
         case OP_FREE:
                 if (rc == LIBSSH2_ERROR_EAGAIN)
                         break;
-                if (rc < 0 && t->sock_broken) {
+                if (rc < 0 && s->sock_broken) {
                         session_error(c, rc, "close");
                         break;
                 }
-                log_binding(LOG_DEBUG, t->p.name, "connection", "connection %" PRIu64 " closed%s%s", c->id,
+                log_binding(LOG_DEBUG, c->t ? c->t->name : NULL, "connection", "connection %" PRIu64 " closed%s%s", c->id,
                             c->error ? ": " : "", c->error ? strerror(-c->error) : "");
                 c->ch = NULL;
                 conn_destroy(c);
@@ -403,13 +411,13 @@ static void maybe_finish(struct conn *c) {
 }
 
 bool conn_service(struct conn *c) {
-        struct tunnel *t = c->t;
+        struct session *s = c->s;
         ssize_t rc;
 
         if (c->state == CONN_CLOSING) {
-                rc = op_run(t, OP_FREE, c, NULL, 0);
+                rc = op_run(s, OP_FREE, c, NULL, 0);
                 conn_op_done(c, OP_FREE, rc);    /* may free c */
-                return !stopped(t);
+                return !stopped(s);
         }
 
         /* relay -> local */
@@ -419,9 +427,9 @@ bool conn_service(struct conn *c) {
                 size_t room = c->is_log ? LOG_READ_SIZE : CONN_BUF_SIZE - c->tl_off - c->tl_len;
                 if (room == 0)
                         break;
-                rc = op_run(t, OP_READ, c, c->tl + (c->is_log ? 0 : c->tl_off + c->tl_len), room);
+                rc = op_run(s, OP_READ, c, c->tl + (c->is_log ? 0 : c->tl_off + c->tl_len), room);
                 conn_op_done(c, OP_READ, rc);
-                if (stopped(t))
+                if (stopped(s))
                         return false;
                 if (c->state == CONN_CLOSING || rc < (ssize_t) room)
                         break;
@@ -437,41 +445,41 @@ bool conn_service(struct conn *c) {
         /* Keep the relay's window for this channel open as long as we keep reading it. */
         if (!c->ch_eof) {
                 unsigned long win = libssh2_channel_window_read(c->ch);
-                if (win < CONN_WINDOW / 2 && tunnel_send_room(t)) {
-                        rc = op_run(t, OP_ADJUST, c, NULL, CONN_WINDOW - win);
+                if (win < CONN_WINDOW / 2 && session_send_room(s)) {
+                        rc = op_run(s, OP_ADJUST, c, NULL, CONN_WINDOW - win);
                         conn_op_done(c, OP_ADJUST, rc);
-                        if (stopped(t))
+                        if (stopped(s))
                                 return false;
                 }
         }
 
         /* local -> relay */
         while (c->tr_len > 0 && c->state == CONN_OPEN) {
-                if (!tunnel_send_room(t)) {
-                        t->want_room = true;
+                if (!session_send_room(s)) {
+                        s->want_room = true;
                         c->dirty = true;
                         break;
                 }
                 if (libssh2_channel_window_write(c->ch) == 0)
                         break;    /* the relay's window adjust arrives as bytes: a full sweep follows */
-                rc = op_run(t, OP_WRITE, c, c->tr + c->tr_off, c->tr_len);
+                rc = op_run(s, OP_WRITE, c, c->tr + c->tr_off, c->tr_len);
                 conn_op_done(c, OP_WRITE, rc);
-                if (stopped(t))
+                if (stopped(s))
                         return false;
                 if (rc <= 0)
                         break;
         }
         if (c->state == CONN_OPEN && c->local_eof && c->tr_len == 0 && !c->eof_sent) {
-                rc = op_run(t, OP_EOF, c, NULL, 0);
+                rc = op_run(s, OP_EOF, c, NULL, 0);
                 conn_op_done(c, OP_EOF, rc);
-                if (stopped(t))
+                if (stopped(s))
                         return false;
         }
 
         maybe_finish(c);
         if (c->state == CONN_CLOSING) {
                 c->dirty = true;
-                tunnel_schedule(t);
+                session_schedule(s);
         }
         conn_update_events(c);
         return true;

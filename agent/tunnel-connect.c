@@ -23,14 +23,16 @@
 
 /* ---- asynchronous name resolution --------------------------------------------------- */
 
-/* getaddrinfo_a() notifies from a helper thread. The request is refcounted (the tunnel
- * and the pending notification each hold a reference) so that a tunnel freed while the
- * lookup is still running leaves the late notification harmless: it writes to an eventfd
- * the request itself owns and drops the last reference. */
+/* getaddrinfo_a() notifies from a helper thread. The request is refcounted (the owner and
+ * the pending notification each hold a reference) so that a request freed while the lookup
+ * is still running leaves the late notification harmless: it writes to an eventfd the
+ * request itself owns and drops the last reference. */
 struct resolve {
         int n_ref;
         int efd;
-        bool local;               /* resolving local_host (else the relay) */
+        sd_event_source *io;
+        resolve_done_t done;
+        void *userdata;
         struct gaicb cb;
         struct gaicb *list[1];
         struct addrinfo hints;
@@ -56,18 +58,17 @@ static void resolve_notify(union sigval v) {
         resolve_unref(r);
 }
 
-void resolve_cancel(struct tunnel *t) {
-        if (!t->resolve)
+void resolve_free(struct resolve *r) {
+        if (!r)
                 return;
-        t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
+        r->io = sd_event_source_disable_unref(r->io);
         /* Cancelled requests are never notified: drop the notification's reference too. */
-        if (gai_cancel(&t->resolve->cb) == EAI_CANCELED)
-                resolve_unref(t->resolve);
-        resolve_unref(t->resolve);
-        t->resolve = NULL;
+        if (gai_cancel(&r->cb) == EAI_CANCELED)
+                resolve_unref(r);
+        resolve_unref(r);
 }
 
-static int parse_literal(const char *host, uint16_t port, struct addr *a) {
+int parse_literal(const char *host, uint16_t port, struct addr *a) {
         struct sockaddr_in *in4 = (struct sockaddr_in *) &a->sa;
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &a->sa;
         memset(a, 0, sizeof(*a));
@@ -90,7 +91,7 @@ static void addrs_from_ai(const struct addrinfo *ai, struct addr **ret, size_t *
         size_t c = 0;
         for (const struct addrinfo *i = ai; i; i = i->ai_next)
                 c++;
-        *ret = xcalloc(c, sizeof(struct addr));
+        *ret = xcalloc(c ? c : 1, sizeof(struct addr));
         *n = 0;
         for (const struct addrinfo *i = ai; i; i = i->ai_next) {
                 if (i->ai_addrlen > sizeof(struct sockaddr_storage))
@@ -100,46 +101,31 @@ static void addrs_from_ai(const struct addrinfo *ai, struct addr **ret, size_t *
         }
 }
 
-void connect_next(struct tunnel *t);
-
-static int on_resolved(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        struct tunnel *t = userdata;
-        struct resolve *r = t->resolve;
+static int on_resolved(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        struct resolve *r = userdata;
+        struct addr *addrs = NULL;
+        size_t n = 0;
         uint64_t v;
-        (void) s, (void) revents;
+        (void) src, (void) revents;
         (void) !read(fd, &v, sizeof(v));
 
-        tunnel_enter(t);
         int e = gai_error(&r->cb);
         if (e == EAI_INPROGRESS)
-                goto out;
-        if (!r->local) {
-                if (e != 0) {
-                        tunnel_fail(t, -EHOSTUNREACH, false, "cannot resolve relay %s: %s", t->p.server,
-                                    gai_strerror(e));
-                        goto out;
-                }
-                addrs_from_ai(r->cb.ar_result, &t->srv_addrs, &t->n_srv_addrs);
-        } else {
-                if (e != 0)
-                        t->loc_resolve_error = e;
-                else
-                        addrs_from_ai(r->cb.ar_result, &t->loc_addrs, &t->n_loc_addrs);
-        }
-        t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
-        resolve_unref(t->resolve);
-        t->resolve = NULL;
-        resolve_next(t);
-out:
-        tunnel_leave(t);
+                return 0;
+        sd_event_source_set_enabled(r->io, SD_EVENT_OFF);
+        if (e == 0)
+                addrs_from_ai(r->cb.ar_result, &addrs, &n);
+        r->done(r->userdata, e, addrs, n);      /* takes addrs; may free r */
         return 0;
 }
 
-int resolve_start(struct tunnel *t, const char *host, uint16_t port, bool local) {
+int resolve_start(sd_event *event, const char *host, uint16_t port, resolve_done_t done, void *userdata,
+                  struct resolve **ret) {
         struct resolve *r = xcalloc(1, sizeof(*r));
         int k;
         r->n_ref = 2;
-        r->local = local;
+        r->done = done;
+        r->userdata = userdata;
         r->host = xstrdup(host);
         snprintf(r->port, sizeof(r->port), "%u", port);
         r->hints.ai_socktype = SOCK_STREAM;
@@ -151,71 +137,35 @@ int resolve_start(struct tunnel *t, const char *host, uint16_t port, bool local)
         r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (r->efd < 0) {
                 k = -errno;
-                r->n_ref = 1;
-                resolve_unref(r);
-                return k;
+                goto fail;
         }
-        k = sd_event_add_io(t->event, &t->resolve_io, r->efd, EPOLLIN, on_resolved, t);
-        if (k < 0) {
-                r->n_ref = 1;
-                resolve_unref(r);
-                return k;
-        }
+        k = sd_event_add_io(event, &r->io, r->efd, EPOLLIN, on_resolved, r);
+        if (k < 0)
+                goto fail;
         struct sigevent sev = {
                 .sigev_notify = SIGEV_THREAD,
                 .sigev_value.sival_ptr = r,
                 .sigev_notify_function = resolve_notify,
         };
-        t->resolve = r;
         k = getaddrinfo_a(GAI_NOWAIT, r->list, 1, &sev);
         if (k != 0) {
-                t->resolve_io = sd_event_source_disable_unref(t->resolve_io);
-                t->resolve = NULL;
-                r->n_ref = 1;     /* nothing was queued, so nothing will notify */
-                resolve_unref(r);
-                return k == EAI_MEMORY ? -ENOMEM : -EAGAIN;
+                k = k == EAI_MEMORY ? -ENOMEM : -EAGAIN;
+                goto fail;
         }
+        *ret = r;
         return 0;
-}
-
-/* Relay first, then the local service (each skipped for an address literal), then connect. */
-void resolve_next(struct tunnel *t) {
-        struct addr a;
-        int r;
-        if (!t->srv_addrs) {
-                if (parse_literal(t->p.server, t->p.server_port, &a) == 0) {
-                        t->srv_addrs = xmalloc(sizeof(a));
-                        t->srv_addrs[0] = a;
-                        t->n_srv_addrs = 1;
-                } else {
-                        r = resolve_start(t, t->p.server, t->p.server_port, false);
-                        if (r < 0)
-                                tunnel_fail(t, r, false, "cannot resolve relay %s: %s", t->p.server, strerror(-r));
-                        return;
-                }
-        }
-        if (!t->loc_addrs && !t->loc_resolve_error) {
-                if (parse_literal(t->p.local_host, t->p.local_port, &a) == 0) {
-                        t->loc_addrs = xmalloc(sizeof(a));
-                        t->loc_addrs[0] = a;
-                        t->n_loc_addrs = 1;
-                } else {
-                        r = resolve_start(t, t->p.local_host, t->p.local_port, true);
-                        if (r < 0)
-                                t->loc_resolve_error = EAI_SYSTEM;
-                        else
-                                return;
-                }
-        }
-        t->state = TUNNEL_CONNECTING;
-        connect_next(t);
+fail:
+        r->io = sd_event_source_disable_unref(r->io);
+        r->n_ref = 1;     /* nothing was queued, so nothing will notify */
+        resolve_unref(r);
+        return k;
 }
 
 /* ---- TCP connect ---------------------------------------------------------------------- */
 
-void set_sockopts(struct tunnel *t, int fd) {
+static void set_sockopts(struct session *s, int fd) {
         int one = 1;
-        unsigned timeout = t->p.keepalive_interval * t->p.keepalive_count * 1000;
+        unsigned timeout = s->p.keepalive_interval * s->p.keepalive_count * 1000;
         int lowat = SEND_LOWAT;
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -225,39 +175,39 @@ void set_sockopts(struct tunnel *t, int fd) {
 }
 
 
-void connect_next(struct tunnel *t) {
+void connect_next(struct session *s) {
         int last = ECONNREFUSED;
 
-        t->io = sd_event_source_disable_unref(t->io);
-        if (t->fd >= 0)
-                close(t->fd);
-        t->fd = -1;
+        s->io = sd_event_source_disable_unref(s->io);
+        if (s->fd >= 0)
+                close(s->fd);
+        s->fd = -1;
 
-        while (t->srv_idx < t->n_srv_addrs) {
-                struct addr *a = &t->srv_addrs[t->srv_idx++];
+        while (s->srv_idx < s->n_srv_addrs) {
+                struct addr *a = &s->srv_addrs[s->srv_idx++];
                 int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
                 if (fd < 0) {
                         last = errno;
                         continue;
                 }
-                set_sockopts(t, fd);
+                set_sockopts(s, fd);
                 if (connect(fd, (struct sockaddr *) &a->sa, a->len) < 0 && errno != EINPROGRESS) {
                         last = errno;
                         close(fd);
                         continue;
                 }
-                int r = sd_event_add_io(t->event, &t->io, fd, EPOLLOUT, on_session_io, t);
+                int r = sd_event_add_io(s->event, &s->io, fd, EPOLLOUT, on_session_io, s);
                 if (r < 0) {
                         close(fd);
-                        tunnel_fail(t, r, false, "cannot watch the relay socket: %s", strerror(-r));
+                        session_fail(s, r, false, "cannot watch the relay socket: %s", strerror(-r));
                         return;
                 }
-                t->fd = fd;
-                uint64_t deadline = now_mono(t) + CONNECT_TIMEOUT_USEC;
-                arm_timer(t, deadline < t->setup_deadline ? deadline : t->setup_deadline);
+                s->fd = fd;
+                uint64_t deadline = now_mono(s) + CONNECT_TIMEOUT_USEC;
+                arm_timer(s, deadline < s->setup_deadline ? deadline : s->setup_deadline);
                 return;
         }
-        tunnel_fail(t, -last, false, "cannot connect to relay %s:%u: %s", t->p.server, t->p.server_port,
+        session_fail(s, -last, false, "cannot connect to relay %s:%u: %s", s->p.server, s->p.server_port,
                     strerror(last));
 }
 
@@ -295,32 +245,32 @@ static void set_method_prefs(LIBSSH2_SESSION *session) {
         set_pref(session, LIBSSH2_METHOD_MAC_SC, macs, ELEMENTSOF(macs));
 }
 
-void connect_done(struct tunnel *t) {
+void connect_done(struct session *s) {
         int err = 0;
         socklen_t l = sizeof(err);
-        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
                 err = errno;
         if (err == EINPROGRESS || err == EALREADY)
                 return;
         if (err != 0) {
-                log_binding(LOG_DEBUG, t->p.name, "connect", "connecting to relay %s:%u: %s; trying the next address",
-                            t->p.server, t->p.server_port, strerror(err));
-                connect_next(t);
+                log_binding(LOG_DEBUG, NULL, "connect", "connecting to relay %s:%u: %s; trying the next address",
+                            s->p.server, s->p.server_port, strerror(err));
+                connect_next(s);
                 return;
         }
 
-        t->session = libssh2_session_init_ex(NULL, NULL, NULL, t);
-        if (!t->session) {
-                tunnel_fail(t, -ENOMEM, false, "cannot create an SSH session");
+        s->session = libssh2_session_init_ex(NULL, NULL, NULL, s);
+        if (!s->session) {
+                session_fail(s, -ENOMEM, false, "cannot create an SSH session");
                 return;
         }
-        libssh2_session_callback_set(t->session, LIBSSH2_CALLBACK_RECV, (void *) recv_cb);
-        libssh2_session_callback_set(t->session, LIBSSH2_CALLBACK_SEND, (void *) send_cb);
-        libssh2_session_set_blocking(t->session, 0);
-        set_method_prefs(t->session);
-        t->last_rx = now_mono(t);
-        t->state = TUNNEL_HANDSHAKE;
-        arm_timer(t, t->setup_deadline);
-        pump(t);
+        libssh2_session_callback_set(s->session, LIBSSH2_CALLBACK_RECV, (void *) recv_cb);
+        libssh2_session_callback_set(s->session, LIBSSH2_CALLBACK_SEND, (void *) send_cb);
+        libssh2_session_set_blocking(s->session, 0);
+        set_method_prefs(s->session);
+        s->last_rx = now_mono(s);
+        s->state = SESSION_HANDSHAKE;
+        arm_timer(s, s->setup_deadline);
+        pump(s);
 }
 

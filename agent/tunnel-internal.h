@@ -1,5 +1,13 @@
 /* Private to the tunnel engine (tunnel*.c, hostkey.c): the only files that
- * include libssh2. */
+ * include libssh2.
+ *
+ * Two objects. A `struct session` is one SSH connection to a relay, shared by every
+ * binding that reaches the same relay as the same user with the same key and host key
+ * policy: it resolves, connects, authenticates, keeps alive, carries the log shell and
+ * drives every libssh2 call. A `struct tunnel` is one binding's reverse forward on it: its
+ * own tcpip-forward, its listener, its local service and its counters. 200 bindings on one
+ * relay cost one libssh2 session (about 55 KiB each) instead of 200, and one sshd on the
+ * relay instead of 200. */
 #pragma once
 
 #include <stdbool.h>
@@ -23,18 +31,24 @@
 #define LOG_READ_SIZE       4096            /* read size of the log shell channel */
 #define SEND_LOWAT          (16 * 1024)     /* TCP_NOTSENT_LOWAT on the session socket */
 
-enum tunnel_state {
-        TUNNEL_RESOLVING,
-        TUNNEL_CONNECTING,
-        TUNNEL_HANDSHAKE,
-        TUNNEL_AUTH,
-        TUNNEL_FORWARD,
-        TUNNEL_UP,
-        TUNNEL_DOWN,
-        _TUNNEL_STATE_MAX,
+enum session_state {
+        SESSION_RESOLVING,
+        SESSION_CONNECTING,
+        SESSION_HANDSHAKE,
+        SESSION_AUTH,
+        SESSION_UP,          /* authenticated: forwards are requested, channels bridged */
+        SESSION_DOWN,
+        _SESSION_STATE_MAX,
 };
 
-/* The log shell while up: a session channel opened after the forward is granted. */
+enum forward_state {
+        FORWARD_RESOLVING,   /* resolving local_host */
+        FORWARD_WAITING,     /* queued for its tcpip-forward request */
+        FORWARD_REQUESTING,  /* tcpip-forward sent, waiting for the relay's answer */
+        FORWARD_UP,
+};
+
+/* The log shell: a session channel opened once the session is up. */
 enum log_phase {
         LOG_OPEN,        /* libssh2_channel_open_session pending */
         LOG_SHELL,       /* "shell" request pending */
@@ -57,13 +71,17 @@ enum op_kind {
         OP_FREE,         /* channel_free: EOF + CLOSE, waits for the peer's CLOSE */
         OP_PROBE,        /* channel "env" request with want_reply on the log channel */
         OP_KEEPALIVE,
+        OP_LISTEN,       /* tcpip-forward for session->listen_* */
+        OP_CANCEL,       /* cancel-tcpip-forward (want_reply=0) of a detached listener */
 };
 
 struct conn;
+struct tunnel;
 
 struct op {
         enum op_kind kind;
         struct conn *conn;
+        LIBSSH2_LISTENER *listener;   /* OP_ACCEPT, OP_CANCEL */
         char *buf;
         size_t len;
 };
@@ -80,7 +98,9 @@ enum conn_state {
 };
 
 struct conn {
-        struct tunnel *t;
+        struct session *s;
+        struct tunnel *t;         /* the forward it came in on; NULL for the log shell and
+                                   * once that forward is gone */
         struct conn *prev, *next;
         LIBSSH2_CHANNEL *ch;
         bool is_log;              /* the log shell: data goes to on_log, no local socket */
@@ -106,35 +126,57 @@ struct conn {
         int error;                /* why it is closing, for the debug log */
 };
 
+/* One binding's forward. */
 struct tunnel {
-        sd_event *event;
-        struct tunnel_params p;   /* strings owned */
+        struct session *s;        /* NULL once detached (session gone) */
+        struct tunnel *prev, *next;
+        char *name;
+        char *bind_host;
+        uint16_t remote_port;
+        char *local_host;
+        uint16_t local_port;
         struct tunnel_callbacks cb;
         void *userdata;
-        enum tunnel_state state;
-        unsigned depth;           /* event handlers on the stack */
-        bool freed;               /* tunnel_free() called while depth > 0 */
+        enum forward_state state;
 
-        /* resolving */
-        struct resolve *resolve;
-        sd_event_source *resolve_io;
-        struct addr *srv_addrs, *loc_addrs;
-        size_t n_srv_addrs, n_loc_addrs;
+        struct resolve *resolve;  /* local_host */
+        struct addr *loc_addrs;
+        size_t n_loc_addrs;
         int loc_resolve_error;    /* EAI_* when local_host could not be resolved */
+
+        LIBSSH2_LISTENER *listener;
+        int bound_port;
+        uint64_t warn_suppressed; /* local-connect warnings not logged (rate limit) */
+        uint64_t last_warn;
+        struct tunnel_stats stats;
+};
+
+/* One SSH connection, shared. */
+struct session {
+        sd_event *event;
+        struct session *reg_prev, *reg_next;    /* the registry of sessions that take tunnels */
+        bool registered;
+        struct tunnel_params p;   /* the shared fields only; strings owned */
+        char *label;              /* "user@server:port", for log lines */
+        enum session_state state;
+        unsigned depth;           /* event handlers on the stack */
+        bool freed;               /* no tunnel left while depth > 0: destroy on unwind */
+
+        struct resolve *resolve;  /* the relay */
+        struct addr *srv_addrs;
+        size_t n_srv_addrs;
         size_t srv_idx;
 
-        /* session */
         int fd;
         sd_event_source *io;
         sd_event_source *timer;   /* setup deadline, then keepalive/liveness */
         sd_event_source *defer;   /* pump again without waiting for the socket */
         uint64_t setup_deadline;  /* CLOCK_MONOTONIC usec */
         LIBSSH2_SESSION *session;
-        LIBSSH2_LISTENER *listener;
-        int bound_port;
         bool sock_broken;         /* recv/send callback saw EOF or an error */
         int sock_errno;
         bool no_io;               /* tearing down: the I/O callbacks fail without touching fd */
+        bool rx_quiet;            /* recv answers EAGAIN without a system call (accept sweep) */
         uint64_t rx_gen;          /* bumped on every byte received */
         uint64_t rx_gen_seen;     /* rx_gen at the last full sweep */
         uint64_t last_rx;         /* CLOCK_MONOTONIC usec */
@@ -146,8 +188,6 @@ struct tunnel {
         bool started;
         bool probe_due;           /* keepalive interval elapsed: send a probe */
         bool sweep_all;           /* bytes arrived: every channel may have data */
-        uint64_t warn_suppressed; /* local-connect warnings not logged (rate limit) */
-        uint64_t last_warn;
         enum log_phase log_phase;
         bool log_shell_tried;
         unsigned log_reopens;
@@ -155,32 +195,65 @@ struct tunnel {
         char line[LOG_LINE_MAX + 1];
         size_t line_len;
 
+        struct tunnel *tunnels_head, *tunnels_tail;   /* attached forwards */
+        /* The tcpip-forward in flight (one at a time: libssh2 keeps its state per session).
+         * listen_for is NULL when its tunnel was freed meanwhile. */
+        struct tunnel *listen_for;
+        bool listening;
+        char *listen_host;
+        uint16_t listen_port;
+        LIBSSH2_LISTENER *listen_result;
+        int listen_bound;
+        /* Listeners of tunnels that are gone, to cancel; they still count as listeners
+         * for the pure-read call until then. */
+        LIBSSH2_LISTENER **cancels;
+        size_t n_cancels;
+
         struct conn *conns_head, *conns_tail;   /* forwarded connections and the log channel */
         uint64_t next_conn_id;
-        struct tunnel_stats stats;
 };
 
-/* tunnel.c */
-void tunnel_fail(struct tunnel *t, int error, bool permanent, const char *fmt, ...)
+/* tunnel.c: tunnels on a session. */
+void session_fail(struct session *s, int error, bool permanent, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
-void tunnel_schedule(struct tunnel *t);
-bool tunnel_send_room(struct tunnel *t);
+void session_log_line(struct session *s, const char *line);   /* to every attached tunnel */
+/* One tunnel's forward was refused: that tunnel alone goes down. */
+void tunnel_forward_refused(struct tunnel *t, int error, const char *message);
+void tunnel_forward_granted(struct tunnel *t, LIBSSH2_LISTENER *listener, int bound_port);
+void session_unregister(struct session *s);     /* takes no new tunnels; idempotent */
+
+/* tunnel-pump.c: the session's libssh2 calls and its life. */
+int session_new(sd_event *event, const struct tunnel_params *params, struct session **ret);
+void session_destroy(struct session *s);
+void session_release(struct session *s);       /* no tunnel left: destroy now or on unwind */
+void session_schedule(struct session *s);
+bool session_send_room(struct session *s);
+void session_enter(struct session *s);
+void session_leave(struct session *s);
 /* Runs one libssh2 call (recording it as pending when it leaves a packet half sent) and
  * returns its result. */
-ssize_t op_run(struct tunnel *t, enum op_kind kind, struct conn *c, char *buf, size_t len);
-int ssh_errno(struct tunnel *t, int rc, const char **msg);
+ssize_t op_run(struct session *s, enum op_kind kind, struct conn *c, char *buf, size_t len);
+ssize_t op_call(struct session *s, struct op op);
+int ssh_errno(struct session *s, int rc, const char **msg);
+int on_session_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
+void pump(struct session *s);                   /* drives every libssh2 call of the session */
+uint64_t now_mono(struct session *s);
+void arm_timer(struct session *s, uint64_t when);
+void fail_lost(struct session *s, ssize_t rc);  /* the session is gone: on_down, not permanent */
+bool ssh_fatal(struct session *s, ssize_t rc);  /* true if rc ends the session */
+LIBSSH2_RECV_FUNC(recv_cb);                     /* our socket I/O: sees EOF and errno */
+LIBSSH2_SEND_FUNC(send_cb);
 
 /* tunnel-bridge.c */
-struct conn *conn_new(struct tunnel *t, LIBSSH2_CHANNEL *ch, bool is_log);
+struct conn *conn_new(struct session *s, struct tunnel *t, LIBSSH2_CHANNEL *ch, bool is_log);
 void conn_destroy(struct conn *c);
+void conn_abort(struct conn *c, int error);
 /* Services one connection: channel reads/writes, local flush, EOFs, closing. Returns false
- * when the pump must stop (an op is pending, or the tunnel went down). */
+ * when the pump must stop (an op is pending, or the session went down). */
 bool conn_service(struct conn *c);
 void conn_update_events(struct conn *c);
 /* Applies the result of a libssh2 call made for c (also when it is retried as pending). */
 void conn_op_done(struct conn *c, enum op_kind kind, ssize_t rc);
-void tunnel_enter(struct tunnel *t);
-void tunnel_leave(struct tunnel *t);
 
 /* hostkey.c */
 char *base64_encode(const void *data, size_t len, bool pad);
@@ -189,25 +262,27 @@ char *hostkey_fingerprint(const void *blob, size_t len);
  * sentence in *ret_message (a mismatch is -EPERM: permanent). */
 int hostkey_verify(LIBSSH2_SESSION *session, const struct tunnel_params *p, char **ret_message);
 
-/* tunnel.c: the pump and its plumbing. */
-int on_session_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
-void pump(struct tunnel *t);                    /* drives every libssh2 call of the session */
-uint64_t now_mono(struct tunnel *t);
-void arm_timer(struct tunnel *t, uint64_t when);
-void fail_lost(struct tunnel *t, ssize_t rc);   /* the session is gone: on_down, not permanent */
-bool ssh_fatal(struct tunnel *t, ssize_t rc);   /* true (and on_down) if rc ends the session */
-LIBSSH2_RECV_FUNC(recv_cb);                     /* our socket I/O: sees EOF and errno */
-LIBSSH2_SEND_FUNC(send_cb);
-
 /* tunnel-connect.c: resolve and connect. */
-int resolve_start(struct tunnel *t, const char *host, uint16_t port, bool local);
-void resolve_cancel(struct tunnel *t);
-void resolve_next(struct tunnel *t);           /* relay, then local service, then connect */
-void connect_next(struct tunnel *t);            /* tries the next relay address */
-void connect_done(struct tunnel *t);            /* TCP is up: start the SSH session */
-void set_sockopts(struct tunnel *t, int fd);
+struct resolve;
+/* Called once with the outcome (gai_error 0 and the addresses, or an EAI_* code); the
+ * owner frees the request with resolve_free(), from inside the callback too. */
+typedef void (*resolve_done_t)(void *userdata, int gai_error, struct addr *addrs, size_t n_addrs);
+/* Resolves the name host:port without blocking. */
+int resolve_start(sd_event *event, const char *host, uint16_t port, resolve_done_t done, void *userdata,
+                  struct resolve **ret);
+void resolve_free(struct resolve *r);          /* cancels a lookup still running; NULL is fine */
+int parse_literal(const char *host, uint16_t port, struct addr *a);   /* 0 for an address literal */
+void connect_next(struct session *s);           /* tries the next relay address */
+void connect_done(struct session *s);           /* TCP is up: start the SSH session */
 
-/* tunnel-setup.c: handshake, host key, auth, forward, log shell. */
-int check_identity(struct tunnel *t);
-void setup_step(struct tunnel *t);
-bool log_setup_step(struct tunnel *t);
+/* tunnel-setup.c: handshake, host key, auth, forwards, log shell. */
+int check_identity(struct session *s);
+void setup_step(struct session *s);
+bool log_setup_step(struct session *s);
+/* Requests the next waiting forward and completes the one in flight. Returns false when
+ * the pump must stop. */
+bool forward_step(struct session *s);
+void forward_done(struct session *s, ssize_t rc);              /* result of OP_LISTEN */
+/* Cancels the forwards of tunnels that are gone. Returns false when the pump must stop. */
+bool cancel_step(struct session *s);
+void cancel_done(struct session *s, LIBSSH2_LISTENER *listener, ssize_t rc);   /* result of OP_CANCEL */

@@ -22,31 +22,31 @@
 
 /* ---- SSH setup ------------------------------------------------------------------------- */
 
-int check_identity(struct tunnel *t) {
+int check_identity(struct session *s) {
         struct stat st;
-        const char *f = t->p.identity_file;
+        const char *f = s->p.identity_file;
         if (!f || !*f) {
-                tunnel_fail(t, -ENOKEY, true, "no identity_file configured");
+                session_fail(s, -ENOKEY, true, "no identity_file configured");
                 return -ENOKEY;
         }
         if (stat(f, &st) < 0) {
                 int e = errno;
-                tunnel_fail(t, -e, true, e == ENOENT ? "identity file %s does not exist" :
+                session_fail(s, -e, true, e == ENOENT ? "identity file %s does not exist" :
                             "cannot access identity file %s: %s", f, strerror(e));
                 return -e;
         }
         if (!S_ISREG(st.st_mode)) {
-                tunnel_fail(t, -EINVAL, true, "identity file %s is not a regular file", f);
+                session_fail(s, -EINVAL, true, "identity file %s is not a regular file", f);
                 return -EINVAL;
         }
         if (st.st_mode & 077) {
-                tunnel_fail(t, -EPERM, true, "identity file %s is readable by others (mode %04o); chmod 600 %s", f,
+                session_fail(s, -EPERM, true, "identity file %s is readable by others (mode %04o); chmod 600 %s", f,
                             (unsigned) (st.st_mode & 07777), f);
                 return -EPERM;
         }
         if (access(f, R_OK) < 0) {
                 int e = errno;
-                tunnel_fail(t, -e, true, "cannot read identity file %s: %s", f, strerror(e));
+                session_fail(s, -e, true, "cannot read identity file %s: %s", f, strerror(e));
                 return -e;
         }
         return 0;
@@ -55,91 +55,69 @@ int check_identity(struct tunnel *t) {
 /* Runs handshake, host key check, authentication and the forward request as far as the
  * socket allows. Each step is retried with the same arguments until it stops saying EAGAIN;
  * nothing else touches the session meanwhile. */
-void setup_step(struct tunnel *t) {
+void setup_step(struct session *s) {
         const char *m;
         int rc;
 
         for (;;) {
-                switch (t->state) {
-                case TUNNEL_HANDSHAKE:
-                        rc = libssh2_session_handshake(t->session, t->fd);
+                switch (s->state) {
+                case SESSION_HANDSHAKE:
+                        rc = libssh2_session_handshake(s->session, s->fd);
                         if (rc == LIBSSH2_ERROR_EAGAIN)
                                 return;
                         if (rc) {
-                                int e = ssh_errno(t, rc, &m);
-                                tunnel_fail(t, e, false, "SSH handshake with %s:%u failed: %s", t->p.server,
-                                            t->p.server_port, t->sock_broken ? strerror(-e) : m);
+                                int e = ssh_errno(s, rc, &m);
+                                session_fail(s, e, false, "SSH handshake with %s:%u failed: %s", s->p.server,
+                                            s->p.server_port, s->sock_broken ? strerror(-e) : m);
                                 return;
                         }
                         {
                                 _cleanup_(freep) char *msg = NULL;
-                                int r = hostkey_verify(t->session, &t->p, &msg);
+                                int r = hostkey_verify(s->session, &s->p, &msg);
                                 if (r < 0) {
-                                        tunnel_fail(t, r, r == -EPERM, "%s", msg);
+                                        session_fail(s, r, r == -EPERM, "%s", msg);
                                         return;
                                 }
                         }
-                        t->state = TUNNEL_AUTH;
+                        s->state = SESSION_AUTH;
                         break;
 
-                case TUNNEL_AUTH: {
-                        _cleanup_(freep) char *pub = xasprintf("%s.pub", t->p.identity_file);
-                        rc = libssh2_userauth_publickey_fromfile_ex(t->session, t->p.user,
-                                                                    (unsigned) strlen(t->p.user),
+                case SESSION_AUTH: {
+                        _cleanup_(freep) char *pub = xasprintf("%s.pub", s->p.identity_file);
+                        rc = libssh2_userauth_publickey_fromfile_ex(s->session, s->p.user,
+                                                                    (unsigned) strlen(s->p.user),
                                                                     access(pub, R_OK) == 0 ? pub : NULL,
-                                                                    t->p.identity_file, NULL);
+                                                                    s->p.identity_file, NULL);
                         if (rc == LIBSSH2_ERROR_EAGAIN)
                                 return;
                         /* A relay that dies in mid-auth (restart) makes 1.10 report a failed
                          * authentication too; only a live connection's "no" is a real refusal. */
                         if ((rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) &&
-                            !t->sock_broken) {
-                                tunnel_fail(t, -EACCES, true, "relay %s:%u rejected the key %s for user %s",
-                                            t->p.server, t->p.server_port, t->p.identity_file, t->p.user);
+                            !s->sock_broken) {
+                                session_fail(s, -EACCES, true, "relay %s:%u rejected the key %s for user %s",
+                                            s->p.server, s->p.server_port, s->p.identity_file, s->p.user);
                                 return;
                         }
                         if (rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) {
-                                ssh_errno(t, rc, &m);
-                                tunnel_fail(t, -ENOKEY, true, "cannot use identity file %s: %s (an unencrypted "
-                                            "ed25519 key in OpenSSH format is expected)", t->p.identity_file, m);
+                                ssh_errno(s, rc, &m);
+                                session_fail(s, -ENOKEY, true, "cannot use identity file %s: %s (an unencrypted "
+                                            "ed25519 key in OpenSSH format is expected)", s->p.identity_file, m);
                                 return;
                         }
                         if (rc) {
-                                fail_lost(t, rc);
+                                fail_lost(s, rc);
                                 return;
                         }
                         /* want_reply=0: with want_reply=1 the relay's REQUEST_FAILURE answers get
                          * taken by 1.10 as the answer to a later tcpip-forward request. */
-                        libssh2_keepalive_config(t->session, 0, t->p.keepalive_interval);
-                        t->state = TUNNEL_FORWARD;
-                        break;
-                }
-
-                case TUNNEL_FORWARD:
-                        t->listener = libssh2_channel_forward_listen_ex(t->session, t->p.bind_host,
-                                                                        t->p.remote_port, &t->bound_port,
-                                                                        LISTEN_QUEUE);
-                        if (!t->listener) {
-                                rc = libssh2_session_last_errno(t->session);
-                                if (rc == LIBSSH2_ERROR_EAGAIN)
-                                        return;
-                                if (rc == LIBSSH2_ERROR_REQUEST_DENIED && !t->sock_broken) {
-                                        tunnel_fail(t, -EADDRINUSE, false, "relay refused forward on port %u "
-                                                    "(still held by an old session?)", t->p.remote_port);
-                                        return;
-                                }
-                                fail_lost(t, rc);
-                                return;
-                        }
-                        t->state = TUNNEL_UP;
-                        t->log_phase = LOG_OPEN;
-                        t->next_probe = now_mono(t) + t->p.keepalive_interval * USEC_PER_SEC;
-                        arm_timer(t, t->next_probe);
-                        log_binding(LOG_DEBUG, t->p.name, "forward", "relay %s:%u listens on %s:%d for us",
-                                    t->p.server, t->p.server_port, t->p.bind_host, t->bound_port);
-                        if (t->cb.on_up)
-                                t->cb.on_up(t, t->userdata);
+                        libssh2_keepalive_config(s->session, 0, s->p.keepalive_interval);
+                        s->state = SESSION_UP;
+                        s->log_phase = LOG_OPEN;
+                        s->next_probe = now_mono(s) + s->p.keepalive_interval * USEC_PER_SEC;
+                        arm_timer(s, s->next_probe);
+                        log_binding(LOG_DEBUG, NULL, "session", "SSH session %s up", s->label);
                         return;
+                }
 
                 default:
                         return;
@@ -147,48 +125,136 @@ void setup_step(struct tunnel *t) {
         }
 }
 
+/* ---- forwards ------------------------------------------------------------------------------ */
+
+static bool go_on(struct session *s) {
+        return s->state != SESSION_DOWN && !s->freed && s->pending.kind == OP_NONE;
+}
+
+void forward_done(struct session *s, ssize_t rc) {
+        if (rc == LIBSSH2_ERROR_EAGAIN)
+                return;
+        struct tunnel *t = s->listen_for;
+        s->listening = false;
+        s->listen_for = NULL;
+        if (rc == 0) {
+                if (t)
+                        tunnel_forward_granted(t, s->listen_result, s->listen_bound);
+                else {
+                        /* Its binding went away meanwhile. */
+                        s->cancels = xrealloc(s->cancels, (s->n_cancels + 1) * sizeof(*s->cancels));
+                        s->cancels[s->n_cancels++] = s->listen_result;
+                }
+                s->listen_result = NULL;
+                return;
+        }
+        if (rc == LIBSSH2_ERROR_REQUEST_DENIED && !s->sock_broken) {
+                if (t) {
+                        _cleanup_(freep) char *msg = xasprintf("relay refused forward on port %u (still held by an "
+                                                               "old session?)", s->listen_port);
+                        tunnel_forward_refused(t, -EADDRINUSE, msg);
+                }
+                return;
+        }
+        fail_lost(s, rc);
+}
+
+/* One tcpip-forward at a time: libssh2 1.10 keeps the request's state in the session. The
+ * wait for the relay's answer is a pure read, so everything else goes on meanwhile. */
+bool forward_step(struct session *s) {
+        for (;;) {
+                if (!s->listening) {
+                        struct tunnel *t = s->tunnels_head;
+                        while (t && t->state != FORWARD_WAITING)
+                                t = t->next;
+                        if (!t)
+                                return true;
+                        t->state = FORWARD_REQUESTING;
+                        s->listening = true;
+                        s->listen_for = t;
+                        free(s->listen_host);
+                        s->listen_host = xstrdup(t->bind_host);
+                        s->listen_port = t->remote_port;
+                }
+                ssize_t rc = op_run(s, OP_LISTEN, NULL, NULL, 0);
+                forward_done(s, rc);
+                if (!go_on(s))
+                        return false;
+                if (rc == LIBSSH2_ERROR_EAGAIN)
+                        return true;
+        }
+}
+
+void cancel_done(struct session *s, LIBSSH2_LISTENER *listener, ssize_t rc) {
+        if (rc == LIBSSH2_ERROR_EAGAIN)
+                return;
+        if (rc < 0 && ssh_fatal(s, rc)) {
+                fail_lost(s, rc);
+                return;
+        }
+        /* Done (libssh2 freed the listener) or refused locally: either way it is no longer ours. */
+        for (size_t i = 0; i < s->n_cancels; i++)
+                if (s->cancels[i] == listener) {
+                        s->cancels[i] = s->cancels[--s->n_cancels];
+                        break;
+                }
+}
+
+bool cancel_step(struct session *s) {
+        while (s->n_cancels > 0) {
+                LIBSSH2_LISTENER *l = s->cancels[s->n_cancels - 1];
+                ssize_t rc = op_call(s, (struct op) { .kind = OP_CANCEL, .listener = l });
+                cancel_done(s, l, rc);
+                if (!go_on(s))
+                        return false;
+                if (rc == LIBSSH2_ERROR_EAGAIN)
+                        return true;
+        }
+        return true;
+}
+
 /* Opens the log shell after the forward is granted. A relay that refuses the shell still
  * gets a working tunnel; the channel then only carries keepalive probes. Returns true when
  * done (either way). */
-bool log_setup_step(struct tunnel *t) {
+bool log_setup_step(struct session *s) {
         const char *m;
         int rc;
 
-        if (t->log_phase == LOG_OPEN) {
-                LIBSSH2_CHANNEL *ch = libssh2_channel_open_session(t->session);
+        if (s->log_phase == LOG_OPEN) {
+                LIBSSH2_CHANNEL *ch = libssh2_channel_open_session(s->session);
                 if (!ch) {
-                        rc = libssh2_session_last_errno(t->session);
+                        rc = libssh2_session_last_errno(s->session);
                         if (rc == LIBSSH2_ERROR_EAGAIN)
                                 return false;
-                        if (ssh_fatal(t, rc)) {
-                                fail_lost(t, rc);
+                        if (ssh_fatal(s, rc)) {
+                                fail_lost(s, rc);
                                 return false;
                         }
-                        ssh_errno(t, rc, &m);
-                        log_binding(LOG_DEBUG, t->p.name, "edge-log", "relay refused a session channel (%s); "
+                        ssh_errno(s, rc, &m);
+                        log_binding(LOG_DEBUG, NULL, "edge-log", "relay refused a session channel (%s); "
                                     "no edge log, keepalives get no reply", m);
-                        t->log_phase = LOG_NONE;
+                        s->log_phase = LOG_NONE;
                         return true;
                 }
                 libssh2_channel_handle_extended_data2(ch, LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE);
-                t->log = conn_new(t, ch, true);
-                t->log_phase = t->log_shell_tried ? LOG_RUNNING : LOG_SHELL;
-                t->log_shell_tried = true;
+                s->log = conn_new(s, NULL, ch, true);
+                s->log_phase = s->log_shell_tried ? LOG_RUNNING : LOG_SHELL;
+                s->log_shell_tried = true;
         }
-        if (t->log_phase == LOG_SHELL) {
-                rc = libssh2_channel_shell(t->log->ch);
+        if (s->log_phase == LOG_SHELL) {
+                rc = libssh2_channel_shell(s->log->ch);
                 if (rc == LIBSSH2_ERROR_EAGAIN)
                         return false;
-                if (rc && ssh_fatal(t, rc)) {
-                        fail_lost(t, rc);
+                if (rc && ssh_fatal(s, rc)) {
+                        fail_lost(s, rc);
                         return false;
                 }
                 if (rc) {
-                        ssh_errno(t, rc, &m);
-                        log_binding(LOG_DEBUG, t->p.name, "edge-log", "relay refused the shell (%s); "
+                        ssh_errno(s, rc, &m);
+                        log_binding(LOG_DEBUG, NULL, "edge-log", "relay refused the shell (%s); "
                                     "the tunnel works without the relay's log", m);
                 }
-                t->log_phase = LOG_RUNNING;
+                s->log_phase = LOG_RUNNING;
         }
         return true;
 }

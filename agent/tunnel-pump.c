@@ -1,0 +1,646 @@
+/* The tunnel engine, session side: the libssh2 I/O callbacks, errors, the one-pending-call
+ * discipline, keepalives, the pump that drives every libssh2 call of a session, and its
+ * life. Tunnels (one binding's forward each) are in tunnel.c, reaching the relay in
+ * tunnel-connect.c, session setup and forwards in tunnel-setup.c, channel <-> socket
+ * bridging in tunnel-bridge.c, host keys in hostkey.c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#include "log.h"
+#include "tunnel-internal.h"
+
+/* ---- libssh2 I/O callbacks ---------------------------------------------------------- */
+
+/* Our own socket I/O, to see what libssh2 hides: the time of the last byte received (the
+ * liveness signal), EOF and errno (forward_accept() reports a dead socket as "channel not
+ * found"), and so that a tunnel being torn down can make every call fail fast. */
+LIBSSH2_RECV_FUNC(recv_cb) {
+        struct session *s = *abstract;
+        if (s->no_io)
+                return -ECONNRESET;
+        if (s->rx_quiet)
+                return -EAGAIN;
+        ssize_t n = recv(socket, buffer, length, flags);
+        if (n > 0) {
+                uint64_t now;
+                s->rx_gen++;
+                if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) >= 0)
+                        s->last_rx = now;
+                return n;
+        }
+        if (n == 0) {
+                s->sock_broken = true;
+                return 0;
+        }
+        if (errno == EAGAIN || errno == EINTR)
+                return -EAGAIN;
+        s->sock_broken = true;
+        s->sock_errno = errno;
+        return -errno;
+}
+
+LIBSSH2_SEND_FUNC(send_cb) {
+        struct session *s = *abstract;
+        if (s->no_io)
+                return -EPIPE;
+        ssize_t n = send(socket, buffer, length, flags | MSG_NOSIGNAL);
+        if (n >= 0)
+                return n;
+        if (errno == EAGAIN || errno == EINTR)
+                return -EAGAIN;
+        s->sock_broken = true;
+        s->sock_errno = errno;
+        return -errno;
+}
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+int ssh_errno(struct session *s, int rc, const char **msg) {
+        char *m = NULL;
+        if (s->session)
+                libssh2_session_last_error(s->session, &m, NULL, 0);
+        if (msg)
+                *msg = m && *m ? m : "unknown libssh2 error";
+        if (s->sock_broken && s->sock_errno)
+                return -s->sock_errno;
+        switch (rc) {
+        case LIBSSH2_ERROR_EAGAIN:                  return -EAGAIN;
+        case LIBSSH2_ERROR_ALLOC:                   return -ENOMEM;
+        case LIBSSH2_ERROR_SOCKET_SEND:
+        case LIBSSH2_ERROR_SOCKET_RECV:
+        case LIBSSH2_ERROR_SOCKET_DISCONNECT:
+        case LIBSSH2_ERROR_BANNER_RECV:
+        case LIBSSH2_ERROR_BANNER_SEND:             return -ECONNRESET;
+        case LIBSSH2_ERROR_TIMEOUT:
+        case LIBSSH2_ERROR_SOCKET_TIMEOUT:          return -ETIMEDOUT;
+        case LIBSSH2_ERROR_AUTHENTICATION_FAILED:
+        case LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED:    return -EACCES;
+        case LIBSSH2_ERROR_FILE:
+        case LIBSSH2_ERROR_KEYFILE_AUTH_FAILED:     return -ENOKEY;
+        case LIBSSH2_ERROR_REQUEST_DENIED:
+        case LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED:  return -EADDRINUSE;
+        case LIBSSH2_ERROR_CHANNEL_CLOSED:
+        case LIBSSH2_ERROR_CHANNEL_EOF_SENT:        return -EPIPE;
+        case LIBSSH2_ERROR_METHOD_NONE:
+        case LIBSSH2_ERROR_KEX_FAILURE:
+        case LIBSSH2_ERROR_KEY_EXCHANGE_FAILURE:
+        case LIBSSH2_ERROR_HOSTKEY_INIT:
+        case LIBSSH2_ERROR_HOSTKEY_SIGN:
+        case LIBSSH2_ERROR_DECRYPT:
+        case LIBSSH2_ERROR_INVALID_MAC:
+        case LIBSSH2_ERROR_PROTO:                   return -EPROTO;
+        default:                                    return -EIO;
+        }
+}
+
+/* A libssh2 error that ends the whole session (as opposed to one channel). */
+bool ssh_fatal(struct session *s, ssize_t rc) {
+        if (s->sock_broken)
+                return true;
+        switch (rc) {
+        case LIBSSH2_ERROR_EAGAIN:
+        case LIBSSH2_ERROR_CHANNEL_CLOSED:
+        case LIBSSH2_ERROR_CHANNEL_EOF_SENT:
+        case LIBSSH2_ERROR_CHANNEL_UNKNOWN:
+        case LIBSSH2_ERROR_CHANNEL_FAILURE:
+        case LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED:
+        case LIBSSH2_ERROR_CHANNEL_WINDOW_EXCEEDED:
+        case LIBSSH2_ERROR_CHANNEL_PACKET_EXCEEDED:
+        case LIBSSH2_ERROR_CHANNEL_WINDOW_FULL:
+        case LIBSSH2_ERROR_REQUEST_DENIED:
+        case LIBSSH2_ERROR_BAD_USE:
+        case LIBSSH2_ERROR_INVAL:
+                return false;
+        default:
+                return rc < 0;
+        }
+}
+
+void fail_lost(struct session *s, ssize_t rc) {
+        const char *m;
+        int e = ssh_errno(s, (int) rc, &m);
+        if (s->sock_broken && !s->sock_errno)
+                session_fail(s, -ECONNRESET, false, "relay %s:%u closed the connection", s->p.server,
+                            s->p.server_port);
+        else if (s->sock_broken)
+                session_fail(s, e, false, "connection to relay %s:%u lost: %s", s->p.server, s->p.server_port,
+                            strerror(-e));
+        else
+                session_fail(s, e, false, "SSH session with %s:%u failed: %s", s->p.server, s->p.server_port, m);
+}
+
+/* ---- the one-pending-call discipline ------------------------------------------------ */
+
+static bool op_sends(enum op_kind k) {
+        return k == OP_WRITE || k == OP_EOF || k == OP_ADJUST || k == OP_KEEPALIVE || k == OP_FREE ||
+               k == OP_PROBE || k == OP_LISTEN || k == OP_CANCEL;
+}
+
+/* Some listener of the session, for the pure read that resumes what libssh2 queued by
+ * itself: a live forward's first, else one waiting to be cancelled. */
+static LIBSSH2_LISTENER *any_listener(struct session *s) {
+        for (struct tunnel *t = s->tunnels_head; t; t = t->next)
+                if (t->listener)
+                        return t->listener;
+        return s->n_cancels > 0 ? s->cancels[0] : NULL;
+}
+
+ssize_t op_call(struct session *s, struct op op) {
+        ssize_t rc = LIBSSH2_ERROR_INVAL;
+        struct conn *c = op.conn;
+        int next;
+
+        switch (op.kind) {
+        case OP_ACCEPT:
+                s->accepted = libssh2_channel_forward_accept(op.listener);
+                rc = s->accepted ? 1 : libssh2_session_last_errno(s->session);
+                break;
+        case OP_READ:
+                rc = libssh2_channel_read(c->ch, op.buf, op.len);
+                break;
+        case OP_WRITE:
+                rc = libssh2_channel_write(c->ch, op.buf, op.len);
+                break;
+        case OP_EOF:
+                rc = libssh2_channel_send_eof(c->ch);
+                break;
+        case OP_ADJUST:
+                rc = libssh2_channel_receive_window_adjust2(c->ch, (unsigned long) op.len, 1, NULL);
+                break;
+        case OP_FREE:
+                rc = libssh2_channel_free(c->ch);
+                break;
+        case OP_PROBE:
+                rc = libssh2_channel_setenv_ex(c->ch, "MYSOCKETD_KEEPALIVE", 19, "1", 1);
+                break;
+        case OP_KEEPALIVE:
+                rc = libssh2_keepalive_send(s->session, &next);
+                break;
+        case OP_LISTEN:
+                s->listen_result = libssh2_channel_forward_listen_ex(s->session, s->listen_host, s->listen_port,
+                                                                     &s->listen_bound, LISTEN_QUEUE);
+                rc = s->listen_result ? 0 : libssh2_session_last_errno(s->session);
+                break;
+        case OP_CANCEL:
+                rc = libssh2_channel_forward_cancel(op.listener);
+                break;
+        case OP_NONE:
+                break;
+        }
+
+        if (libssh2_session_block_directions(s->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND) {
+                if (rc == LIBSSH2_ERROR_EAGAIN && op_sends(op.kind))
+                        s->pending = op;
+                else
+                        /* A reply libssh2 queued by itself (open confirmation, window adjust,
+                         * rekey) is half sent: only a pure read may resume it. */
+                        s->pending = (struct op) { .kind = OP_ACCEPT, .listener = any_listener(s) };
+        } else
+                s->pending = (struct op) { .kind = OP_NONE };
+        return rc;
+}
+
+ssize_t op_run(struct session *s, enum op_kind kind, struct conn *c, char *buf, size_t len) {
+        return op_call(s, (struct op) { .kind = kind, .conn = c, .buf = buf, .len = len });
+}
+
+/* Room in the kernel send queue: with TCP_NOTSENT_LOWAT, EPOLLOUT means exactly this, and
+ * keeping the queue short means libssh2 practically never leaves a packet half sent (which
+ * is what makes 1.10 drop data when another call comes along). */
+bool session_send_room(struct session *s) {
+        int unsent = 0;
+        if (ioctl(s->fd, SIOCOUTQNSD, &unsent) < 0)
+                return true;
+        return unsent < SEND_LOWAT;
+}
+
+/* ---- event plumbing --------------------------------------------------------------------- */
+
+void session_enter(struct session *s) {
+        s->depth++;
+}
+
+void session_leave(struct session *s) {
+        if (--s->depth == 0 && s->freed)
+                session_destroy(s);
+}
+
+void session_schedule(struct session *s) {
+        if (s->defer && s->state != SESSION_DOWN && !s->freed)
+                sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
+}
+
+static void update_session_events(struct session *s) {
+        if (!s->io || s->state == SESSION_DOWN || s->freed)
+                return;
+        uint32_t ev = EPOLLIN;
+        if (s->state == SESSION_CONNECTING)
+                ev = EPOLLOUT;
+        else if (s->session && ((libssh2_session_block_directions(s->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND) ||
+                                s->pending.kind != OP_NONE || s->want_room))
+                ev |= EPOLLOUT;
+        sd_event_source_set_io_events(s->io, ev);
+}
+
+void arm_timer(struct session *s, uint64_t when) {
+        sd_event_source_set_time(s->timer, when);
+        sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+uint64_t now_mono(struct session *s) {
+        uint64_t now;
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
+                now = now_monotonic_usec();
+        return now;
+}
+
+static uint64_t dead_after_usec(const struct session *s) {
+        uint64_t d = (uint64_t) s->p.keepalive_interval * s->p.keepalive_count;
+        /* With a single interval a late probe reply would race the deadline. */
+        if (s->p.keepalive_count < 2)
+                d += 2;
+        return d * USEC_PER_SEC;
+}
+
+/* ---- the pump -------------------------------------------------------------------------- */
+
+static bool stopped(struct session *s) {
+        return s->state == SESSION_DOWN || s->freed;
+}
+
+static void accept_done(struct session *s, LIBSSH2_LISTENER *listener, ssize_t rc) {
+        if (rc == 1) {
+                struct tunnel *t = s->tunnels_head;
+                while (t && t->listener != listener)
+                        t = t->next;
+                libssh2_channel_handle_extended_data2(s->accepted, LIBSSH2_CHANNEL_EXTENDED_DATA_IGNORE);
+                /* With no tunnel (its binding was just removed) the channel is closed at once. */
+                struct conn *c = conn_new(s, t, s->accepted, false);
+                s->accepted = NULL;
+                log_binding(LOG_DEBUG, t ? t->name : NULL, "connection", "connection %" PRIu64 " from the relay%s",
+                            c->id, t ? "" : " for a forward being cancelled");
+                return;
+        }
+        /* forward_accept() says "channel not found" for a dead socket: trust our own view. */
+        if (rc != LIBSSH2_ERROR_EAGAIN && s->sock_broken)
+                fail_lost(s, rc);
+}
+
+/* Runs the one call that left a packet half sent. Returns false while it still blocks. */
+static bool retry_pending(struct session *s) {
+        struct op op = s->pending;
+        ssize_t rc;
+        if (op.kind == OP_ACCEPT && !op.listener) {
+                /* No listener to read with: the log shell's read is the other pure read. */
+                if (!s->log || s->log->state == CONN_CLOSING) {
+                        session_fail(s, -EPROTO, false, "SSH session with %s:%u stalled: a reply queued by "
+                                     "libssh2 cannot be resumed", s->p.server, s->p.server_port);
+                        return false;
+                }
+                op = (struct op) { .kind = OP_READ, .conn = s->log, .buf = s->log->tl, .len = LOG_READ_SIZE };
+        }
+        rc = op_call(s, op);
+        if (op.kind == OP_ACCEPT)
+                accept_done(s, op.listener, rc);
+        else if (op.kind == OP_LISTEN)
+                forward_done(s, rc);
+        else if (op.kind == OP_CANCEL)
+                cancel_done(s, op.listener, rc);
+        else if (op.conn)
+                conn_op_done(op.conn, op.kind, rc);
+        else if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN && ssh_fatal(s, rc))
+                fail_lost(s, rc);
+        return !stopped(s) && s->pending.kind == OP_NONE;
+}
+
+/* Channels the relay opened, on every forward. The first forward_accept() drains the socket;
+ * for the others recv is answered "nothing yet" without a system call, so 200 forwards
+ * cost one recv, not 200 (what is left is read on the next wakeup). */
+static bool accept_all(struct session *s) {
+        bool first = true;
+        for (struct tunnel *t = s->tunnels_head, *n; t; t = n) {
+                n = t->next;
+                if (!t->listener)
+                        continue;
+                for (;;) {
+                        s->rx_quiet = !first;
+                        ssize_t rc = op_call(s, (struct op) { .kind = OP_ACCEPT, .listener = t->listener });
+                        s->rx_quiet = false;
+                        first = false;
+                        accept_done(s, t->listener, rc);
+                        if (stopped(s) || s->pending.kind != OP_NONE)
+                                return false;
+                        if (rc != 1)
+                                break;
+                }
+        }
+        return true;
+}
+
+static void up_pump(struct session *s) {
+        ssize_t rc;
+
+        /* Cancels first: a binding removed and added again asks for the same port. */
+        if (!cancel_step(s) || !forward_step(s))
+                return;
+        if ((s->log_phase == LOG_OPEN || s->log_phase == LOG_SHELL) && !log_setup_step(s))
+                return;
+        if (stopped(s) || !accept_all(s))
+                return;
+
+        if (s->probe_due) {
+                if (s->log && s->log->state != CONN_CLOSING && s->log_phase == LOG_RUNNING) {
+                        if (!s->log->probe_inflight) {
+                                rc = op_run(s, OP_PROBE, s->log, NULL, 0);
+                                conn_op_done(s->log, OP_PROBE, rc);
+                        }
+                } else {
+                        rc = op_run(s, OP_KEEPALIVE, NULL, NULL, 0);
+                        if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN && ssh_fatal(s, rc)) {
+                                fail_lost(s, rc);
+                                return;
+                        }
+                }
+                s->probe_due = false;
+                if (stopped(s) || s->pending.kind != OP_NONE)
+                        return;
+        }
+        if (s->log && s->log->probe_inflight) {
+                rc = op_run(s, OP_PROBE, s->log, NULL, 0);
+                conn_op_done(s->log, OP_PROBE, rc);
+                if (stopped(s) || s->pending.kind != OP_NONE)
+                        return;
+        }
+
+        /* Every channel shares the one socket and libssh2 demultiplexes into its own queues,
+         * so any byte received may be for any channel: then visit them all. Otherwise only
+         * those with work of their own (local data, buffer space freed). */
+        if (s->rx_gen != s->rx_gen_seen) {
+                s->rx_gen_seen = s->rx_gen;
+                s->sweep_all = true;
+        }
+        s->want_room = false;
+        struct conn *c = s->conns_head, *n;
+        for (; c; c = n) {
+                n = c->next;
+                if (!s->sweep_all && !c->dirty)
+                        continue;
+                c->dirty = false;
+                if (!conn_service(c))
+                        return;
+        }
+        s->sweep_all = false;
+
+        /* Fairness: the next sweep starts one connection further. */
+        if (s->conns_head && s->conns_head != s->conns_tail) {
+                c = s->conns_head;
+                s->conns_head = c->next;
+                s->conns_head->prev = NULL;
+                c->prev = s->conns_tail;
+                c->next = NULL;
+                s->conns_tail->next = c;
+                s->conns_tail = c;
+        }
+        for (c = s->conns_head; c; c = c->next)
+                if (c->dirty && !s->want_room) {
+                        session_schedule(s);
+                        break;
+                }
+        if (s->log_phase == LOG_OPEN)
+                session_schedule(s);
+}
+
+void pump(struct session *s) {
+        if (stopped(s) || s->state < SESSION_HANDSHAKE)
+                return;
+        if (s->pending.kind != OP_NONE && !retry_pending(s))
+                goto out;
+        if (s->state < SESSION_UP)
+                setup_step(s);
+        if (s->state == SESSION_UP && !stopped(s))
+                up_pump(s);
+        if (!stopped(s) && s->sock_broken)
+                fail_lost(s, LIBSSH2_ERROR_SOCKET_RECV);
+out:
+        update_session_events(s);
+}
+
+int on_session_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        struct session *s = userdata;
+        (void) src, (void) fd, (void) revents;
+        session_enter(s);
+        if (s->state == SESSION_CONNECTING)
+                connect_done(s);
+        else
+                pump(s);
+        session_leave(s);
+        return 0;
+}
+
+static void on_relay_resolved(void *userdata, int gai_error, struct addr *addrs, size_t n_addrs) {
+        struct session *s = userdata;
+        session_enter(s);
+        resolve_free(s->resolve);
+        s->resolve = NULL;
+        if (gai_error != 0)
+                session_fail(s, -EHOSTUNREACH, false, "cannot resolve relay %s: %s", s->p.server,
+                             gai_strerror(gai_error));
+        else {
+                s->srv_addrs = addrs;
+                s->n_srv_addrs = n_addrs;
+                s->state = SESSION_CONNECTING;
+                connect_next(s);
+        }
+        session_leave(s);
+}
+
+static void resolve_relay(struct session *s) {
+        struct addr a;
+        if (parse_literal(s->p.server, s->p.server_port, &a) == 0) {
+                s->srv_addrs = xmalloc(sizeof(a));
+                s->srv_addrs[0] = a;
+                s->n_srv_addrs = 1;
+                s->state = SESSION_CONNECTING;
+                connect_next(s);
+                return;
+        }
+        int r = resolve_start(s->event, s->p.server, s->p.server_port, on_relay_resolved, s, &s->resolve);
+        if (r < 0)
+                session_fail(s, r, false, "cannot resolve relay %s: %s", s->p.server, strerror(-r));
+}
+
+static int on_defer(sd_event_source *src, void *userdata) {
+        struct session *s = userdata;
+        (void) src;
+        session_enter(s);
+        if (s->state == SESSION_RESOLVING && !s->started) {
+                s->started = true;
+                if (check_identity(s) == 0)
+                        resolve_relay(s);
+        } else
+                pump(s);
+        session_leave(s);
+        return 0;
+}
+
+/* Keepalives and liveness.
+ *
+ * libssh2_keepalive_send() with want_reply=0 gets no answer, and want_reply=1 is unusable in
+ * 1.10 (the relay's REQUEST_FAILURE is taken as the reply to a later tcpip-forward). A
+ * window adjust or SSH_MSG_IGNORE gets no answer either. What OpenSSH always answers, and
+ * libssh2 matches by channel number (so nothing else can take the reply), is a channel
+ * request with want_reply: every keepalive_interval we send "env" on the log channel
+ * (libssh2_channel_setenv_ex, reusable unlike process_startup); sshd refuses env on a
+ * running shell with CHANNEL_FAILURE, which is all we need: bytes came back. Every byte
+ * counts as life (recv_cb stamps last_rx), so a busy session needs no probe replies. Nothing
+ * received for keepalive_interval * keepalive_count seconds: the relay is declared dead.
+ * Without a log channel (relay refused sessions) only the libssh2 keepalive is sent and
+ * TCP_USER_TIMEOUT (the same interval * count) catches unacknowledged data. */
+
+static const char *const setup_phase[_SESSION_STATE_MAX] = {
+        [SESSION_RESOLVING] = "resolving",
+        [SESSION_CONNECTING] = "connecting to",
+        [SESSION_HANDSHAKE] = "in the SSH handshake with",
+        [SESSION_AUTH] = "authenticating to",
+};
+
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        struct session *s = userdata;
+        (void) src;
+        session_enter(s);
+        if (s->state == SESSION_CONNECTING && usec < s->setup_deadline) {
+                log_binding(LOG_DEBUG, NULL, "connect", "connecting to relay %s:%u timed out; trying the next "
+                            "address", s->p.server, s->p.server_port);
+                connect_next(s);
+        } else if (s->state < SESSION_UP) {
+                session_fail(s, -ETIMEDOUT, false, "timed out %s relay %s:%u", setup_phase[s->state], s->p.server,
+                            s->p.server_port);
+        } else if (s->state == SESSION_UP) {
+                uint64_t now = now_mono(s), dead = dead_after_usec(s);
+                /* Liveness needs something that answers: the probe on the log channel. */
+                bool probing = s->log && s->log_phase == LOG_RUNNING;
+                if (probing && now >= s->last_rx + dead) {
+                        session_fail(s, -ETIMEDOUT, false, "relay %s:%u stopped answering (nothing received for "
+                                    "%" PRIu64 " s); the session is presumed dead", s->p.server, s->p.server_port,
+                                    (uint64_t) ((now - s->last_rx) / USEC_PER_SEC));
+                        goto out;
+                }
+                if (now >= s->next_probe) {
+                        s->probe_due = true;
+                        s->next_probe = now + s->p.keepalive_interval * USEC_PER_SEC;
+                        pump(s);
+                }
+                if (!stopped(s)) {
+                        uint64_t next = s->next_probe;
+                        if (probing && s->last_rx + dead < next)
+                                next = s->last_rx + dead;
+                        arm_timer(s, next);
+                }
+        }
+out:
+        session_leave(s);
+        return 0;
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+int session_new(sd_event *event, const struct tunnel_params *params, struct session **ret) {
+        struct session *s = xcalloc(1, sizeof(*s));
+        int r;
+
+        s->event = sd_event_ref(event);
+        s->p = (struct tunnel_params) {
+                .server = xstrdup(params->server),
+                .server_port = params->server_port,
+                .user = xstrdup(params->user),
+                .identity_file = xstrdup(params->identity_file),
+                .known_hosts = xstrdup(params->known_hosts),
+                .host_key_check = params->host_key_check,
+                .host_key_fingerprint = xstrdup(params->host_key_fingerprint),
+                .keepalive_interval = params->keepalive_interval,
+                .keepalive_count = params->keepalive_count,
+        };
+        s->label = xasprintf("%s@%s:%u", params->user, params->server, params->server_port);
+        s->fd = -1;
+        s->state = SESSION_RESOLVING;
+        s->log_phase = LOG_NONE;
+
+        uint64_t setup = (uint64_t) params->keepalive_interval * params->keepalive_count;
+        if (setup < SETUP_TIMEOUT_MIN_SEC)
+                setup = SETUP_TIMEOUT_MIN_SEC;
+        s->setup_deadline = now_mono(s) + setup * USEC_PER_SEC;
+
+        r = sd_event_add_time(event, &s->timer, CLOCK_MONOTONIC, s->setup_deadline, 50000, on_timer, s);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_defer(event, &s->defer, on_defer, s);
+        if (r < 0)
+                goto fail;
+        sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);   /* start on the next iteration */
+        *ret = s;
+        return 0;
+fail:
+        session_destroy(s);
+        return r;
+}
+
+void session_destroy(struct session *s) {
+        session_unregister(s);
+        resolve_free(s->resolve);
+        s->timer = sd_event_source_disable_unref(s->timer);
+        s->defer = sd_event_source_disable_unref(s->defer);
+        s->io = sd_event_source_disable_unref(s->io);
+        while (s->conns_head)
+                conn_destroy(s->conns_head);
+        if (s->session) {
+                /* Best effort, never blocking: only when no packet is half sent. */
+                if (s->state == SESSION_UP && !s->sock_broken && s->pending.kind == OP_NONE &&
+                    !(libssh2_session_block_directions(s->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND))
+                        (void) libssh2_session_disconnect_ex(s->session, SSH_DISCONNECT_BY_APPLICATION,
+                                                             "Normal Shutdown", "");
+                /* Channels and listeners are closed by libssh2 with I/O that now fails at once,
+                 * so session_free() neither blocks nor returns EAGAIN half way. */
+                s->no_io = true;
+                libssh2_session_free(s->session);
+        }
+        if (s->fd >= 0)
+                close(s->fd);
+        free(s->srv_addrs);
+        free(s->cancels);
+        free(s->listen_host);
+        free(s->label);
+        free((char *) s->p.server);
+        free((char *) s->p.user);
+        free((char *) s->p.identity_file);
+        free((char *) s->p.known_hosts);
+        free((char *) s->p.host_key_fingerprint);
+        sd_event_unref(s->event);
+        free(s);
+}
+
+/* The last tunnel left: the session ends now, or when the handler on the stack unwinds. */
+void session_release(struct session *s) {
+        if (s->depth == 0) {
+                session_destroy(s);
+                return;
+        }
+        session_unregister(s);
+        sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+        sd_event_source_set_enabled(s->defer, SD_EVENT_OFF);
+        s->freed = true;
+}
