@@ -1,12 +1,16 @@
-/* The tunnel engine: one reverse SSH forward kept by libssh2 on the sd-event loop.
- * Only tunnel.c includes libssh2.
+/* The tunnel engine: reverse SSH forwards kept by libssh2 on the sd-event loop.
+ * Only tunnel*.c and hostkey.c include libssh2.
  *
- * A tunnel is one attempt: tunnel_new() resolves, connects, authenticates, requests the
- * forward and opens the log shell; when the forward is granted on_up() is called; from then
- * on every channel the relay opens is bridged to local_host:local_port. When anything ends
- * the session (error, keepalive timeout, relay closing) on_down() is called exactly once and
- * the tunnel goes quiet; the owner then calls tunnel_free() (allowed from inside any
- * callback) and decides about the next attempt. Reconnecting is the manager's business. */
+ * A tunnel is one binding's attempt: tunnel_new() joins (or starts) the SSH session to the
+ * relay, requests the forward, and calls on_up() when it is granted; from then on every
+ * channel the relay opens for that forward is bridged to local_host:local_port. Bindings
+ * with the same relay, user, key, host key policy and keepalive share one session, each
+ * with its own tcpip-forward; the relay's log shell is the session's, so its lines go to
+ * every tunnel on it. When the forward is refused, or anything ends the session (error,
+ * keepalive timeout, relay closing: then every tunnel on it), on_down() is called exactly
+ * once and the tunnel goes quiet; the owner then calls tunnel_free() (allowed from inside
+ * any callback) and decides about the next attempt. Reconnecting is the manager's
+ * business. */
 #pragma once
 
 #include <stdbool.h>
