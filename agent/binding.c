@@ -182,6 +182,7 @@ static void binding_connect(struct binding *b) {
                 .remote_port = b->relay_port,
                 .local_host = b->conf->host,
                 .local_port = b->conf->port,
+                .exclusive = c->api,
         };
         set_state(b, BINDING_STATE_CONNECTING);
         int r = tunnel_new(b->manager->event, &p, &tunnel_callbacks, b, &b->tunnel);

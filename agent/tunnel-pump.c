@@ -573,6 +573,7 @@ int session_new(sd_event *event, const struct tunnel_params *params, struct sess
                 .host_key_fingerprint = xstrdup(params->host_key_fingerprint),
                 .keepalive_interval = params->keepalive_interval,
                 .keepalive_count = params->keepalive_count,
+                .exclusive = params->exclusive,
         };
         s->label = xasprintf("%s@%s:%u", params->user, params->server, params->server_port);
         s->fd = -1;

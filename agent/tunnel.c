@@ -2,6 +2,7 @@
  * to the session that reaches its relay. Bindings that reach the same relay as the same
  * user with the same key, host key policy and keepalive share one SSH session (one
  * tcpip-forward each on it), the way `ssh -R a -R b` would; the registry below finds it.
+ * An `exclusive` tunnel (API mode) always gets a session of its own.
  * The session's own work is in tunnel-pump.c; see tunnel-internal.h for the two objects. */
 #include <errno.h>
 #include <netdb.h>
@@ -20,7 +21,7 @@ static bool same_str(const char *a, const char *b) {
 }
 
 static bool shareable(const struct session *s, sd_event *event, const struct tunnel_params *p) {
-        return s->event == event && same_str(s->p.server, p->server) && s->p.server_port == p->server_port &&
+        return !s->p.exclusive && !p->exclusive && s->event == event && same_str(s->p.server, p->server) && s->p.server_port == p->server_port &&
                same_str(s->p.user, p->user) && same_str(s->p.identity_file, p->identity_file) &&
                same_str(s->p.known_hosts, p->known_hosts) && s->p.host_key_check == p->host_key_check &&
                same_str(s->p.host_key_fingerprint, p->host_key_fingerprint) &&

@@ -3,10 +3,10 @@
  *
  * A tunnel is one binding's attempt: tunnel_new() joins (or starts) the SSH session to the
  * relay, requests the forward, and calls on_up() when it is granted; from then on every
- * channel the relay opens for that forward is bridged to local_host:local_port. Bindings
- * with the same relay, user, key, host key policy and keepalive share one session, each
- * with its own tcpip-forward; the relay's log shell is the session's, so its lines go to
- * every tunnel on it. When the forward is refused, or anything ends the session (error,
+ * channel the relay opens for that forward is bridged to local_host:local_port. Tunnels
+ * with the same relay, user, key, host key policy and keepalive share one session (unless
+ * one is `exclusive`), each with its own tcpip-forward; the relay's log shell is the
+ * session's, so its lines go to every tunnel on it. When the forward is refused, or anything ends the session (error,
  * keepalive timeout, relay closing: then every tunnel on it), on_down() is called exactly
  * once and the tunnel goes quiet; the owner then calls tunnel_free() (allowed from inside
  * any callback) and decides about the next attempt. Reconnecting is the manager's
@@ -37,6 +37,9 @@ struct tunnel_params {
         uint16_t remote_port;                /* port requested on the relay */
         const char *local_host;              /* where accepted channels are bridged to */
         uint16_t local_port;
+        /* A session of its own, never shared: in API mode the relay's request log on a
+         * connection belongs to the one socket it serves. */
+        bool exclusive;
 };
 
 struct tunnel_stats {

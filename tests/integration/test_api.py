@@ -687,6 +687,18 @@ def test_traffic_flows_through_the_relay_port(rd, rapi, site):
     assert c.get("POST /socket") == 1 and c.get("POST /socket/{id}/tunnel") == 1 and c.get("POST /login") == 1
 
 
+def test_api_bindings_keep_a_connection_each(rd, rapi, relay, site):
+    """The mysocket relay's request log on a connection is its one socket's: API mode never
+    shares an SSH session between bindings (direct mode does: test_sharing.py)."""
+    rd.configure(binding("web", site) + binding("blog", site))
+    rd.start()
+    for n in ("web", "blog"):
+        b = rd.wait_state(n, "up", timeout=30)
+        assert get_through(b["relay_port"]) == "hello through the relay\n"
+    with open(relay.log_path, errors="replace") as f:
+        assert f.read().count("Accepted publickey") == 2
+
+
 def test_token_refresh_never_drops_the_tunnel(rd, rapi, site):
     rapi.set_token_lifetime(10)
     rd.configure(binding("web", site))
