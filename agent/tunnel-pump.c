@@ -145,8 +145,10 @@ void fail_lost(struct session *s, ssize_t rc) {
 
 /* ---- the one-pending-call discipline ------------------------------------------------ */
 
+/* channel_read sends too: the window adjust libssh2 makes by itself when the window runs
+ * low. Left half sent, only the same read resumes it (its read_state), not a forward_accept. */
 static bool op_sends(enum op_kind k) {
-        return k == OP_WRITE || k == OP_EOF || k == OP_ADJUST || k == OP_KEEPALIVE || k == OP_FREE ||
+        return k == OP_READ || k == OP_WRITE || k == OP_EOF || k == OP_ADJUST || k == OP_KEEPALIVE || k == OP_FREE ||
                k == OP_PROBE || k == OP_LISTEN || k == OP_CANCEL;
 }
 
@@ -304,6 +306,14 @@ static void accept_done(struct session *s, LIBSSH2_LISTENER *listener, ssize_t r
 static bool retry_pending(struct session *s) {
         struct op op = s->pending;
         ssize_t rc;
+        if (op.kind == OP_READ && op.conn && !op.conn->is_log) {
+                /* The local side may have taken bytes meanwhile: read at the buffer's end now. */
+                struct conn *c = op.conn;
+                if (c->tl_len == 0)
+                        c->tl_off = 0;
+                op.buf = c->tl + c->tl_off + c->tl_len;
+                op.len = CONN_BUF_SIZE - c->tl_off - c->tl_len;   /* 0 still resumes the adjust */
+        }
         if (op.kind == OP_ACCEPT && !op.listener) {
                 /* No listener to read with: the log shell's read is the other pure read. */
                 if (!s->log || s->log->state == CONN_CLOSING) {
