@@ -425,6 +425,12 @@ static void up_pump(struct session *s) {
                 s->conns_tail->next = c;
                 s->conns_tail = c;
         }
+        /* Any libssh2 call reads the socket: bytes that came in during the sweep (data, the
+         * relay's window adjust) may be queued inside libssh2 for a connection already
+         * visited, with the socket now empty, so no wakeup would come until the next
+         * keepalive. Go round again instead. */
+        if (s->rx_gen != s->rx_gen_seen)
+                session_schedule(s);
         for (c = s->conns_head; c; c = c->next)
                 if (c->dirty && !s->want_room) {
                         session_schedule(s);
