@@ -5,14 +5,35 @@ from the relay while the others keep serving on the same connection, the same po
 asked for again at once, and a relay restart brings every binding back. Different relay
 credentials (another user) get a session of their own.
 """
+import random
 import re
+import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from conftest import binding, free_port, http_site, wait_for
+from conftest import binding, http_site, wait_for
+
+
+def remote_ports(n):
+    """n ports free now and below the ephemeral range, so that no outgoing connection can
+    take one before the relay listens there (free_port() hands out ephemeral ones)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        top = int(f.read().split()[0])
+    ports = []
+    while len(ports) < n:
+        p = random.randrange(10000, top)
+        if p in ports:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        ports.append(p)
+    return ports
 
 
 @pytest.fixture
@@ -48,7 +69,7 @@ def logins(relay):
 
 def test_bindings_share_one_session(relay_daemon, relay, site):
     td = relay_daemon
-    ports = {name: free_port() for name in ("a", "b", "c")}
+    ports = dict(zip(("a", "b", "c"), remote_ports(3)))
     # One from the config file, two added at run time (only those can be removed).
     td.configure_relay(relay, binding("a", site, ports["a"]))
     td.start()
@@ -97,7 +118,7 @@ def test_bindings_share_one_session(relay_daemon, relay, site):
 
 def test_shared_session_lost_brings_every_binding_back(relay_daemon, relay, site):
     td = relay_daemon
-    ports = {name: free_port() for name in ("a", "b", "c", "d")}
+    ports = dict(zip(("a", "b", "c", "d"), remote_ports(4)))
     td.configure_relay(relay, "".join(binding(n, site, p) for n, p in ports.items()),
                        backoff={"initial": "1", "max": "2"})
     td.start()
@@ -119,7 +140,7 @@ def test_shared_session_lost_brings_every_binding_back(relay_daemon, relay, site
 def test_many_bindings_one_connection_each_forward_serves(relay_daemon, relay, site):
     """60 bindings: 60 tcpip-forwards on one session, each reaching its own service port."""
     td = relay_daemon
-    ports = [free_port() for _ in range(60)]
+    ports = remote_ports(60)
     td.configure_relay(relay, "".join(binding("s%02d" % i, site, p) for i, p in enumerate(ports)))
     td.start()
     wait_for(lambda: all(b["state"] == "up" for b in td.json("list")), timeout=60,
