@@ -82,7 +82,7 @@ void conn_destroy(struct conn *c) {
         else
                 s->conns_tail = c->prev;
         if (s->pending.conn == c)
-                s->pending = (struct op) { OP_ACCEPT, NULL, NULL, 0 };
+                s->pending = (struct op) { .kind = OP_ACCEPT, .listener = any_listener(s) };
         if (c->is_log) {
                 s->log = NULL;
                 /* The relay ended the shell: keep a bare session channel for the probes, once. */

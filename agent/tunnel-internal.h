@@ -234,6 +234,9 @@ void session_leave(struct session *s);
  * returns its result. */
 ssize_t op_run(struct session *s, enum op_kind kind, struct conn *c, char *buf, size_t len);
 ssize_t op_call(struct session *s, struct op op);
+/* Some listener of the session (a live forward's, else one being cancelled), or NULL: what
+ * the pure read that resumes a libssh2-internal reply is made with. */
+LIBSSH2_LISTENER *any_listener(struct session *s);
 int ssh_errno(struct session *s, int rc, const char **msg);
 int on_session_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
 void pump(struct session *s);                   /* drives every libssh2 call of the session */

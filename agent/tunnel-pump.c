@@ -154,7 +154,7 @@ static bool op_sends(enum op_kind k) {
 
 /* Some listener of the session, for the pure read that resumes what libssh2 queued by
  * itself: a live forward's first, else one waiting to be cancelled. */
-static LIBSSH2_LISTENER *any_listener(struct session *s) {
+LIBSSH2_LISTENER *any_listener(struct session *s) {
         for (struct tunnel *t = s->tunnels_head; t; t = t->next)
                 if (t->listener)
                         return t->listener;
