@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "log.h"
 #include "tunnel-internal.h"
 
@@ -39,12 +40,7 @@ struct conn *conn_new(struct session *s, struct tunnel *t, LIBSSH2_CHANNEL *ch, 
         /* The log shell's bytes go straight to log_feed: it needs no 64 KiB buffer, and
          * every idle binding has one such channel. */
         c->tl = xmalloc(is_log ? LOG_READ_SIZE : CONN_BUF_SIZE);
-        c->prev = s->conns_tail;
-        if (s->conns_tail)
-                s->conns_tail->next = c;
-        else
-                s->conns_head = c;
-        s->conns_tail = c;
+        LIST_APPEND(s->conns_head, s->conns_tail, c);
         c->dirty = true;
         if (is_log) {
                 c->state = CONN_OPEN;
@@ -73,14 +69,7 @@ static void close_local(struct conn *c) {
 void conn_destroy(struct conn *c) {
         struct session *s = c->s;
         close_local(c);
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                s->conns_head = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
-        else
-                s->conns_tail = c->prev;
+        LIST_REMOVE(s->conns_head, s->conns_tail, c);
         if (s->pending.conn == c)
                 s->pending = (struct op) { .kind = OP_ACCEPT, .listener = any_listener(s) };
         if (c->is_log) {

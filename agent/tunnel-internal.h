@@ -154,7 +154,7 @@ struct tunnel {
 /* One SSH connection, shared. */
 struct session {
         sd_event *event;
-        struct session *reg_prev, *reg_next;    /* the registry of sessions that take tunnels */
+        struct session *prev, *next;            /* the registry of sessions that take tunnels */
         bool registered;
         struct tunnel_params p;   /* the shared fields only; strings owned */
         char *label;              /* "user@server:port", for log lines */

@@ -1,8 +1,9 @@
-/* The tunnel engine, session side: the libssh2 I/O callbacks, errors, the one-pending-call
- * discipline, keepalives, the pump that drives every libssh2 call of a session, and its
- * life. Tunnels (one binding's forward each) are in tunnel.c, reaching the relay in
- * tunnel-connect.c, session setup and forwards in tunnel-setup.c, channel <-> socket
- * bridging in tunnel-bridge.c, host keys in hostkey.c. */
+/* The tunnel engine, session side: when libssh2 calls are made. The pump that drives every
+ * call of a session, keepalives and liveness, and the session's life. How one call is made
+ * (I/O callbacks, errors, the one-pending-call discipline) is in tunnel-ops.c, tunnels (one
+ * binding's forward each) in tunnel.c, reaching the relay in tunnel-connect.c, session
+ * setup and forwards in tunnel-setup.c, channel <-> socket bridging in tunnel-bridge.c,
+ * host keys in hostkey.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -20,215 +21,9 @@
 #include <unistd.h>
 #include <linux/sockios.h>
 
+#include "list.h"
 #include "log.h"
 #include "tunnel-internal.h"
-
-/* ---- libssh2 I/O callbacks ---------------------------------------------------------- */
-
-/* Our own socket I/O, to see what libssh2 hides: the time of the last byte received (the
- * liveness signal), EOF and errno (forward_accept() reports a dead socket as "channel not
- * found"), and so that a tunnel being torn down can make every call fail fast. */
-LIBSSH2_RECV_FUNC(recv_cb) {
-        struct session *s = *abstract;
-        if (s->no_io)
-                return -ECONNRESET;
-        if (s->rx_quiet)
-                return -EAGAIN;
-        ssize_t n = recv(socket, buffer, length, flags);
-        if (n > 0) {
-                uint64_t now;
-                s->rx_gen++;
-                if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) >= 0)
-                        s->last_rx = now;
-                return n;
-        }
-        if (n == 0) {
-                s->sock_broken = true;
-                return 0;
-        }
-        if (errno == EAGAIN || errno == EINTR)
-                return -EAGAIN;
-        s->sock_broken = true;
-        s->sock_errno = errno;
-        return -errno;
-}
-
-LIBSSH2_SEND_FUNC(send_cb) {
-        struct session *s = *abstract;
-        if (s->no_io)
-                return -EPIPE;
-        ssize_t n = send(socket, buffer, length, flags | MSG_NOSIGNAL);
-        if (n >= 0)
-                return n;
-        if (errno == EAGAIN || errno == EINTR)
-                return -EAGAIN;
-        s->sock_broken = true;
-        s->sock_errno = errno;
-        return -errno;
-}
-
-/* ---- errors --------------------------------------------------------------------------- */
-
-int ssh_errno(struct session *s, int rc, const char **msg) {
-        char *m = NULL;
-        if (s->session)
-                libssh2_session_last_error(s->session, &m, NULL, 0);
-        if (msg)
-                *msg = m && *m ? m : "unknown libssh2 error";
-        if (s->sock_broken && s->sock_errno)
-                return -s->sock_errno;
-        switch (rc) {
-        case LIBSSH2_ERROR_EAGAIN:                  return -EAGAIN;
-        case LIBSSH2_ERROR_ALLOC:                   return -ENOMEM;
-        case LIBSSH2_ERROR_SOCKET_SEND:
-        case LIBSSH2_ERROR_SOCKET_RECV:
-        case LIBSSH2_ERROR_SOCKET_DISCONNECT:
-        case LIBSSH2_ERROR_BANNER_RECV:
-        case LIBSSH2_ERROR_BANNER_SEND:             return -ECONNRESET;
-        case LIBSSH2_ERROR_TIMEOUT:
-        case LIBSSH2_ERROR_SOCKET_TIMEOUT:          return -ETIMEDOUT;
-        case LIBSSH2_ERROR_AUTHENTICATION_FAILED:
-        case LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED:    return -EACCES;
-        case LIBSSH2_ERROR_FILE:
-        case LIBSSH2_ERROR_KEYFILE_AUTH_FAILED:     return -ENOKEY;
-        case LIBSSH2_ERROR_REQUEST_DENIED:
-        case LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED:  return -EADDRINUSE;
-        case LIBSSH2_ERROR_CHANNEL_CLOSED:
-        case LIBSSH2_ERROR_CHANNEL_EOF_SENT:        return -EPIPE;
-        case LIBSSH2_ERROR_METHOD_NONE:
-        case LIBSSH2_ERROR_KEX_FAILURE:
-        case LIBSSH2_ERROR_KEY_EXCHANGE_FAILURE:
-        case LIBSSH2_ERROR_HOSTKEY_INIT:
-        case LIBSSH2_ERROR_HOSTKEY_SIGN:
-        case LIBSSH2_ERROR_DECRYPT:
-        case LIBSSH2_ERROR_INVALID_MAC:
-        case LIBSSH2_ERROR_PROTO:                   return -EPROTO;
-        default:                                    return -EIO;
-        }
-}
-
-/* A libssh2 error that ends the whole session (as opposed to one channel). */
-bool ssh_fatal(struct session *s, ssize_t rc) {
-        if (s->sock_broken)
-                return true;
-        switch (rc) {
-        case LIBSSH2_ERROR_EAGAIN:
-        case LIBSSH2_ERROR_CHANNEL_CLOSED:
-        case LIBSSH2_ERROR_CHANNEL_EOF_SENT:
-        case LIBSSH2_ERROR_CHANNEL_UNKNOWN:
-        case LIBSSH2_ERROR_CHANNEL_FAILURE:
-        case LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED:
-        case LIBSSH2_ERROR_CHANNEL_WINDOW_EXCEEDED:
-        case LIBSSH2_ERROR_CHANNEL_PACKET_EXCEEDED:
-        case LIBSSH2_ERROR_CHANNEL_WINDOW_FULL:
-        case LIBSSH2_ERROR_REQUEST_DENIED:
-        case LIBSSH2_ERROR_BAD_USE:
-        case LIBSSH2_ERROR_INVAL:
-                return false;
-        default:
-                return rc < 0;
-        }
-}
-
-void fail_lost(struct session *s, ssize_t rc) {
-        const char *m;
-        int e = ssh_errno(s, (int) rc, &m);
-        if (s->sock_broken && !s->sock_errno)
-                session_fail(s, -ECONNRESET, false, "relay %s:%u closed the connection", s->p.server,
-                            s->p.server_port);
-        else if (s->sock_broken)
-                session_fail(s, e, false, "connection to relay %s:%u lost: %s", s->p.server, s->p.server_port,
-                            strerror(-e));
-        else
-                session_fail(s, e, false, "SSH session with %s:%u failed: %s", s->p.server, s->p.server_port, m);
-}
-
-/* ---- the one-pending-call discipline ------------------------------------------------ */
-
-/* channel_read sends too: the window adjust libssh2 makes by itself when the window runs
- * low. Left half sent, only the same read resumes it (its read_state), not a forward_accept. */
-static bool op_sends(enum op_kind k) {
-        return k == OP_READ || k == OP_WRITE || k == OP_EOF || k == OP_ADJUST || k == OP_KEEPALIVE || k == OP_FREE ||
-               k == OP_PROBE || k == OP_LISTEN || k == OP_CANCEL;
-}
-
-/* Some listener of the session, for the pure read that resumes what libssh2 queued by
- * itself: a live forward's first, else one waiting to be cancelled. */
-LIBSSH2_LISTENER *any_listener(struct session *s) {
-        for (struct tunnel *t = s->tunnels_head; t; t = t->next)
-                if (t->listener)
-                        return t->listener;
-        return s->n_cancels > 0 ? s->cancels[0] : NULL;
-}
-
-ssize_t op_call(struct session *s, struct op op) {
-        ssize_t rc = LIBSSH2_ERROR_INVAL;
-        struct conn *c = op.conn;
-        int next;
-
-        switch (op.kind) {
-        case OP_ACCEPT:
-                s->accepted = libssh2_channel_forward_accept(op.listener);
-                rc = s->accepted ? 1 : libssh2_session_last_errno(s->session);
-                break;
-        case OP_READ:
-                rc = libssh2_channel_read(c->ch, op.buf, op.len);
-                break;
-        case OP_WRITE:
-                rc = libssh2_channel_write(c->ch, op.buf, op.len);
-                break;
-        case OP_EOF:
-                rc = libssh2_channel_send_eof(c->ch);
-                break;
-        case OP_ADJUST:
-                rc = libssh2_channel_receive_window_adjust2(c->ch, (unsigned long) op.len, 1, NULL);
-                break;
-        case OP_FREE:
-                rc = libssh2_channel_free(c->ch);
-                break;
-        case OP_PROBE:
-                rc = libssh2_channel_setenv_ex(c->ch, "MYSOCKETD_KEEPALIVE", 19, "1", 1);
-                break;
-        case OP_KEEPALIVE:
-                rc = libssh2_keepalive_send(s->session, &next);
-                break;
-        case OP_LISTEN:
-                s->listen_result = libssh2_channel_forward_listen_ex(s->session, s->listen_host, s->listen_port,
-                                                                     &s->listen_bound, LISTEN_QUEUE);
-                rc = s->listen_result ? 0 : libssh2_session_last_errno(s->session);
-                break;
-        case OP_CANCEL:
-                rc = libssh2_channel_forward_cancel(op.listener);
-                break;
-        case OP_NONE:
-                break;
-        }
-
-        if (libssh2_session_block_directions(s->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND) {
-                if (rc == LIBSSH2_ERROR_EAGAIN && op_sends(op.kind))
-                        s->pending = op;
-                else
-                        /* A reply libssh2 queued by itself (open confirmation, window adjust,
-                         * rekey) is half sent: only a pure read may resume it. */
-                        s->pending = (struct op) { .kind = OP_ACCEPT, .listener = any_listener(s) };
-        } else
-                s->pending = (struct op) { .kind = OP_NONE };
-        return rc;
-}
-
-ssize_t op_run(struct session *s, enum op_kind kind, struct conn *c, char *buf, size_t len) {
-        return op_call(s, (struct op) { .kind = kind, .conn = c, .buf = buf, .len = len });
-}
-
-/* Room in the kernel send queue: with TCP_NOTSENT_LOWAT, EPOLLOUT means exactly this, and
- * keeping the queue short means libssh2 practically never leaves a packet half sent (which
- * is what makes 1.10 drop data when another call comes along). */
-bool session_send_room(struct session *s) {
-        int unsent = 0;
-        if (ioctl(s->fd, SIOCOUTQNSD, &unsent) < 0)
-                return true;
-        return unsent < SEND_LOWAT;
-}
 
 /* ---- event plumbing --------------------------------------------------------------------- */
 
@@ -418,12 +213,8 @@ static void up_pump(struct session *s) {
         /* Fairness: the next sweep starts one connection further. */
         if (s->conns_head && s->conns_head != s->conns_tail) {
                 c = s->conns_head;
-                s->conns_head = c->next;
-                s->conns_head->prev = NULL;
-                c->prev = s->conns_tail;
-                c->next = NULL;
-                s->conns_tail->next = c;
-                s->conns_tail = c;
+                LIST_REMOVE(s->conns_head, s->conns_tail, c);
+                LIST_APPEND(s->conns_head, s->conns_tail, c);
         }
         /* Any libssh2 call reads the socket: bytes that came in during the sweep (data, the
          * relay's window adjust) may be queued inside libssh2 for a connection already

@@ -10,11 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h"
 #include "log.h"
 #include "tunnel-internal.h"
 
 /* Sessions that take new tunnels: not failed, not being released. */
-static struct session *registry;
+static struct session *registry, *registry_tail;
 
 static bool same_str(const char *a, const char *b) {
         return a == b || (a && b && streq(a, b));
@@ -29,38 +30,19 @@ static bool shareable(const struct session *s, sd_event *event, const struct tun
 }
 
 static void session_register(struct session *s) {
-        s->reg_prev = NULL;
-        s->reg_next = registry;
-        if (registry)
-                registry->reg_prev = s;
-        registry = s;
+        LIST_APPEND(registry, registry_tail, s);
         s->registered = true;
 }
 
 void session_unregister(struct session *s) {
         if (!s->registered)
                 return;
-        if (s->reg_prev)
-                s->reg_prev->reg_next = s->reg_next;
-        else
-                registry = s->reg_next;
-        if (s->reg_next)
-                s->reg_next->reg_prev = s->reg_prev;
-        s->reg_prev = s->reg_next = NULL;
+        LIST_REMOVE(registry, registry_tail, s);
         s->registered = false;
 }
 
 static void tunnel_unlink(struct tunnel *t) {
-        struct session *s = t->s;
-        if (t->prev)
-                t->prev->next = t->next;
-        else
-                s->tunnels_head = t->next;
-        if (t->next)
-                t->next->prev = t->prev;
-        else
-                s->tunnels_tail = t->prev;
-        t->prev = t->next = NULL;
+        LIST_REMOVE(t->s->tunnels_head, t->s->tunnels_tail, t);
         t->s = NULL;
 }
 
@@ -176,7 +158,7 @@ int tunnel_new(sd_event *event, const struct tunnel_params *params, const struct
             params->keepalive_interval == 0 || params->keepalive_count == 0)
                 return -EINVAL;
 
-        for (s = registry; s && !shareable(s, event, params); s = s->reg_next)
+        for (s = registry; s && !shareable(s, event, params); s = s->next)
                 ;
         if (!s) {
                 r = session_new(event, params, &s);
@@ -207,12 +189,7 @@ int tunnel_new(sd_event *event, const struct tunnel_params *params, const struct
                 t->state = FORWARD_RESOLVING;
 
         t->s = s;
-        t->prev = s->tunnels_tail;
-        if (s->tunnels_tail)
-                s->tunnels_tail->next = t;
-        else
-                s->tunnels_head = t;
-        s->tunnels_tail = t;
+        LIST_APPEND(s->tunnels_head, s->tunnels_tail, t);
         session_schedule(s);
         *ret = t;
         return 0;
