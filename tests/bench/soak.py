@@ -110,15 +110,10 @@ class Stats:
 
 
 def one_request(port, payload, timeout=10):
+    from conftest import read_line
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
         c.sendall(payload)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            b = c.recv(4096)
-            if not b:
-                break
-            buf += b
-    return buf
+        return read_line(c)
 
 
 def churn_client(idx, ports, rate, stop, stats):
