@@ -129,7 +129,14 @@ static bool retry_pending(struct session *s) {
                 conn_op_done(op.conn, op.kind, rc);
         else if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN && ssh_fatal(s, rc))
                 fail_lost(s, rc);
-        return !stopped(s) && s->pending.kind == OP_NONE;
+        if (stopped(s) || s->pending.kind != OP_NONE)
+                return false;
+        /* The call that blocked cut some connection's work short (a write with more of its
+         * buffer to send, whose local socket is not polled while that buffer is full), and
+         * for a reply libssh2 queued by itself we cannot tell whose: visit them all now, or
+         * that connection waits for the next keepalive. */
+        s->sweep_all = true;
+        return true;
 }
 
 /* Channels the relay opened, on every forward. The first forward_accept() drains the socket;

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (BlobServer, binding, free_port, http_site, pattern_digest, send_pattern,
+from conftest import (BlobServer, binding, free_port, http_site, new_daemon, pattern_digest, send_pattern,
                       start_http_server, wait_for)
 from relay import Relay
 
@@ -110,6 +110,29 @@ def test_large_transfer_both_ways_is_intact(td, relay, blob):
     b = td.binding("big")
     assert b["bytes_in"] >= n and b["bytes_out"] >= n
     assert b["reconnects"] == 0
+
+
+def test_new_sessions_first_transfer_does_not_stall(tmp_path, relay, blob):
+    """A new session's socket send buffer starts small, so its first bulk writes often stop
+    with a packet half sent. The connection whose write that was must be served again as
+    soon as the packet is out: it once waited for the next keepalive, its local socket
+    unpolled because its buffer was full (1 in 3 fresh sessions stalled at 98 KB)."""
+    interval = 20
+    for i in range(8):
+        d = new_daemon(tmp_path / f"d{i}")
+        try:
+            rp = free_port()
+            d.configure_relay(relay, binding("first", blob, rp),
+                              ssh={"keepalive_interval": str(interval), "keepalive_count": "3"})
+            d.start()
+            d.wait_state("first", "up", timeout=20)
+            time.sleep(1)      # the log shell's banner and first lines are in, as in the stalls seen
+            n = 64 << 20
+            digest, got, secs = download(rp, n, timeout=120)
+            assert (got, digest) == (n, pattern_digest(n))
+            assert secs < interval / 2, f"session {i}: 64 MiB took {secs:.1f} s: a stall until a keepalive"
+        finally:
+            d.stop()
 
 
 def test_500_concurrent_connections(td, relay, blob):
