@@ -115,7 +115,9 @@ void setup_step(struct session *s) {
                         s->log_phase = LOG_OPEN;
                         s->next_probe = now_mono(s) + s->p.keepalive_interval * USEC_PER_SEC;
                         arm_timer(s, s->next_probe);
-                        log_binding(LOG_DEBUG, NULL, "session", "SSH session %s up", s->label);
+                        log_binding(LOG_DEBUG, NULL, "session", "SSH session %s up: cipher %s, MAC %s", s->label,
+                                    libssh2_session_methods(s->session, LIBSSH2_METHOD_CRYPT_CS) ?: "?",
+                                    libssh2_session_methods(s->session, LIBSSH2_METHOD_MAC_CS) ?: "?");
                         return;
                 }
 

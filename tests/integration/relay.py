@@ -61,7 +61,8 @@ def wait_port(host, port, timeout=10.0):
 
 
 class Relay:
-    def __init__(self, tmpdir, port=None, extra_config=(), user=None, host="127.0.0.1", netns=None):
+    def __init__(self, tmpdir, port=None, extra_config=(), user=None, host="127.0.0.1", netns=None,
+                 log_level="VERBOSE"):
         self.dir = os.path.abspath(str(tmpdir))
         os.makedirs(self.dir, exist_ok=True)
         self.host = host
@@ -70,6 +71,7 @@ class Relay:
         self.port = port or free_port("127.0.0.1" if netns else host)
         self.user = user or pwd.getpwuid(os.getuid()).pw_name
         self.extra_config = list(extra_config)
+        self.log_level = log_level   # DEBUG1 names the negotiated cipher and MAC: negotiated()
         self.host_key = os.path.join(self.dir, "ssh_host_ed25519_key")
         self.client_key = os.path.join(self.dir, "id_ed25519")
         self.authorized_keys = os.path.join(self.dir, "authorized_keys")
@@ -145,7 +147,7 @@ class Relay:
             # machine for up to 60 s each: the banner came a minute late under load. bash
             # skips it when SHLVL says it is not the outermost shell.
             "SetEnv SHLVL=1",
-            "LogLevel VERBOSE",
+            "LogLevel %s" % self.log_level,
         ] + self.extra_config
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -255,6 +257,16 @@ class Relay:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+    def negotiated(self, since=0):
+        """(cipher, MAC) client->server of the first connection logged after offset `since`
+        (needs log_level="DEBUG1"), or None."""
+        for line in self.log()[since:].splitlines():
+            if "kex: client->server cipher:" in line:
+                w = line.split()
+                i = w.index("cipher:")
+                return w[i + 1], w[i + 3]
+        return None
 
     def __enter__(self):
         return self

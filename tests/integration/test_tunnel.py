@@ -276,6 +276,33 @@ def test_rekey_during_big_transfer(tmp_path, td, blob):
         r.stop()
 
 
+def cpu_hashes_sha256():
+    """Whether the CPU has SHA-256 instructions, as /proc/cpuinfo names them (x86 sha_ni,
+    ARMv8 sha2): the daemon asks the CPU itself (cpuid, AT_HWCAP)."""
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith(("flags", "Features")):
+                flags |= set(line.split(":", 1)[1].split())
+    return "sha_ni" in flags or "sha2" in flags
+
+
+def test_mac_is_the_fastest_on_this_cpu(tmp_path, td, site):
+    """libssh2 1.10 has no AEAD cipher: the MAC is a third of the data path's CPU, and which
+    SHA-2 is faster depends on the CPU (SHA-256 with SHA instructions, else SHA-512)."""
+    r = Relay(tmp_path / "debugrelay", log_level="DEBUG1").start()
+    try:
+        rp = free_port()
+        td.configure_relay(r, binding("web", site, rp))
+        td.start()
+        td.wait_state("web", "up", timeout=20)
+        want = "hmac-sha2-256" if cpu_hashes_sha256() else "hmac-sha2-512"
+        assert r.negotiated() == ("aes128-ctr", want)
+        assert get(rp) == "hello through the tunnel\n"
+    finally:
+        r.stop()
+
+
 def test_one_binding_failing_while_another_serves(td, relay, site):
     good, taken = free_port(), free_port()
     # The relay cannot listen on "localhost" there (neither address): forward refused.
