@@ -21,6 +21,7 @@
 #define LOCAL_CONNECT_TIMEOUT_USEC (10 * 1000000ULL)
 #define WARN_INTERVAL_USEC (5 * 1000000ULL)
 #define READS_PER_VISIT 4
+#define REFILLS_PER_VISIT 4
 
 static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
 static void local_connect_next(struct conn *c);
@@ -208,9 +209,10 @@ static void flush_local(struct conn *c) {
         }
 }
 
-static void read_local(struct conn *c) {
+/* Returns whether the read filled the buffer: the socket may hold more. */
+static bool read_local(struct conn *c) {
         if (c->local_eof || c->state != CONN_OPEN)
-                return;
+                return false;
         if (c->tr_len == 0)
                 c->tr_off = 0;
         else if (c->tr_off > 0 && c->tr_off + c->tr_len == CONN_BUF_SIZE) {
@@ -220,7 +222,7 @@ static void read_local(struct conn *c) {
         }
         size_t room = CONN_BUF_SIZE - c->tr_off - c->tr_len;
         if (room == 0)
-                return;
+                return false;
         ssize_t n = recv(c->fd, c->tr + c->tr_off + c->tr_len, room, 0);
         if (n > 0)
                 c->tr_len += (size_t) n;
@@ -228,6 +230,7 @@ static void read_local(struct conn *c) {
                 c->local_eof = true;
         else if (errno != EAGAIN && errno != EINTR)
                 conn_abort(c, -errno);
+        return n == (ssize_t) room;
 }
 
 void conn_update_events(struct conn *c) {
@@ -257,7 +260,7 @@ static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *use
         if (c->state == CONN_CONNECTING)
                 local_connect_done(c);
         if (c->state == CONN_OPEN && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                read_local(c);
+                c->tr_more = read_local(c);
         if (c->state == CONN_OPEN && (revents & (EPOLLOUT | EPOLLERR)))
                 flush_local(c);
         c->dirty = true;
@@ -442,8 +445,17 @@ bool conn_service(struct conn *c) {
                 }
         }
 
-        /* local -> relay */
-        while (c->tr_len > 0 && c->state == CONN_OPEN) {
+        /* local -> relay. A bulk sender fills the buffer at every read: read on while the relay
+         * takes it, up to REFILLS_PER_VISIT buffers (then the others get their turn, and the
+         * local socket's next event brings us back), rather than one buffer per event. */
+        for (int refills = 0; c->state == CONN_OPEN;) {
+                if (c->tr_len == 0) {
+                        if (!c->tr_more || refills++ == REFILLS_PER_VISIT)
+                                break;
+                        c->tr_more = read_local(c);
+                        if (c->tr_len == 0)
+                                break;
+                }
                 if (!session_send_room(s)) {
                         s->want_room = true;
                         c->dirty = true;

@@ -29,7 +29,7 @@
 #define CONN_WINDOW         (1024 * 1024)   /* SSH receive window kept open per channel */
 #define LOG_LINE_MAX        4096
 #define LOG_READ_SIZE       4096            /* read size of the log shell channel */
-#define SEND_LOWAT          (16 * 1024)     /* TCP_NOTSENT_LOWAT on the session socket */
+#define SEND_LOWAT          (128 * 1024)     /* TCP_NOTSENT_LOWAT on the session socket */
 
 enum session_state {
         SESSION_RESOLVING,
@@ -119,6 +119,7 @@ struct conn {
 
         bool ch_eof;              /* relay sent EOF and everything before it was read */
         bool local_shut;          /* shutdown(SHUT_WR) done on the local socket */
+        bool tr_more;             /* the last local read filled tr: the socket may hold more */
         bool local_eof;           /* the local service closed its side */
         bool eof_sent;            /* channel EOF sent to the relay */
         bool dirty;               /* needs a visit from the pump */
@@ -176,12 +177,14 @@ struct session {
         bool sock_broken;         /* recv/send callback saw EOF or an error */
         int sock_errno;
         bool no_io;               /* tearing down: the I/O callbacks fail without touching fd */
-        bool rx_quiet;            /* recv answers EAGAIN without a system call (accept sweep) */
+        bool rx_dry;              /* recv said EAGAIN in this event's dispatch: say it again
+                                   * without a system call until the next event */
         uint64_t rx_gen;          /* bumped on every byte received */
         uint64_t rx_gen_seen;     /* rx_gen at the last full sweep */
         uint64_t last_rx;         /* CLOCK_MONOTONIC usec */
         uint64_t next_probe;
         bool want_room;           /* data waits for send room on the session socket */
+        ssize_t room;             /* bytes we may still send before asking the kernel again */
 
         struct op pending;
         LIBSSH2_CHANNEL *accepted;    /* result of the last OP_ACCEPT */

@@ -19,7 +19,7 @@ LIBSSH2_RECV_FUNC(recv_cb) {
         struct session *s = *abstract;
         if (s->no_io)
                 return -ECONNRESET;
-        if (s->rx_quiet)
+        if (s->rx_dry)
                 return -EAGAIN;
         ssize_t n = recv(socket, buffer, length, flags);
         if (n > 0) {
@@ -33,7 +33,11 @@ LIBSSH2_RECV_FUNC(recv_cb) {
                 s->sock_broken = true;
                 return 0;
         }
-        if (errno == EAGAIN || errno == EINTR)
+        if (errno == EAGAIN) {
+                s->rx_dry = true;
+                return -EAGAIN;
+        }
+        if (errno == EINTR)
                 return -EAGAIN;
         s->sock_broken = true;
         s->sock_errno = errno;
@@ -45,8 +49,10 @@ LIBSSH2_SEND_FUNC(send_cb) {
         if (s->no_io)
                 return -EPIPE;
         ssize_t n = send(socket, buffer, length, flags | MSG_NOSIGNAL);
-        if (n >= 0)
+        if (n >= 0) {
+                s->room -= n;
                 return n;
+        }
         if (errno == EAGAIN || errno == EINTR)
                 return -EAGAIN;
         s->sock_broken = true;
@@ -209,10 +215,15 @@ ssize_t op_run(struct session *s, enum op_kind kind, struct conn *c, char *buf, 
 
 /* Room in the kernel send queue: with TCP_NOTSENT_LOWAT, EPOLLOUT means exactly this, and
  * keeping the queue short means libssh2 practically never leaves a packet half sent (which
- * is what makes 1.10 drop data when another call comes along). */
+ * is what makes 1.10 drop data when another call comes along). The kernel is asked only when
+ * what we sent since the last answer may have used that room up: the unsent queue grows only
+ * by our own sends, so the room left is never less than we count. */
 bool session_send_room(struct session *s) {
+        if (s->room > 0)
+                return true;
         int unsent = 0;
         if (ioctl(s->fd, SIOCOUTQNSD, &unsent) < 0)
                 return true;
-        return unsent < SEND_LOWAT;
+        s->room = SEND_LOWAT - unsent;
+        return s->room > 0;
 }

@@ -27,8 +27,14 @@
 
 /* ---- event plumbing --------------------------------------------------------------------- */
 
+/* Every event handler of a session starts with this. A new event is when the socket may hold
+ * bytes again: until then, each libssh2 call that polls it (a write first reads what came
+ * in; every channel's read does) hears "nothing yet" without a system call, a dozen of them
+ * per packet sent otherwise. Epoll is level-triggered and always watches for input, so bytes
+ * arriving meanwhile bring the next event. */
 void session_enter(struct session *s) {
-        s->depth++;
+        if (s->depth++ == 0)
+                s->rx_dry = false;
 }
 
 void session_leave(struct session *s) {
@@ -140,19 +146,14 @@ static bool retry_pending(struct session *s) {
 }
 
 /* Channels the relay opened, on every forward. The first forward_accept() drains the socket;
- * for the others recv is answered "nothing yet" without a system call, so 200 forwards
- * cost one recv, not 200 (what is left is read on the next wakeup). */
+ * for the others recv is dry (session_enter), so 200 forwards cost one recv, not 200. */
 static bool accept_all(struct session *s) {
-        bool first = true;
         for (struct tunnel *t = s->tunnels_head, *n; t; t = n) {
                 n = t->next;
                 if (!t->listener)
                         continue;
                 for (;;) {
-                        s->rx_quiet = !first;
                         ssize_t rc = op_call(s, (struct op) { .kind = OP_ACCEPT, .listener = t->listener });
-                        s->rx_quiet = false;
-                        first = false;
                         accept_done(s, t->listener, rc);
                         if (stopped(s) || s->pending.kind != OP_NONE)
                                 return false;
