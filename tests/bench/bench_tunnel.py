@@ -206,6 +206,33 @@ def status_kib(pid, key):
     return 0
 
 
+class Syscalls:
+    """Counts a process's system calls over a with-block with perf's raw_syscalls tracepoint
+    (an exact count, unlike CPU seconds on a shared VM); .count stays None without perf."""
+    PERF = shutil.which("perf")
+
+    def __init__(self, pid):
+        self.pid, self.count, self.proc = pid, None, None
+
+    def __enter__(self):
+        if self.PERF and self.pid:
+            self.proc = subprocess.Popen([self.PERF, "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p",
+                                          str(self.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         text=True)
+            time.sleep(0.3)     # attached before the transfer starts
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc:
+            self.proc.send_signal(signal.SIGINT)
+            err = self.proc.communicate(timeout=30)[1]
+            for line in err.splitlines():
+                f = line.split(",")
+                if "raw_syscalls:sys_enter" in line and f[0].isdigit():
+                    self.count = int(f[0])
+        return False
+
+
 def stop_proc(p, timeout=10):
     if p is None or p.poll() is not None:
         return
@@ -350,14 +377,19 @@ def run_mode(tmp, mode, args, results):
         for rep in range(args.reps):
             for direction, fn in (("down", download), ("up", upload)):
                 for name, port, pid in paths:
-                    c0 = cpu_seconds(pid) if pid else 0.0
-                    dt = fn(port, n)
-                    cpu = (cpu_seconds(pid) - c0) if pid else 0.0
+                    with Syscalls(pid) as sc:
+                        c0 = cpu_seconds(pid) if pid else 0.0
+                        dt = fn(port, n)
+                        cpu = (cpu_seconds(pid) - c0) if pid else 0.0
                     results["bulk"].setdefault((mode, direction, name), []).append(n / dt / 1e6)
                     if pid:
                         results["cpu"].setdefault((mode, direction, name), []).append(cpu / (n / 2**30))
-                    log("[%s] rep %d %-4s %-9s %8.1f MB/s  cpu %.2f s/GiB  load %.2f"
-                        % (mode, rep + 1, direction, name, n / dt / 1e6, cpu / (n / 2**30), os.getloadavg()[0]))
+                    if sc.count is not None:
+                        results["sys"].setdefault((mode, direction, name), []).append(sc.count / (n / 2**30))
+                    log("[%s] rep %d %-4s %-9s %8.1f MB/s  cpu %.2f s/GiB  %s  load %.2f"
+                        % (mode, rep + 1, direction, name, n / dt / 1e6, cpu / (n / 2**30),
+                           "%.0fk syscalls/GiB" % (sc.count / (n / 2**30) / 1e3) if sc.count is not None else "",
+                           os.getloadavg()[0]))
             results["load"].append(os.getloadavg()[0])
 
         fpaths = [("direct", fb.port), ("mysocketd", rp_fb_d), ("ssh", rp_fb_s)]
@@ -447,14 +479,17 @@ def table(results, args):
                  else "each side's defaults")
         cd, cs = results["cipher"].get((mode, "mysocketd"), ("?", "?")), results["cipher"].get((mode, "ssh"), ("?", "?"))
         L.append("== bulk throughput, %s  (mysocketd: %s/%s, ssh: %s/%s)" % ((title,) + cd + cs))
-        L.append("%-28s %10s %10s %10s %9s %12s %12s" % ("direction", "direct", "mysocketd", "ssh -R",
-                                                         "d/ssh", "cpu d s/GiB", "cpu ssh s/GiB"))
+        L.append("%-28s %10s %10s %10s %9s %12s %12s %14s" % ("direction", "direct", "mysocketd", "ssh -R",
+                                                              "d/ssh", "cpu d s/GiB", "cpu ssh s/GiB",
+                                                              "syscalls d/ssh"))
         for direction, label in (("down", "service->client (tx)"), ("up", "client->service (rx)")):
             g = lambda n: med(results["bulk"].get((mode, direction, n), []))  # noqa: E731
             c = lambda n: med(results["cpu"].get((mode, direction, n), []))   # noqa: E731
-            L.append("%-28s %10.1f %10.1f %10.1f %8.2fx %12.2f %12.2f"
+            k = lambda n: med(results["sys"].get((mode, direction, n), [])) / 1e3  # noqa: E731
+            L.append("%-28s %10.1f %10.1f %10.1f %8.2fx %12.2f %12.2f %14s"
                      % (label + " MB/s", g("direct"), g("mysocketd"), g("ssh"), g("mysocketd") / g("ssh"),
-                        c("mysocketd"), c("ssh")))
+                        c("mysocketd"), c("ssh"),
+                        "%.0fk/%.0fk" % (k("mysocketd"), k("ssh")) if results["sys"] else "no perf"))
         L.append("")
         L.append("== connect-to-first-byte, %s (ms)" % title)
         L.append("%-12s %10s %10s" % ("path", "p50", "p99"))
@@ -578,7 +613,7 @@ def main():
         if not Path(b).exists():
             sys.exit("%s not found (build first: cd build && make)" % b)
 
-    results = {"bulk": {}, "cpu": {}, "fb": {}, "rss": {}, "rss_ssh": [], "cipher": {}, "hwm": {},
+    results = {"bulk": {}, "cpu": {}, "sys": {}, "fb": {}, "rss": {}, "rss_ssh": [], "cipher": {}, "hwm": {},
                "load": [], "load0": os.getloadavg()[0], "errors": []}
     results["ssh_version"] = subprocess.run([SSH, "-V"], capture_output=True, text=True).stderr.strip()
     try:
