@@ -170,6 +170,50 @@ def test_500_concurrent_connections(td, relay, blob):
     assert b["connections_total"] >= n and b["state"] == "up"
 
 
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_stuck_clients_slow_no_one(td, relay, blob):
+    """Clients that ask for 1 GiB and read nothing cost the daemon a bounded buffer each (the
+    relay's channel window stops the flow, the local service blocks), and a bulk transfer on
+    the same binding and session meanwhile runs at about the speed it has alone."""
+    rp = free_port()
+    td.configure_relay(relay, binding("bulk", blob, rp))
+    td.start()
+    td.wait_state("bulk", "up", timeout=20)
+    n = min(TRANSFER_MIB, 128) << 20
+    _, _, alone = download(rp, n)
+    rss0 = vm_rss_kib(td.proc.pid)
+    stuck = []
+    try:
+        for _ in range(8):
+            c = socket.create_connection(("127.0.0.1", rp), timeout=10)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sendall(b"SEND %d\n" % (1 << 30))
+            stuck.append(c)
+        # Every buffer on their way fills: the relay's window (2 MiB each), then ours.
+        wait_for(lambda: td.binding("bulk")["connections_active"] == 8, timeout=10, what="8 stuck connections")
+        time.sleep(2)
+        out0 = td.binding("bulk")["bytes_out"]
+        time.sleep(1)
+        assert td.binding("bulk")["bytes_out"] == out0, "nothing moves towards clients that read nothing"
+        digest, got, secs = download(rp, n, timeout=120)
+        assert (got, digest) == (n, pattern_digest(n))
+        print(f"{n >> 20} MiB: {alone:.2f} s alone, {secs:.2f} s beside 8 stuck clients")
+        assert secs < 3 * alone + 1, f"{secs:.1f} s beside stuck clients against {alone:.1f} s alone"
+        grown = vm_rss_kib(td.proc.pid) - rss0
+        # 8 x (64 KiB buffer + libssh2's channel state); nothing near the 8 GiB asked for.
+        assert grown < 8 * 1024, f"RSS grew {grown} KiB with 8 stuck clients"
+        for c in stuck:        # still open, and still served when they start reading
+            c.settimeout(30)
+            assert len(c.recv(65536)) > 0
+    finally:
+        for c in stuck:
+            c.close()
+
+
 def test_local_service_down_then_up(td, relay, tmp_path):
     rp, lp = free_port(), free_port()
     td.configure_relay(relay, binding("web", lp, rp))
