@@ -29,6 +29,7 @@
 #define CONN_WINDOW         (1024 * 1024)   /* SSH receive window kept open per channel */
 #define LOG_LINE_MAX        4096
 #define LOG_READ_SIZE       4096            /* read size of the log shell channel */
+#define RX_AHEAD_SIZE       (64 * 1024)     /* session socket read size in bulk (libssh2 asks 16 KiB) */
 #define SEND_LOWAT          (128 * 1024)     /* TCP_NOTSENT_LOWAT on the session socket */
 
 enum session_state {
@@ -179,7 +180,11 @@ struct session {
         bool no_io;               /* tearing down: the I/O callbacks fail without touching fd */
         bool rx_dry;              /* recv said EAGAIN in this event's dispatch: say it again
                                    * without a system call until the next event */
-        uint64_t rx_gen;          /* bumped on every byte received */
+        uint64_t rx_gen;          /* bumped on every byte handed to libssh2 */
+        bool rx_bulk;             /* the last recv filled libssh2's request: more is likely */
+        char *rxa;                /* read-ahead: bytes received, not yet taken by libssh2 */
+        size_t rxa_off, rxa_len;
+        uint64_t rx_gen_enter;    /* rx_gen when the current event's dispatch began */
         uint64_t rx_gen_seen;     /* rx_gen at the last full sweep */
         uint64_t last_rx;         /* CLOCK_MONOTONIC usec */
         uint64_t next_probe;

