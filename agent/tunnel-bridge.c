@@ -264,8 +264,11 @@ static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *use
         if (c->state == CONN_OPEN && (revents & (EPOLLOUT | EPOLLERR)))
                 flush_local(c);
         c->dirty = true;
-        session_schedule(s);
         conn_update_events(c);
+        /* Serve it now rather than on the next loop turn (sd-event dispatches one source per
+         * turn, each with its own epoll_wait): the pump visits only dirty connections, and
+         * may free this one. */
+        pump(s);
         session_leave(s);
         return 0;
 }
