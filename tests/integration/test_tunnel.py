@@ -79,11 +79,18 @@ def try_get(port):
         return None
 
 
-def test_http_through_the_tunnel_with_edge_log(td, relay, site):
+def serve(d, relay, name, local, **config):
+    """Starts daemon d with one binding, local port -> a new port on relay, and waits for it
+    to be up; returns the relay port. config: configure_relay's ssh= and backoff=."""
     rp = free_port()
-    td.configure_relay(relay, binding("web", site, rp))
-    td.start()
-    td.wait_state("web", "up", timeout=20)
+    d.configure_relay(relay, binding(name, local, rp), **config)
+    d.start()
+    d.wait_state(name, "up", timeout=20)
+    return rp
+
+
+def test_http_through_the_tunnel_with_edge_log(td, relay, site):
+    rp = serve(td, relay, "web", site)
     assert get(rp) == "hello through the tunnel\n"
     wait_for(lambda: "hello from relay" in td.log_text(), timeout=10, what="the relay's banner")
     relay.emit("GET /index.html 200 edge-request")
@@ -96,10 +103,7 @@ def test_http_through_the_tunnel_with_edge_log(td, relay, site):
 
 
 def test_large_transfer_both_ways_is_intact(td, relay, blob):
-    rp = free_port()
-    td.configure_relay(relay, binding("big", blob, rp))
-    td.start()
-    td.wait_state("big", "up", timeout=20)
+    rp = serve(td, relay, "big", blob)
     n = TRANSFER_MIB << 20
     digest, got, secs = download(rp, n)
     assert (got, digest) == (n, pattern_digest(n))
@@ -121,11 +125,8 @@ def test_new_sessions_first_transfer_does_not_stall(tmp_path, relay, blob):
     for i in range(8):
         d = new_daemon(tmp_path / f"d{i}")
         try:
-            rp = free_port()
-            d.configure_relay(relay, binding("first", blob, rp),
-                              ssh={"keepalive_interval": str(interval), "keepalive_count": "3"})
-            d.start()
-            d.wait_state("first", "up", timeout=20)
+            rp = serve(d, relay, "first", blob,
+                       ssh={"keepalive_interval": str(interval), "keepalive_count": "3"})
             time.sleep(1)      # the log shell's banner and first lines are in, as in the stalls seen
             n = 64 << 20
             digest, got, secs = download(rp, n, timeout=120)
@@ -136,10 +137,7 @@ def test_new_sessions_first_transfer_does_not_stall(tmp_path, relay, blob):
 
 
 def test_500_concurrent_connections(td, relay, blob):
-    rp = free_port()
-    td.configure_relay(relay, binding("many", blob, rp))
-    td.start()
-    td.wait_state("many", "up", timeout=20)
+    rp = serve(td, relay, "many", blob)
     n, size = 500, 100 * 1024
     want = pattern_digest(size)
     results, barrier = [], threading.Barrier(n)
@@ -179,10 +177,7 @@ def test_stuck_clients_slow_no_one(td, relay, blob):
     """Clients that ask for 1 GiB and read nothing cost the daemon a bounded buffer each (the
     relay's channel window stops the flow, the local service blocks), and a bulk transfer on
     the same binding and session meanwhile runs at about the speed it has alone."""
-    rp = free_port()
-    td.configure_relay(relay, binding("bulk", blob, rp))
-    td.start()
-    td.wait_state("bulk", "up", timeout=20)
+    rp = serve(td, relay, "bulk", blob)
     n = min(TRANSFER_MIB, 128) << 20
     _, _, alone = download(rp, n)
     rss0 = vm_rss_kib(td.proc.pid)
@@ -194,7 +189,8 @@ def test_stuck_clients_slow_no_one(td, relay, blob):
             c.sendall(b"SEND %d\n" % (1 << 30))
             stuck.append(c)
         # Every buffer on their way fills: the relay's window (2 MiB each), then ours.
-        wait_for(lambda: td.binding("bulk")["connections_active"] == 8, timeout=10, what="8 stuck connections")
+        wait_for(lambda: td.binding("bulk")["connections_active"] == 8, timeout=10,
+                 what="8 stuck connections")
         time.sleep(2)
         out0 = td.binding("bulk")["bytes_out"]
         time.sleep(1)
@@ -240,10 +236,7 @@ def test_local_service_down_then_up(td, relay, tmp_path):
 
 
 def test_sshd_killed_and_restarted(td, relay, site):
-    rp = free_port()
-    td.configure_relay(relay, binding("web", site, rp), backoff={"initial": "1", "max": "2"})
-    td.start()
-    td.wait_state("web", "up", timeout=20)
+    rp = serve(td, relay, "web", site, backoff={"initial": "1", "max": "2"})
     relay.kill()
     wait_for(lambda: td.binding("web")["state"] != "up", timeout=10, what="the binding to notice")
     time.sleep(3)
@@ -298,20 +291,14 @@ def test_changed_host_key_is_refused(td, relay, site, mode):
 
 
 def test_pinned_fingerprint(td, relay, site):
-    rp = free_port()
-    td.configure_relay(relay, binding("web", site, rp), ssh={"host_key_check": relay.fingerprint()})
-    td.start()
-    td.wait_state("web", "up", timeout=20)
+    rp = serve(td, relay, "web", site, ssh={"host_key_check": relay.fingerprint()})
     assert get(rp) == "hello through the tunnel\n"
 
 
 def test_rekey_during_big_transfer(tmp_path, td, blob):
     r = Relay(tmp_path / "rekeyrelay", extra_config=["RekeyLimit 32M"]).start()
     try:
-        rp = free_port()
-        td.configure_relay(r, binding("big", blob, rp))
-        td.start()
-        td.wait_state("big", "up", timeout=20)
+        rp = serve(td, r, "big", blob)
         n = min(TRANSFER_MIB, 256) << 20
         digest, got, _ = download(rp, n)
         assert (got, digest) == (n, pattern_digest(n))
@@ -338,10 +325,7 @@ def test_mac_is_the_fastest_on_this_cpu(tmp_path, td, site):
     SHA-2 is faster depends on the CPU (SHA-256 with SHA instructions, else SHA-512)."""
     r = Relay(tmp_path / "debugrelay", log_level="DEBUG1").start()
     try:
-        rp = free_port()
-        td.configure_relay(r, binding("web", site, rp))
-        td.start()
-        td.wait_state("web", "up", timeout=20)
+        rp = serve(td, r, "web", site)
         want = "hmac-sha2-256" if cpu_hashes_sha256() else "hmac-sha2-512"
         assert r.negotiated() == ("aes128-ctr", want)
         assert get(rp) == "hello through the tunnel\n"
