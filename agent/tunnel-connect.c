@@ -259,12 +259,14 @@ static void set_method_prefs(LIBSSH2_SESSION *session) {
          * MAC is a third of the data path's CPU. On 64-bit CPUs without SHA instructions (a
          * Raspberry Pi 4) hmac-sha2-512 is 40% faster than hmac-sha2-256; with them (x86 SHA
          * extensions, a Pi 5's ARMv8 crypto) hmac-sha2-256 is 1.7x faster than -512. */
-        static const char *const macs_sw[] = { "hmac-sha2-512", "hmac-sha2-256", "hmac-sha1" };
-        static const char *const macs_hw[] = { "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1" };
-        const char *const *macs = cpu_has_sha256() ? macs_hw : macs_sw;
+        static const char *const macs[2][3] = {
+                { "hmac-sha2-512", "hmac-sha2-256", "hmac-sha1" },    /* SHA-2 in software */
+                { "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1" },    /* SHA-256 instructions */
+        };
+        bool hw = cpu_has_sha256();
         set_pref(session, LIBSSH2_METHOD_HOSTKEY, hostkeys, ELEMENTSOF(hostkeys));
-        set_pref(session, LIBSSH2_METHOD_MAC_CS, macs, ELEMENTSOF(macs_sw));
-        set_pref(session, LIBSSH2_METHOD_MAC_SC, macs, ELEMENTSOF(macs_sw));
+        set_pref(session, LIBSSH2_METHOD_MAC_CS, macs[hw], ELEMENTSOF(macs[hw]));
+        set_pref(session, LIBSSH2_METHOD_MAC_SC, macs[hw], ELEMENTSOF(macs[hw]));
 }
 
 void connect_done(struct session *s) {

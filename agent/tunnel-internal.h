@@ -30,7 +30,7 @@
 #define LOG_LINE_MAX        4096
 #define LOG_READ_SIZE       4096            /* read size of the log shell channel */
 #define RX_AHEAD_SIZE       (64 * 1024)     /* session socket read size in bulk (libssh2 asks 16 KiB) */
-#define SEND_LOWAT          (128 * 1024)     /* TCP_NOTSENT_LOWAT on the session socket */
+#define SEND_LOWAT          (128 * 1024)    /* TCP_NOTSENT_LOWAT on the session socket */
 
 enum session_state {
         SESSION_RESOLVING,

@@ -13,9 +13,6 @@
 
 /* ---- libssh2 I/O callbacks ---------------------------------------------------------- */
 
-/* Our own socket I/O, to see what libssh2 hides: the time of the last byte received (the
- * liveness signal), EOF and errno (forward_accept() reports a dead socket as "channel not
- * found"), and so that a tunnel being torn down can make every call fail fast. */
 static ssize_t take_ahead(struct session *s, void *buffer, size_t length) {
         size_t n = length < s->rxa_len ? length : s->rxa_len;
         memcpy(buffer, s->rxa + s->rxa_off, n);
@@ -25,7 +22,11 @@ static ssize_t take_ahead(struct session *s, void *buffer, size_t length) {
         return (ssize_t) n;
 }
 
-/* libssh2 1.10 reads the socket 16 KiB at a time. In bulk (the last read filled its request)
+/* Our own socket I/O, to see what libssh2 hides: the time of the last byte received (the
+ * liveness signal), EOF and errno (forward_accept() reports a dead socket as "channel not
+ * found"), and so that a tunnel being torn down can make every call fail fast.
+ *
+ * libssh2 1.10 reads the socket 16 KiB at a time. In bulk (the last read filled its request)
  * we read RX_AHEAD_SIZE and hand it over from our buffer: a quarter of the system calls.
  * Bytes held there are invisible to epoll; session_leave() makes sure they are taken. */
 LIBSSH2_RECV_FUNC(recv_cb) {

@@ -384,11 +384,13 @@ def run_mode(tmp, mode, args, results):
                     results["bulk"].setdefault((mode, direction, name), []).append(n / dt / 1e6)
                     if pid:
                         results["cpu"].setdefault((mode, direction, name), []).append(cpu / (n / 2**30))
+                    calls = ""
                     if sc.count is not None:
-                        results["sys"].setdefault((mode, direction, name), []).append(sc.count / (n / 2**30))
+                        per_gib = sc.count / (n / 2**30)
+                        results["sys"].setdefault((mode, direction, name), []).append(per_gib)
+                        calls = "%.0fk syscalls/GiB" % (per_gib / 1e3)
                     log("[%s] rep %d %-4s %-9s %8.1f MB/s  cpu %.2f s/GiB  %s  load %.2f"
-                        % (mode, rep + 1, direction, name, n / dt / 1e6, cpu / (n / 2**30),
-                           "%.0fk syscalls/GiB" % (sc.count / (n / 2**30) / 1e3) if sc.count is not None else "",
+                        % (mode, rep + 1, direction, name, n / dt / 1e6, cpu / (n / 2**30), calls,
                            os.getloadavg()[0]))
             results["load"].append(os.getloadavg()[0])
 
