@@ -15,12 +15,12 @@
 #define BACKOFF_MIN_USEC (100 * 1000ull)
 
 static const char *const state_names[_BINDING_STATE_MAX] = {
-        [BINDING_STATE_RESOLVING] = "resolving",
-        [BINDING_STATE_CONNECTING] = "connecting",
-        [BINDING_STATE_UP] = "up",
-        [BINDING_STATE_BACKOFF] = "backoff",
-        [BINDING_STATE_FAILED] = "failed",
-        [BINDING_STATE_REMOVING] = "removing",
+        [BINDING_STATE_RESOLVING] = PROTO_STATE_RESOLVING,
+        [BINDING_STATE_CONNECTING] = PROTO_STATE_CONNECTING,
+        [BINDING_STATE_UP] = PROTO_STATE_UP,
+        [BINDING_STATE_BACKOFF] = PROTO_STATE_BACKOFF,
+        [BINDING_STATE_FAILED] = PROTO_STATE_FAILED,
+        [BINDING_STATE_REMOVING] = PROTO_STATE_REMOVING,
 };
 
 const char *binding_state_to_string(enum binding_state s) {
@@ -129,7 +129,7 @@ static void on_tunnel_up(struct tunnel *t, void *userdata) {
         sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC,
                                    (uint64_t) b->manager->config->stable_after * USEC_PER_SEC, 0, on_stable, b);
         log_full(LOG_NOTICE, &(struct log_fields) {
-                         .binding = b->conf->name, .event = "up", .message_id = LOG_MESSAGE_ID_UP,
+                         .binding = b->conf->name, .event = PROTO_EVENT_UP, .message_id = LOG_MESSAGE_ID_UP,
                          .socket_id = b->socket_id, .tunnel_id = b->tunnel_id },
                  "up: %s:%u -> relay %s port %u%s%s", b->conf->host, b->conf->port,
                  b->manager->config->ssh_server, b->relay_port, url ? ", public at " : "", url ? url : "");
@@ -282,7 +282,7 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 tunnel_get_stats(b->tunnel, &now);
         *p = (struct proto_binding) {
                 .name = xstrdup(c->name),
-                .source = xstrdup(c->source == BINDING_SOURCE_CONFIG ? "config" : "runtime"),
+                .source = xstrdup(c->source == BINDING_SOURCE_CONFIG ? PROTO_SOURCE_CONFIG : PROTO_SOURCE_RUNTIME),
                 .type = xstrdup(socket_type_to_string(c->type)),
                 .host = xstrdup(c->host),
                 .port = c->port,

@@ -72,8 +72,8 @@ cJSON *commands_login(struct commands *ctx, struct control_client *c, const cJSO
         struct api *api = need_api(ctx, &reply);
         if (!api)
                 return reply;
-        if (proto_get_string(req, "email", true, &email, &error) < 0 ||
-            proto_get_string(req, "password", true, &password, &error) < 0) {
+        if (proto_get_string(req, PROTO_KEY_EMAIL, true, &email, &error) < 0 ||
+            proto_get_string(req, PROTO_KEY_PASSWORD, true, &password, &error) < 0) {
                 reply = proto_reply_error(PROTO_CODE_INVALID, "%s", error);
                 free(error);
                 return reply;
@@ -87,7 +87,7 @@ cJSON *commands_account(struct commands *ctx, struct control_client *c, const cJ
         struct api *api = need_api(ctx, &reply);
         if (!api)
                 return reply;
-        struct pending *p = pending_new(c, "account");
+        struct pending *p = pending_new(c, PROTO_KEY_ACCOUNT);
         return park(c, api_account_show(api, on_api_reply, p, &p->call), p);
 }
 
@@ -105,25 +105,25 @@ cJSON *commands_socket(struct commands *ctx, struct control_client *c, const cJS
         struct api *api = need_api(ctx, &reply);
         if (!api)
                 return reply;
-        if (proto_get_string(req, "action", true, &action, &error) < 0)
+        if (proto_get_string(req, PROTO_KEY_ACTION, true, &action, &error) < 0)
                 return invalid(error);
-        if (streq(action, "ls")) {
-                struct pending *p = pending_new(c, "sockets");
+        if (streq(action, PROTO_ACTION_LS)) {
+                struct pending *p = pending_new(c, PROTO_KEY_SOCKETS);
                 return park(c, api_socket_list(api, on_api_reply, p, &p->call), p);
         }
-        if (streq(action, "delete")) {
-                if (proto_get_string(req, "socket_id", true, &id, &error) < 0)
+        if (streq(action, PROTO_ACTION_DELETE)) {
+                if (proto_get_string(req, PROTO_KEY_SOCKET_ID, true, &id, &error) < 0)
                         return invalid(error);
                 struct pending *p = pending_new(c, NULL);
                 return park(c, api_socket_delete(api, id, on_api_reply, p, &p->call), p);
         }
-        if (!streq(action, "create"))
+        if (!streq(action, PROTO_ACTION_CREATE))
                 return proto_reply_error(PROTO_CODE_INVALID, "socket: unknown action (ls, create, delete)");
-        if (proto_get_string(req, "name", true, &name, &error) < 0 ||
-            proto_get_string(req, "type", false, &type, &error) < 0 ||
-            proto_get_bool(req, "protected", false, &protected_, &error) < 0 ||
-            proto_get_string(req, "username", false, &username, &error) < 0 ||
-            proto_get_string(req, "password", false, &password, &error) < 0)
+        if (proto_get_string(req, PROTO_KEY_NAME, true, &name, &error) < 0 ||
+            proto_get_string(req, PROTO_KEY_TYPE, false, &type, &error) < 0 ||
+            proto_get_bool(req, PROTO_KEY_PROTECTED, false, &protected_, &error) < 0 ||
+            proto_get_string(req, PROTO_KEY_USERNAME, false, &username, &error) < 0 ||
+            proto_get_string(req, PROTO_KEY_PASSWORD, false, &password, &error) < 0)
                 return invalid(error);
         int t = type ? socket_type_from_string(type) : SOCKET_TYPE_HTTP;
         if (t < 0)
@@ -134,7 +134,7 @@ cJSON *commands_socket(struct commands *ctx, struct control_client *c, const cJS
                 .name = name, .display_name = name, .type = (enum socket_type) t,
                 .protected_ = protected_, .username = username, .password = password,
         };
-        struct pending *p = pending_new(c, "socket");
+        struct pending *p = pending_new(c, PROTO_KEY_SOCKET);
         return park(c, api_socket_create(api, &spec, on_api_reply, p, &p->call), p);
 }
 
@@ -145,20 +145,20 @@ cJSON *commands_tunnel(struct commands *ctx, struct control_client *c, const cJS
         struct api *api = need_api(ctx, &reply);
         if (!api)
                 return reply;
-        if (proto_get_string(req, "action", true, &action, &error) < 0 ||
-            proto_get_string(req, "socket_id", true, &sid, &error) < 0)
+        if (proto_get_string(req, PROTO_KEY_ACTION, true, &action, &error) < 0 ||
+            proto_get_string(req, PROTO_KEY_SOCKET_ID, true, &sid, &error) < 0)
                 return invalid(error);
-        if (streq(action, "ls")) {
-                struct pending *p = pending_new(c, "tunnels");
+        if (streq(action, PROTO_ACTION_LS)) {
+                struct pending *p = pending_new(c, PROTO_KEY_TUNNELS);
                 return park(c, api_tunnel_list(api, sid, on_api_reply, p, &p->call), p);
         }
-        if (streq(action, "create")) {
-                struct pending *p = pending_new(c, "tunnel");
+        if (streq(action, PROTO_ACTION_CREATE)) {
+                struct pending *p = pending_new(c, PROTO_KEY_TUNNEL);
                 return park(c, api_tunnel_create(api, sid, on_api_reply, p, &p->call), p);
         }
-        if (!streq(action, "delete"))
+        if (!streq(action, PROTO_ACTION_DELETE))
                 return proto_reply_error(PROTO_CODE_INVALID, "tunnel: unknown action (ls, create, delete)");
-        if (proto_get_string(req, "tunnel_id", true, &tid, &error) < 0)
+        if (proto_get_string(req, PROTO_KEY_TUNNEL_ID, true, &tid, &error) < 0)
                 return invalid(error);
         struct pending *p = pending_new(c, NULL);
         return park(c, api_tunnel_delete(api, sid, tid, on_api_reply, p, &p->call), p);

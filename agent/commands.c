@@ -38,7 +38,7 @@ static cJSON *strv_json(const struct strv *v) {
 
 static cJSON *cmd_list(struct commands *ctx, struct control_client *c, const cJSON *req) {
         cJSON *reply = proto_reply_ok();
-        cJSON *a = cJSON_AddArrayToObject(reply, "bindings");
+        cJSON *a = cJSON_AddArrayToObject(reply, PROTO_KEY_BINDINGS);
         for (size_t i = 0; i < ctx->manager->n_bindings; i++)
                 cJSON_AddItemToArray(a, binding_json(ctx->manager->bindings[i]));
         return reply;
@@ -47,13 +47,13 @@ static cJSON *cmd_list(struct commands *ctx, struct control_client *c, const cJS
 static cJSON *cmd_show(struct commands *ctx, struct control_client *c, const cJSON *req) {
         const char *name;
         char *error = NULL;
-        if (proto_get_string(req, "name", true, &name, &error) < 0)
+        if (proto_get_string(req, PROTO_KEY_NAME, true, &name, &error) < 0)
                 return error_reply(PROTO_CODE_INVALID, error);
         const struct binding *b = manager_find(ctx->manager, name);
         if (!b)
                 return error_reply(PROTO_CODE_NOT_FOUND, xasprintf("no binding named \"%s\"", name));
         cJSON *reply = proto_reply_ok();
-        cJSON_AddItemToObject(reply, "binding", binding_json(b));
+        cJSON_AddItemToObject(reply, PROTO_KEY_BINDING, binding_json(b));
         return reply;
 }
 
@@ -91,12 +91,12 @@ static cJSON *add_binding(struct commands *ctx, const cJSON *o, bool temporary) 
                 return error_reply(code, error);
         }
         cJSON *reply = proto_reply_ok();
-        cJSON_AddItemToObject(reply, "binding", binding_json(manager_find(ctx->manager, bc->name)));
+        cJSON_AddItemToObject(reply, PROTO_KEY_BINDING, binding_json(manager_find(ctx->manager, bc->name)));
         return reply;
 }
 
 static const cJSON *binding_arg(const cJSON *req, cJSON **error) {
-        const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, "binding");
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, PROTO_KEY_BINDING);
         if (!cJSON_IsObject(o))
                 *error = proto_reply_error(PROTO_CODE_INVALID, "\"binding\" must be an object");
         return cJSON_IsObject(o) ? o : NULL;
@@ -113,14 +113,14 @@ static cJSON *cmd_remove(struct commands *ctx, struct control_client *c, const c
         bool purge;
         char *error = NULL;
         enum proto_code code;
-        if (proto_get_string(req, "name", true, &name, &error) < 0 ||
-            proto_get_bool(req, "purge", false, &purge, &error) < 0)
+        if (proto_get_string(req, PROTO_KEY_NAME, true, &name, &error) < 0 ||
+            proto_get_bool(req, PROTO_KEY_PURGE, false, &purge, &error) < 0)
                 return error_reply(PROTO_CODE_INVALID, error);
         _cleanup_(freep) char *copy = xstrdup(name);
         if (manager_remove(ctx->manager, copy, purge, &code, &error) < 0)
                 return error_reply(code, error);
         cJSON *reply = proto_reply_ok();
-        cJSON_AddStringToObject(reply, "removed", copy);
+        cJSON_AddStringToObject(reply, PROTO_KEY_REMOVED, copy);
         return reply;
 }
 
@@ -137,19 +137,19 @@ static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const c
         unsigned up, failed;
         manager_count(m, &up, &failed);
         cJSON *reply = proto_reply_ok();
-        cJSON *s = cJSON_AddObjectToObject(reply, "status");
-        cJSON_AddStringToObject(s, "version", PACKAGE_VERSION);
-        cJSON_AddNumberToObject(s, "pid", getpid());
-        add_time_or_null(s, "started", m->started);
-        cJSON_AddNumberToObject(s, "uptime", (double) ((now_realtime_usec() - m->started) / 1000000));
-        cJSON_AddStringToObject(s, "mode", m->config->api ? "api" : "direct");
-        cJSON_AddStringToObject(s, "config", m->config->path);
-        cJSON_AddStringToObject(s, "control_socket", ctx->control_socket);
-        cJSON_AddStringToObject(s, "state_dir", m->config->state_dir);
-        add_time_or_null(s, "token_expiry", m->api ? api_token_expiry(m->api) : 0);
-        cJSON_AddNumberToObject(s, "bindings", (double) m->n_bindings);
-        cJSON_AddNumberToObject(s, "up", up);
-        cJSON_AddNumberToObject(s, "failed", failed);
+        cJSON *s = cJSON_AddObjectToObject(reply, PROTO_KEY_STATUS);
+        cJSON_AddStringToObject(s, PROTO_KEY_VERSION, PACKAGE_VERSION);
+        cJSON_AddNumberToObject(s, PROTO_KEY_PID, getpid());
+        add_time_or_null(s, PROTO_KEY_STARTED, m->started);
+        cJSON_AddNumberToObject(s, PROTO_KEY_UPTIME, (double) ((now_realtime_usec() - m->started) / 1000000));
+        cJSON_AddStringToObject(s, PROTO_KEY_MODE, m->config->api ? PROTO_MODE_API : PROTO_MODE_DIRECT);
+        cJSON_AddStringToObject(s, PROTO_KEY_CONFIG, m->config->path);
+        cJSON_AddStringToObject(s, PROTO_KEY_CONTROL_SOCKET, ctx->control_socket);
+        cJSON_AddStringToObject(s, PROTO_KEY_STATE_DIR, m->config->state_dir);
+        add_time_or_null(s, PROTO_KEY_TOKEN_EXPIRY, m->api ? api_token_expiry(m->api) : 0);
+        cJSON_AddNumberToObject(s, PROTO_KEY_BINDINGS, (double) m->n_bindings);
+        cJSON_AddNumberToObject(s, PROTO_KEY_UP, up);
+        cJSON_AddNumberToObject(s, PROTO_KEY_FAILED, failed);
         return reply;
 }
 
@@ -161,16 +161,16 @@ static cJSON *cmd_reload(struct commands *ctx, struct control_client *c, const c
                 reply = proto_reply_error(PROTO_CODE_INVALID,
                                           "config not reloaded: %zu error%s; the running config stays in force",
                                           errors.n, errors.n == 1 ? "" : "s");
-                cJSON_AddItemToObject(reply, "errors", strv_json(&errors));
+                cJSON_AddItemToObject(reply, PROTO_KEY_ERRORS, strv_json(&errors));
         } else {
                 reply = proto_reply_ok();
-                cJSON *r = cJSON_AddObjectToObject(reply, "reload");
-                cJSON_AddItemToObject(r, "added", strv_json(&res.added));
-                cJSON_AddItemToObject(r, "removed", strv_json(&res.removed));
-                cJSON_AddItemToObject(r, "changed", strv_json(&res.changed));
-                cJSON_AddItemToObject(r, "unchanged", strv_json(&res.unchanged));
+                cJSON *r = cJSON_AddObjectToObject(reply, PROTO_KEY_RELOAD);
+                cJSON_AddItemToObject(r, PROTO_KEY_ADDED, strv_json(&res.added));
+                cJSON_AddItemToObject(r, PROTO_KEY_REMOVED, strv_json(&res.removed));
+                cJSON_AddItemToObject(r, PROTO_KEY_CHANGED, strv_json(&res.changed));
+                cJSON_AddItemToObject(r, PROTO_KEY_UNCHANGED, strv_json(&res.unchanged));
         }
-        cJSON_AddItemToObject(reply, "warnings", strv_json(&res.warnings));
+        cJSON_AddItemToObject(reply, PROTO_KEY_WARNINGS, strv_json(&res.warnings));
         reload_result_clear(&res);
         strv_clear(&errors);
         return reply;
@@ -228,13 +228,13 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
         bool follow;
         uint64_t lines;
         char *error = NULL;
-        if (proto_get_string(req, "name", false, &name, &error) < 0 ||
-            proto_get_bool(req, "follow", false, &follow, &error) < 0 ||
-            proto_get_uint(req, "lines", EVENTLOG_SIZE, 100, &lines, &error) < 0)
+        if (proto_get_string(req, PROTO_KEY_NAME, false, &name, &error) < 0 ||
+            proto_get_bool(req, PROTO_KEY_FOLLOW, false, &follow, &error) < 0 ||
+            proto_get_uint(req, PROTO_KEY_LINES, EVENTLOG_SIZE, 100, &lines, &error) < 0)
                 return error_reply(PROTO_CODE_INVALID, error);
         cJSON *reply = proto_reply_ok();
         eventlog_foreach(ctx->eventlog, name, (unsigned) lines, collect_event,
-                         cJSON_AddArrayToObject(reply, "events"));
+                         cJSON_AddArrayToObject(reply, PROTO_KEY_EVENTS));
         if (!follow)
                 return reply;
         struct follower *f = xcalloc(1, sizeof(*f));
@@ -256,21 +256,21 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         /* The daemon names it, never reusing a name in its lifetime: the follower removes
          * its binding by name when the client goes, and must not hit a newer namesake. */
         _cleanup_(proto_json_freep) cJSON *copy = cJSON_Duplicate(o, true);
-        cJSON_DeleteItemFromObjectCaseSensitive(copy, "name");
-        while (!cJSON_GetObjectItemCaseSensitive(copy, "name")) {
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, PROTO_KEY_NAME);
+        while (!cJSON_GetObjectItemCaseSensitive(copy, PROTO_KEY_NAME)) {
                 _cleanup_(freep) char *name = xasprintf("connect-%u", ++ctx->connect_seq);
                 if (!manager_find(ctx->manager, name))
-                        cJSON_AddStringToObject(copy, "name", name);
+                        cJSON_AddStringToObject(copy, PROTO_KEY_NAME, name);
         }
         cJSON *reply = add_binding(ctx, copy, true);
-        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")))
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_OK)))
                 return reply;
         control_client_send(c, reply);
         cJSON_Delete(reply);
         struct follower *f = xcalloc(1, sizeof(*f));
         *f = (struct follower) {
                 .client = c, .eventlog = ctx->eventlog,
-                .binding = xstrdup(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(copy, "name"))),
+                .binding = xstrdup(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(copy, PROTO_KEY_NAME))),
                 .remove_on_close = ctx->manager,
         };
         control_client_stream(c, follower_closed, f);
@@ -279,18 +279,18 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
 }
 
 static const struct command commands[] = {
-        { "list",    false, cmd_list },
-        { "show",    false, cmd_show },
-        { "status",  false, cmd_status },
-        { "logs",    false, cmd_logs },
-        { "add",     true,  cmd_add },
-        { "remove",  true,  cmd_remove },
-        { "reload",  true,  cmd_reload },
-        { "connect", true,  cmd_connect },
-        { "login",   true,  commands_login },
-        { "account", true,  commands_account },
-        { "socket",  true,  commands_socket },
-        { "tunnel",  true,  commands_tunnel },
+        { PROTO_CMD_LIST,    false, cmd_list },
+        { PROTO_CMD_SHOW,    false, cmd_show },
+        { PROTO_CMD_STATUS,  false, cmd_status },
+        { PROTO_CMD_LOGS,    false, cmd_logs },
+        { PROTO_CMD_ADD,     true,  cmd_add },
+        { PROTO_CMD_REMOVE,  true,  cmd_remove },
+        { PROTO_CMD_RELOAD,  true,  cmd_reload },
+        { PROTO_CMD_CONNECT, true,  cmd_connect },
+        { PROTO_CMD_LOGIN,   true,  commands_login },
+        { PROTO_CMD_ACCOUNT, true,  commands_account },
+        { PROTO_CMD_SOCKET,  true,  commands_socket },
+        { PROTO_CMD_TUNNEL,  true,  commands_tunnel },
 };
 
 static bool privileged(const struct commands *ctx, const struct control_client *c) {

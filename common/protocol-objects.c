@@ -131,29 +131,29 @@ void proto_binding_clear(struct proto_binding *b) {
 cJSON *proto_binding_to_json(const struct proto_binding *b) {
         cJSON *o = proto_new_object();
 
-        add_string_or_null(o, "name", b->name);
-        add_string_or_null(o, "source", b->source);
-        add_string_or_null(o, "type", b->type);
-        add_string_or_null(o, "host", b->host);
-        add_uint(o, "port", b->port);
-        add_string_or_null(o, "state", b->state);
-        add_string_or_null(o, "public_url", b->public_url);
-        add_string_or_null(o, "socket_id", b->socket_id);
-        add_string_or_null(o, "tunnel_id", b->tunnel_id);
-        add_port_or_null(o, "relay_port", b->relay_port);
-        add_time_or_null(o, "connected_since", b->connected_since);
-        add_uint(o, "reconnects", b->reconnects);
-        add_uint(o, "connections_active", b->connections_active);
-        add_uint(o, "connections_total", b->connections_total);
-        add_uint(o, "bytes_in", b->bytes_in);
-        add_uint(o, "bytes_out", b->bytes_out);
-        add_string_or_null(o, "last_error", b->last_error);
-        add_time_or_null(o, "next_attempt", b->next_attempt);
-        add_string_or_null(o, "display_name", b->display_name);
-        cJSON_AddBoolToObject(o, "protected", b->protected_);
-        add_string_or_null(o, "username", b->username);
-        add_port_or_null(o, "remote_port", b->remote_port);
-        add_string_or_null(o, "defined_at", b->defined_at);
+        add_string_or_null(o, PROTO_KEY_NAME, b->name);
+        add_string_or_null(o, PROTO_KEY_SOURCE, b->source);
+        add_string_or_null(o, PROTO_KEY_TYPE, b->type);
+        add_string_or_null(o, PROTO_KEY_HOST, b->host);
+        add_uint(o, PROTO_KEY_PORT, b->port);
+        add_string_or_null(o, PROTO_KEY_STATE, b->state);
+        add_string_or_null(o, PROTO_KEY_PUBLIC_URL, b->public_url);
+        add_string_or_null(o, PROTO_KEY_SOCKET_ID, b->socket_id);
+        add_string_or_null(o, PROTO_KEY_TUNNEL_ID, b->tunnel_id);
+        add_port_or_null(o, PROTO_KEY_RELAY_PORT, b->relay_port);
+        add_time_or_null(o, PROTO_KEY_CONNECTED_SINCE, b->connected_since);
+        add_uint(o, PROTO_KEY_RECONNECTS, b->reconnects);
+        add_uint(o, PROTO_KEY_CONNECTIONS_ACTIVE, b->connections_active);
+        add_uint(o, PROTO_KEY_CONNECTIONS_TOTAL, b->connections_total);
+        add_uint(o, PROTO_KEY_BYTES_IN, b->bytes_in);
+        add_uint(o, PROTO_KEY_BYTES_OUT, b->bytes_out);
+        add_string_or_null(o, PROTO_KEY_LAST_ERROR, b->last_error);
+        add_time_or_null(o, PROTO_KEY_NEXT_ATTEMPT, b->next_attempt);
+        add_string_or_null(o, PROTO_KEY_DISPLAY_NAME, b->display_name);
+        cJSON_AddBoolToObject(o, PROTO_KEY_PROTECTED, b->protected_);
+        add_string_or_null(o, PROTO_KEY_USERNAME, b->username);
+        add_port_or_null(o, PROTO_KEY_REMOTE_PORT, b->remote_port);
+        add_string_or_null(o, PROTO_KEY_DEFINED_AT, b->defined_at);
         return o;
 }
 
@@ -165,29 +165,29 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
                 *error = xstrdup("a binding must be a JSON object");
                 return -EINVAL;
         }
-        if ((r = get_string_dup(o, "name", true, &b.name, error)) < 0 ||
-            (r = get_string_dup(o, "source", false, &b.source, error)) < 0 ||
-            (r = get_string_dup(o, "type", false, &b.type, error)) < 0 ||
-            (r = get_string_dup(o, "host", false, &b.host, error)) < 0 ||
-            (r = get_port(o, "port", true, &b.port, error)) < 0 ||
-            (r = get_string_dup(o, "state", false, &b.state, error)) < 0 ||
-            (r = get_string_dup(o, "public_url", false, &b.public_url, error)) < 0 ||
-            (r = get_string_dup(o, "socket_id", false, &b.socket_id, error)) < 0 ||
-            (r = get_string_dup(o, "tunnel_id", false, &b.tunnel_id, error)) < 0 ||
-            (r = get_port(o, "relay_port", false, &b.relay_port, error)) < 0 ||
-            (r = get_time(o, "connected_since", &b.connected_since, error)) < 0 ||
-            (r = proto_get_uint(o, "reconnects", UINT64_MAX, 0, &b.reconnects, error)) < 0 ||
-            (r = proto_get_uint(o, "connections_active", UINT64_MAX, 0, &b.connections_active, error)) < 0 ||
-            (r = proto_get_uint(o, "connections_total", UINT64_MAX, 0, &b.connections_total, error)) < 0 ||
-            (r = proto_get_uint(o, "bytes_in", UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
-            (r = proto_get_uint(o, "bytes_out", UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
-            (r = get_string_dup(o, "last_error", false, &b.last_error, error)) < 0 ||
-            (r = get_time(o, "next_attempt", &b.next_attempt, error)) < 0 ||
-            (r = get_string_dup(o, "display_name", false, &b.display_name, error)) < 0 ||
-            (r = proto_get_bool(o, "protected", false, &b.protected_, error)) < 0 ||
-            (r = get_string_dup(o, "username", false, &b.username, error)) < 0 ||
-            (r = get_port(o, "remote_port", false, &b.remote_port, error)) < 0 ||
-            (r = get_string_dup(o, "defined_at", false, &b.defined_at, error)) < 0)
+        if ((r = get_string_dup(o, PROTO_KEY_NAME, true, &b.name, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_SOURCE, false, &b.source, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_TYPE, false, &b.type, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_HOST, false, &b.host, error)) < 0 ||
+            (r = get_port(o, PROTO_KEY_PORT, true, &b.port, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_STATE, false, &b.state, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_PUBLIC_URL, false, &b.public_url, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_SOCKET_ID, false, &b.socket_id, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_TUNNEL_ID, false, &b.tunnel_id, error)) < 0 ||
+            (r = get_port(o, PROTO_KEY_RELAY_PORT, false, &b.relay_port, error)) < 0 ||
+            (r = get_time(o, PROTO_KEY_CONNECTED_SINCE, &b.connected_since, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_RECONNECTS, UINT64_MAX, 0, &b.reconnects, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_CONNECTIONS_ACTIVE, UINT64_MAX, 0, &b.connections_active, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_CONNECTIONS_TOTAL, UINT64_MAX, 0, &b.connections_total, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_BYTES_IN, UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_BYTES_OUT, UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_LAST_ERROR, false, &b.last_error, error)) < 0 ||
+            (r = get_time(o, PROTO_KEY_NEXT_ATTEMPT, &b.next_attempt, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_DISPLAY_NAME, false, &b.display_name, error)) < 0 ||
+            (r = proto_get_bool(o, PROTO_KEY_PROTECTED, false, &b.protected_, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &b.username, error)) < 0 ||
+            (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &b.remote_port, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_DEFINED_AT, false, &b.defined_at, error)) < 0)
                 goto out;
 
         *ret = b;
@@ -220,24 +220,24 @@ static void add_string_if(cJSON *o, const char *key, const char *s) {
 cJSON *proto_add_to_json(const struct proto_add *a) {
         cJSON *o = proto_new_object();
 
-        add_string_if(o, "name", a->name);
-        add_uint(o, "port", a->port);
-        add_string_if(o, "host", a->host);
-        add_string_if(o, "type", a->type);
-        add_string_if(o, "display_name", a->display_name);
+        add_string_if(o, PROTO_KEY_NAME, a->name);
+        add_uint(o, PROTO_KEY_PORT, a->port);
+        add_string_if(o, PROTO_KEY_HOST, a->host);
+        add_string_if(o, PROTO_KEY_TYPE, a->type);
+        add_string_if(o, PROTO_KEY_DISPLAY_NAME, a->display_name);
         if (a->protected_)
-                cJSON_AddTrueToObject(o, "protected");
-        add_string_if(o, "username", a->username);
-        add_string_if(o, "password", a->password);
-        add_string_if(o, "socket_id", a->socket_id);
+                cJSON_AddTrueToObject(o, PROTO_KEY_PROTECTED);
+        add_string_if(o, PROTO_KEY_USERNAME, a->username);
+        add_string_if(o, PROTO_KEY_PASSWORD, a->password);
+        add_string_if(o, PROTO_KEY_SOCKET_ID, a->socket_id);
         if (a->remote_port)
-                add_uint(o, "remote_port", a->remote_port);
+                add_uint(o, PROTO_KEY_REMOTE_PORT, a->remote_port);
         return o;
 }
 
 static const char *const add_keys[] = {
-        "name", "host", "port", "type", "display_name", "protected",
-        "username", "password", "socket_id", "remote_port",
+        PROTO_KEY_NAME, PROTO_KEY_HOST, PROTO_KEY_PORT, PROTO_KEY_TYPE, PROTO_KEY_DISPLAY_NAME, PROTO_KEY_PROTECTED,
+        PROTO_KEY_USERNAME, PROTO_KEY_PASSWORD, PROTO_KEY_SOCKET_ID, PROTO_KEY_REMOTE_PORT,
 };
 
 int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
@@ -262,16 +262,16 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
                 }
         }
 
-        if ((r = get_string_dup(o, "name", true, &a.name, error)) < 0 ||
-            (r = get_string_dup(o, "host", false, &a.host, error)) < 0 ||
-            (r = get_port(o, "port", true, &a.port, error)) < 0 ||
-            (r = get_string_dup(o, "type", false, &a.type, error)) < 0 ||
-            (r = get_string_dup(o, "display_name", false, &a.display_name, error)) < 0 ||
-            (r = proto_get_bool(o, "protected", false, &a.protected_, error)) < 0 ||
-            (r = get_string_dup(o, "username", false, &a.username, error)) < 0 ||
-            (r = get_string_dup(o, "password", false, &a.password, error)) < 0 ||
-            (r = get_string_dup(o, "socket_id", false, &a.socket_id, error)) < 0 ||
-            (r = get_port(o, "remote_port", false, &a.remote_port, error)) < 0)
+        if ((r = get_string_dup(o, PROTO_KEY_NAME, true, &a.name, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_HOST, false, &a.host, error)) < 0 ||
+            (r = get_port(o, PROTO_KEY_PORT, true, &a.port, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_TYPE, false, &a.type, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_DISPLAY_NAME, false, &a.display_name, error)) < 0 ||
+            (r = proto_get_bool(o, PROTO_KEY_PROTECTED, false, &a.protected_, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &a.username, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_PASSWORD, false, &a.password, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_SOCKET_ID, false, &a.socket_id, error)) < 0 ||
+            (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &a.remote_port, error)) < 0)
                 goto out;
 
         r = -EINVAL;
@@ -311,11 +311,11 @@ void proto_event_clear(struct proto_event *e) {
 cJSON *proto_event_to_json(const struct proto_event *e) {
         cJSON *o = proto_new_object();
 
-        add_time_or_null(o, "time", e->time);
-        add_string_or_null(o, "priority", e->priority);
-        add_string_or_null(o, "binding", e->binding);
-        add_string_or_null(o, "event", e->event);
-        add_string_or_null(o, "message", e->message);
+        add_time_or_null(o, PROTO_KEY_TIME, e->time);
+        add_string_or_null(o, PROTO_KEY_PRIORITY, e->priority);
+        add_string_or_null(o, PROTO_KEY_BINDING, e->binding);
+        add_string_or_null(o, PROTO_KEY_EVENT, e->event);
+        add_string_or_null(o, PROTO_KEY_MESSAGE, e->message);
         return o;
 }
 
@@ -327,11 +327,11 @@ int proto_event_from_json(const cJSON *o, struct proto_event *ret, char **error)
                 *error = xstrdup("an event must be a JSON object");
                 return -EINVAL;
         }
-        if ((r = get_time(o, "time", &e.time, error)) < 0 ||
-            (r = get_string_dup(o, "priority", false, &e.priority, error)) < 0 ||
-            (r = get_string_dup(o, "binding", false, &e.binding, error)) < 0 ||
-            (r = get_string_dup(o, "event", false, &e.event, error)) < 0 ||
-            (r = get_string_dup(o, "message", true, &e.message, error)) < 0) {
+        if ((r = get_time(o, PROTO_KEY_TIME, &e.time, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_PRIORITY, false, &e.priority, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_BINDING, false, &e.binding, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_EVENT, false, &e.event, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_MESSAGE, true, &e.message, error)) < 0) {
                 proto_event_clear(&e);
                 return r;
         }
@@ -342,8 +342,8 @@ int proto_event_from_json(const cJSON *o, struct proto_event *ret, char **error)
 cJSON *proto_event_line(cJSON *event) {
         cJSON *o = proto_new_object();
 
-        cJSON_AddNumberToObject(o, "v", PROTO_VERSION);
-        cJSON_AddItemToObject(o, "event", event);
+        cJSON_AddNumberToObject(o, PROTO_KEY_V, PROTO_VERSION);
+        cJSON_AddItemToObject(o, PROTO_KEY_EVENT, event);
         return o;
 }
 

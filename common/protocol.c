@@ -101,7 +101,7 @@ static int parse_line(const char *line, size_t len, size_t max, const char *what
 }
 
 static int check_version(const cJSON *o, char **error) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "v");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, PROTO_KEY_V);
 
         if (!v) {
                 *error = xasprintf("missing \"v\": the supported protocol version is %d", PROTO_VERSION);
@@ -211,8 +211,8 @@ cJSON *proto_new_object(void) {
 cJSON *proto_request_new(const char *cmd) {
         cJSON *o = proto_new_object();
 
-        cJSON_AddNumberToObject(o, "v", PROTO_VERSION);
-        cJSON_AddStringToObject(o, "cmd", cmd);
+        cJSON_AddNumberToObject(o, PROTO_KEY_V, PROTO_VERSION);
+        cJSON_AddStringToObject(o, PROTO_KEY_CMD, cmd);
         return o;
 }
 
@@ -227,7 +227,7 @@ int proto_request_parse(const char *line, size_t len, cJSON **ret, const char **
         r = check_version(o, error);
         if (r < 0)
                 goto out;
-        r = proto_get_string(o, "cmd", true, &c, error);
+        r = proto_get_string(o, PROTO_KEY_CMD, true, &c, error);
         if (r < 0)
                 goto out;
         if (!*c) {
@@ -248,8 +248,8 @@ out:
 cJSON *proto_reply_ok(void) {
         cJSON *o = proto_new_object();
 
-        cJSON_AddNumberToObject(o, "v", PROTO_VERSION);
-        cJSON_AddTrueToObject(o, "ok");
+        cJSON_AddNumberToObject(o, PROTO_KEY_V, PROTO_VERSION);
+        cJSON_AddTrueToObject(o, PROTO_KEY_OK);
         return o;
 }
 
@@ -262,10 +262,10 @@ cJSON *proto_reply_error(enum proto_code code, const char *fmt, ...) {
         msg = xvasprintf(fmt, ap);
         va_end(ap);
 
-        cJSON_AddNumberToObject(o, "v", PROTO_VERSION);
-        cJSON_AddFalseToObject(o, "ok");
-        cJSON_AddStringToObject(o, "error", msg);
-        cJSON_AddStringToObject(o, "code", proto_code_to_string(code == PROTO_CODE_OK ? PROTO_CODE_INTERNAL : code));
+        cJSON_AddNumberToObject(o, PROTO_KEY_V, PROTO_VERSION);
+        cJSON_AddFalseToObject(o, PROTO_KEY_OK);
+        cJSON_AddStringToObject(o, PROTO_KEY_ERROR, msg);
+        cJSON_AddStringToObject(o, PROTO_KEY_CODE, proto_code_to_string(code == PROTO_CODE_OK ? PROTO_CODE_INTERNAL : code));
         free(msg);
         return o;
 }
@@ -283,8 +283,8 @@ int proto_reply_parse(const char *line, size_t len, cJSON **ret, char **error) {
                 goto out;
 
         r = -EINVAL;
-        ok = cJSON_GetObjectItemCaseSensitive(o, "ok");
-        event = cJSON_GetObjectItemCaseSensitive(o, "event");
+        ok = cJSON_GetObjectItemCaseSensitive(o, PROTO_KEY_OK);
+        event = cJSON_GetObjectItemCaseSensitive(o, PROTO_KEY_EVENT);
         if (!ok && cJSON_IsObject(event))
                 goto done;      /* a streamed event line */
         if (!cJSON_IsBool(ok)) {
@@ -294,8 +294,8 @@ int proto_reply_parse(const char *line, size_t len, cJSON **ret, char **error) {
         if (cJSON_IsFalse(ok)) {
                 const char *s;
 
-                if (proto_get_string(o, "error", true, &s, error) < 0 ||
-                    proto_get_string(o, "code", false, &s, error) < 0)
+                if (proto_get_string(o, PROTO_KEY_ERROR, true, &s, error) < 0 ||
+                    proto_get_string(o, PROTO_KEY_CODE, false, &s, error) < 0)
                         goto out;
         }
 done:
@@ -307,7 +307,7 @@ out:
 }
 
 bool proto_reply_is_ok(const cJSON *reply, enum proto_code *code, const char **message) {
-        const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
+        const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_OK);
         const cJSON *c, *m;
 
         if (cJSON_IsTrue(ok)) {
@@ -317,8 +317,8 @@ bool proto_reply_is_ok(const cJSON *reply, enum proto_code *code, const char **m
                         *message = NULL;
                 return true;
         }
-        c = cJSON_GetObjectItemCaseSensitive(reply, "code");
-        m = cJSON_GetObjectItemCaseSensitive(reply, "error");
+        c = cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_CODE);
+        m = cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_ERROR);
         if (code)
                 *code = cJSON_IsString(c) ? proto_code_from_string(c->valuestring) : PROTO_CODE_INTERNAL;
         if (message)

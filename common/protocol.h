@@ -8,7 +8,8 @@
  *           {"v":1, "ok":false, "error":"sentence for people", "code":"not-found"}
  * Streams (logs -f, connect) answer with one {"v":1,"event":{...}} line per event.
  *
- * Only this module encodes and decodes the wire format; field names live here alone. */
+ * Only this module encodes and decodes the wire format; every key, command and value is
+ * spelled by its name in protocol-keys.h, which both sides use. */
 #pragma once
 
 #include <stdbool.h>
@@ -16,6 +17,8 @@
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
+
+#include "protocol-keys.h"
 
 #define PROTO_VERSION 1
 #define PROTO_LINE_MAX (64 * 1024)

@@ -159,7 +159,7 @@ int client_report_error(const cJSON *reply) {
         if (proto_reply_is_ok(reply, &code, &message))
                 return 0;
         print_error_text("mysocketctl: ", message);
-        errors = cJSON_GetObjectItemCaseSensitive(reply, "errors");
+        errors = cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_ERRORS);
         if (!cJSON_IsArray(errors))
                 errors = NULL;
         cJSON_ArrayForEach(e, errors)
@@ -187,7 +187,7 @@ int client_call(const char *path, const cJSON *request, cJSON **ret) {
                 r = CTL_EXIT_FAILURE;
                 goto out;
         }
-        if (cJSON_GetObjectItemCaseSensitive(reply, "event")) {
+        if (cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_EVENT)) {
                 fprintf(stderr, "mysocketctl: malformed reply from mysocketd: an event where a reply was expected\n");
                 r = CTL_EXIT_FAILURE;
                 goto out;

@@ -17,8 +17,8 @@ static char *number_text(const cJSON *o, const char *key) {
 
 /* "https://dnsname" for http/https sockets, "dnsname:port" for tcp/tls (SPEC §8). */
 static char *socket_url(const cJSON *s) {
-        const char *dns = ctl_str_of(s, "dnsname"), *type = ctl_str_of(s, "socket_type");
-        const cJSON *ports = cJSON_GetObjectItemCaseSensitive(s, "socket_tcp_ports");
+        const char *dns = ctl_str_of(s, PROTO_API_KEY_DNSNAME), *type = ctl_str_of(s, PROTO_API_KEY_SOCKET_TYPE);
+        const cJSON *ports = cJSON_GetObjectItemCaseSensitive(s, PROTO_API_KEY_SOCKET_TCP_PORTS);
         const cJSON *p0 = cJSON_GetArrayItem(ports, 0);
 
         if (!dns)
@@ -41,15 +41,15 @@ int ctl_cmd_account(struct ctl_context *ctx, int argc, char **argv) {
         if (optind < argc && !streq(argv[optind], "show"))
                 return ctl_usage_error(ctx, "unknown action \"%s\" (show)", argv[optind]);
 
-        req = proto_request_new("account");
-        if ((r = ctl_call_for(ctx, req, "account", cJSON_IsObject, NULL, &reply, &account)) != 0)
+        req = proto_request_new(PROTO_CMD_ACCOUNT);
+        if ((r = ctl_call_for(ctx, req, PROTO_KEY_ACCOUNT, cJSON_IsObject, NULL, &reply, &account)) != 0)
                 return r;
         if (ctx->json)
                 output_json(account);
         else {
                 /* The ssh key is long and not what people look for here. */
                 cJSON *copy = cJSON_Duplicate(account, true);
-                cJSON_DeleteItemFromObjectCaseSensitive(copy, "sshkey");
+                cJSON_DeleteItemFromObjectCaseSensitive(copy, PROTO_API_KEY_SSHKEY);
                 output_object(copy, stdout);
                 cJSON_Delete(copy);
         }
@@ -60,7 +60,7 @@ int ctl_cmd_account(struct ctl_context *ctx, int argc, char **argv) {
 /* ---- socket ----------------------------------------------------------------------------- */
 
 static char *ports_text(const cJSON *s) {
-        const cJSON *ports = cJSON_GetObjectItemCaseSensitive(s, "socket_tcp_ports"), *p;
+        const cJSON *ports = cJSON_GetObjectItemCaseSensitive(s, PROTO_API_KEY_SOCKET_TCP_PORTS), *p;
         char *out = NULL;
 
         cJSON_ArrayForEach(p, ports) {
@@ -92,10 +92,10 @@ static void socket_ls_print(const cJSON *sockets) {
         cJSON_ArrayForEach(s, sockets) {
                 _cleanup_(freep) char *ports = ports_text(s);
                 _cleanup_(freep) char *tunnels =
-                        xasprintf("%d", cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "tunnels")));
+                        xasprintf("%d", cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, PROTO_KEY_TUNNELS)));
                 table_add_row(t, (const char *const[]) {
-                        ctl_str_of(s, "socket_id"), ctl_str_of(s, "dnsname"), ctl_str_of(s, "socket_type"),
-                        ctl_str_of(s, "name"), ports, yes_no(s, "protected_socket"), tunnels });
+                        ctl_str_of(s, PROTO_KEY_SOCKET_ID), ctl_str_of(s, PROTO_API_KEY_DNSNAME), ctl_str_of(s, PROTO_API_KEY_SOCKET_TYPE),
+                        ctl_str_of(s, PROTO_KEY_NAME), ports, yes_no(s, PROTO_API_KEY_PROTECTED_SOCKET), tunnels });
         }
         table_print(t, stdout, false);
         table_free(t);
@@ -107,19 +107,19 @@ static void socket_print(const cJSON *s) {
         cJSON *o = cJSON_CreateObject();
         const cJSON *t;
 
-        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "tunnels")) {
-                const char *id = ctl_str_of(t, "tunnel_id");
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, PROTO_KEY_TUNNELS)) {
+                const char *id = ctl_str_of(t, PROTO_KEY_TUNNEL_ID);
                 char *next = xasprintf("%s%s%s", tunnels ?: "", tunnels ? ", " : "", id ?: "?");
                 free(tunnels);
                 tunnels = next;
         }
-        cJSON_AddStringToObject(o, "socket_id", ctl_str_of(s, "socket_id") ?: "-");
-        cJSON_AddStringToObject(o, "dnsname", ctl_str_of(s, "dnsname") ?: "-");
+        cJSON_AddStringToObject(o, "socket_id", ctl_str_of(s, PROTO_KEY_SOCKET_ID) ?: "-");
+        cJSON_AddStringToObject(o, "dnsname", ctl_str_of(s, PROTO_API_KEY_DNSNAME) ?: "-");
         cJSON_AddStringToObject(o, "public_url", url ?: "-");
-        cJSON_AddStringToObject(o, "name", ctl_str_of(s, "name") ?: "-");
-        cJSON_AddStringToObject(o, "type", ctl_str_of(s, "socket_type") ?: "-");
+        cJSON_AddStringToObject(o, "name", ctl_str_of(s, PROTO_KEY_NAME) ?: "-");
+        cJSON_AddStringToObject(o, "type", ctl_str_of(s, PROTO_API_KEY_SOCKET_TYPE) ?: "-");
         cJSON_AddStringToObject(o, "ports", ports ?: "-");
-        cJSON_AddStringToObject(o, "protected", yes_no(s, "protected_socket"));
+        cJSON_AddStringToObject(o, "protected", yes_no(s, PROTO_API_KEY_PROTECTED_SOCKET));
         cJSON_AddStringToObject(o, "tunnels", tunnels ?: "-");
         output_object(o, stdout);
         cJSON_Delete(o);
@@ -137,15 +137,15 @@ static int socket_create(struct ctl_context *ctx, cJSON *req, const char *name, 
                 return ctl_usage_error(ctx, "create: --protected needs --username U and --password P");
         if (!protected_ && (username || password))
                 return ctl_usage_error(ctx, "create: --username and --password need --protected");
-        cJSON_AddStringToObject(req, "action", "create");
-        cJSON_AddStringToObject(req, "name", name);
-        cJSON_AddStringToObject(req, "type", type ?: "http");
-        cJSON_AddBoolToObject(req, "protected", protected_);
+        cJSON_AddStringToObject(req, PROTO_KEY_ACTION, PROTO_ACTION_CREATE);
+        cJSON_AddStringToObject(req, PROTO_KEY_NAME, name);
+        cJSON_AddStringToObject(req, PROTO_KEY_TYPE, type ?: "http");
+        cJSON_AddBoolToObject(req, PROTO_KEY_PROTECTED, protected_);
         if (username)
-                cJSON_AddStringToObject(req, "username", username);
+                cJSON_AddStringToObject(req, PROTO_KEY_USERNAME, username);
         if (password)
-                cJSON_AddStringToObject(req, "password", password);
-        if ((r = ctl_call_for(ctx, req, "socket", cJSON_IsObject, NULL, &reply, &s)) != 0)
+                cJSON_AddStringToObject(req, PROTO_KEY_PASSWORD, password);
+        if ((r = ctl_call_for(ctx, req, PROTO_KEY_SOCKET, cJSON_IsObject, NULL, &reply, &s)) != 0)
                 return r;
         if (ctx->json)
                 output_json(s);
@@ -203,20 +203,20 @@ int ctl_cmd_socket(struct ctl_context *ctx, int argc, char **argv) {
         if (optind >= argc)
                 return ctl_usage_error(ctx, "missing action (ls, create, delete)");
         action = argv[optind];
-        if (!streq(action, "create") && create_opts)
+        if (!streq(action, PROTO_ACTION_CREATE) && create_opts)
                 return ctl_usage_error(ctx, "--name, --type, --protected, --username and --password are for 'create'");
 
-        req = proto_request_new("socket");
-        if (streq(action, "create")) {
+        req = proto_request_new(PROTO_CMD_SOCKET);
+        if (streq(action, PROTO_ACTION_CREATE)) {
                 if ((r = ctl_check_args(ctx, argc, argv, 1, 1, "")) >= 0)
                         return r;
                 return socket_create(ctx, req, name, type, protected_, username, password);
         }
-        if (streq(action, "delete")) {
+        if (streq(action, PROTO_ACTION_DELETE)) {
                 if ((r = ctl_check_args(ctx, argc, argv, 2, 2, "SOCKET_ID")) >= 0)
                         return r;
-                cJSON_AddStringToObject(req, "action", "delete");
-                cJSON_AddStringToObject(req, "socket_id", argv[optind + 1]);
+                cJSON_AddStringToObject(req, PROTO_KEY_ACTION, PROTO_ACTION_DELETE);
+                cJSON_AddStringToObject(req, PROTO_KEY_SOCKET_ID, argv[optind + 1]);
                 if ((r = ctl_call_for(ctx, req, NULL, NULL, NULL, &reply, NULL)) != 0)
                         return r;
                 if (ctx->json)
@@ -228,12 +228,12 @@ int ctl_cmd_socket(struct ctl_context *ctx, int argc, char **argv) {
                 cJSON_Delete(reply);
                 return 0;
         }
-        if (!streq(action, "ls"))
+        if (!streq(action, PROTO_ACTION_LS))
                 return ctl_usage_error(ctx, "unknown action \"%s\" (ls, create, delete)", action);
         if ((r = ctl_check_args(ctx, argc, argv, 1, 1, "")) >= 0)
                 return r;
-        cJSON_AddStringToObject(req, "action", "ls");
-        if ((r = ctl_call_for(ctx, req, "sockets", cJSON_IsArray, NULL, &reply, &sockets)) != 0)
+        cJSON_AddStringToObject(req, PROTO_KEY_ACTION, PROTO_ACTION_LS);
+        if ((r = ctl_call_for(ctx, req, PROTO_KEY_SOCKETS, cJSON_IsArray, NULL, &reply, &sockets)) != 0)
                 return r;
         if (ctx->json)
                 output_json(sockets);
@@ -246,12 +246,12 @@ int ctl_cmd_socket(struct ctl_context *ctx, int argc, char **argv) {
 /* ---- tunnel ----------------------------------------------------------------------------- */
 
 static void tunnel_print(const cJSON *t) {
-        _cleanup_(freep) char *port = number_text(t, "local_port");
+        _cleanup_(freep) char *port = number_text(t, PROTO_API_KEY_LOCAL_PORT);
         cJSON *o = cJSON_CreateObject();
 
-        cJSON_AddStringToObject(o, "tunnel_id", ctl_str_of(t, "tunnel_id") ?: "-");
+        cJSON_AddStringToObject(o, "tunnel_id", ctl_str_of(t, PROTO_KEY_TUNNEL_ID) ?: "-");
         cJSON_AddStringToObject(o, "relay_port", port ?: "-");
-        cJSON_AddStringToObject(o, "server", ctl_str_of(t, "tunnel_server") ?: "-");
+        cJSON_AddStringToObject(o, "server", ctl_str_of(t, PROTO_API_KEY_TUNNEL_SERVER) ?: "-");
         output_object(o, stdout);
         cJSON_Delete(o);
 }
@@ -267,8 +267,8 @@ static void tunnel_ls_print(const cJSON *tunnels) {
         }
         tb = table_new(ELEMENTSOF(headers), headers);
         cJSON_ArrayForEach(t, tunnels) {
-                _cleanup_(freep) char *port = number_text(t, "local_port");
-                table_add_row(tb, (const char *const[]) { ctl_str_of(t, "tunnel_id"), port, ctl_str_of(t, "tunnel_server") });
+                _cleanup_(freep) char *port = number_text(t, PROTO_API_KEY_LOCAL_PORT);
+                table_add_row(tb, (const char *const[]) { ctl_str_of(t, PROTO_KEY_TUNNEL_ID), port, ctl_str_of(t, PROTO_API_KEY_TUNNEL_SERVER) });
         }
         table_print(tb, stdout, false);
         table_free(tb);
@@ -286,23 +286,23 @@ int ctl_cmd_tunnel(struct ctl_context *ctx, int argc, char **argv) {
         if (optind >= argc)
                 return ctl_usage_error(ctx, "missing action (ls, create, delete)");
         action = argv[optind];
-        req = proto_request_new("tunnel");
-        if (streq(action, "ls") || streq(action, "create")) {
+        req = proto_request_new(PROTO_CMD_TUNNEL);
+        if (streq(action, PROTO_ACTION_LS) || streq(action, PROTO_ACTION_CREATE)) {
                 if ((r = ctl_check_args(ctx, argc, argv, 2, 2, "SOCKET_ID")) >= 0)
                         return r;
-        } else if (streq(action, "delete")) {
+        } else if (streq(action, PROTO_ACTION_DELETE)) {
                 if ((r = ctl_check_args(ctx, argc, argv, 3, 3, "SOCKET_ID and TUNNEL_ID")) >= 0)
                         return r;
-                cJSON_AddStringToObject(req, "tunnel_id", argv[optind + 2]);
+                cJSON_AddStringToObject(req, PROTO_KEY_TUNNEL_ID, argv[optind + 2]);
         } else
                 return ctl_usage_error(ctx, "unknown action \"%s\" (ls, create, delete)", action);
-        cJSON_AddStringToObject(req, "action", action);
-        cJSON_AddStringToObject(req, "socket_id", argv[optind + 1]);
+        cJSON_AddStringToObject(req, PROTO_KEY_ACTION, action);
+        cJSON_AddStringToObject(req, PROTO_KEY_SOCKET_ID, argv[optind + 1]);
 
-        if (streq(action, "ls"))
-                r = ctl_call_for(ctx, req, "tunnels", cJSON_IsArray, NULL, &reply, &result);
-        else if (streq(action, "create"))
-                r = ctl_call_for(ctx, req, "tunnel", cJSON_IsObject, NULL, &reply, &result);
+        if (streq(action, PROTO_ACTION_LS))
+                r = ctl_call_for(ctx, req, PROTO_KEY_TUNNELS, cJSON_IsArray, NULL, &reply, &result);
+        else if (streq(action, PROTO_ACTION_CREATE))
+                r = ctl_call_for(ctx, req, PROTO_KEY_TUNNEL, cJSON_IsObject, NULL, &reply, &result);
         else
                 r = ctl_call_for(ctx, req, NULL, NULL, NULL, &reply, NULL);
         if (r != 0)
@@ -311,9 +311,9 @@ int ctl_cmd_tunnel(struct ctl_context *ctx, int argc, char **argv) {
                 output_json(result);
         else if (ctx->json)
                 ctl_print_result_json(reply);
-        else if (streq(action, "ls"))
+        else if (streq(action, PROTO_ACTION_LS))
                 tunnel_ls_print(result);
-        else if (streq(action, "create"))
+        else if (streq(action, PROTO_ACTION_CREATE))
                 tunnel_print(result);
         else {
                 _cleanup_(freep) char *id = sanitize_text(argv[optind + 2], 256);

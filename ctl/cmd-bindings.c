@@ -31,9 +31,9 @@ static char *since_text(const struct proto_binding *b) {
         uint64_t now = now_realtime_usec();
         char buf[32];
 
-        if (streq(b->state, "up") && b->connected_since)
+        if (streq(b->state, PROTO_STATE_UP) && b->connected_since)
                 return xstrdup(format_duration(now > b->connected_since ? (now - b->connected_since) / 1000000 : 0, buf));
-        if (streq(b->state, "backoff") && b->next_attempt)
+        if (streq(b->state, PROTO_STATE_BACKOFF) && b->next_attempt)
                 return xasprintf("next in %s",
                                  format_duration(b->next_attempt > now ? (b->next_attempt - now + 999999) / 1000000 : 0, buf));
         return NULL;
@@ -64,8 +64,8 @@ int ctl_cmd_list(struct ctl_context *ctx, int argc, char **argv) {
         if ((r = ctl_parse_common(ctx, argc, argv)) >= 0 || (r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
                 return r;
 
-        req = proto_request_new("list");
-        if ((r = ctl_call_for(ctx, req, "bindings", cJSON_IsArray, "an array", &reply, &bindings)) != 0)
+        req = proto_request_new(PROTO_CMD_LIST);
+        if ((r = ctl_call_for(ctx, req, PROTO_KEY_BINDINGS, cJSON_IsArray, "an array", &reply, &bindings)) != 0)
                 return r;
         if (ctx->json) {
                 output_json(bindings);
@@ -97,10 +97,10 @@ out:
 
 /* Asks for one binding; *ret owns the whole reply, *binding points into it. */
 static int fetch_binding(const struct ctl_context *ctx, const char *name, cJSON **ret, const cJSON **binding) {
-        _cleanup_(proto_json_freep) cJSON *req = proto_request_new("show");
+        _cleanup_(proto_json_freep) cJSON *req = proto_request_new(PROTO_CMD_SHOW);
 
-        cJSON_AddStringToObject(req, "name", name);
-        return ctl_call_for(ctx, req, "binding", cJSON_IsObject, "an object", ret, binding);
+        cJSON_AddStringToObject(req, PROTO_KEY_NAME, name);
+        return ctl_call_for(ctx, req, PROTO_KEY_BINDING, cJSON_IsObject, "an object", ret, binding);
 }
 
 int ctl_cmd_show(struct ctl_context *ctx, int argc, char **argv) {
@@ -129,7 +129,7 @@ static void print_progress(const struct proto_binding *b) {
         _cleanup_(freep) char *err = b->last_error ? sanitize_text(b->last_error, 1024) : NULL;
         _cleanup_(freep) char *since = since_text(b);
 
-        if (streq(b->state, "backoff"))
+        if (streq(b->state, PROTO_STATE_BACKOFF))
                 fprintf(stderr, "%s: backoff%s%s%s%s\n", name, err ? ": " : "", err ?: "",
                         since ? ", " : "", since ?: "");
         else
@@ -167,11 +167,11 @@ static int wait_until_up(const struct ctl_context *ctx, const char *name, unsign
                         free(last_state);
                         last_state = xstrdup(b.state);
                 }
-                if (streq(b.state, "up")) {
+                if (streq(b.state, PROTO_STATE_UP)) {
                         proto_binding_clear(&b);
                         return 0;
                 }
-                if (streq(b.state, "failed")) {
+                if (streq(b.state, PROTO_STATE_FAILED)) {
                         _cleanup_(freep) char *err = sanitize_text(b.last_error ?: "no reason given", 1024);
                         fprintf(stderr, "mysocketctl: %s failed: %s\n", name, err);
                         proto_binding_clear(&b);
@@ -229,15 +229,15 @@ int ctl_cmd_add(struct ctl_context *ctx, int argc, char **argv) {
         }
         a.name = xstrdup(argv[optind]);
 
-        req = proto_request_new("add");
-        cJSON_AddItemToObject(req, "binding", proto_add_to_json(&a));
-        if ((r = ctl_call_for(ctx, req, "binding", cJSON_IsObject, "an object", &reply, &b)) != 0)
+        req = proto_request_new(PROTO_CMD_ADD);
+        cJSON_AddItemToObject(req, PROTO_KEY_BINDING, proto_add_to_json(&a));
+        if ((r = ctl_call_for(ctx, req, PROTO_KEY_BINDING, cJSON_IsObject, "an object", &reply, &b)) != 0)
                 goto out;
 
         if (wait > 0) {
                 r = wait_until_up(ctx, a.name, wait, &final);
                 if (r == 0 && !ctx->json) {
-                        const cJSON *url = cJSON_GetObjectItemCaseSensitive(final, "public_url");
+                        const cJSON *url = cJSON_GetObjectItemCaseSensitive(final, PROTO_KEY_PUBLIC_URL);
                         _cleanup_(freep) char *u = cJSON_IsString(url) ? sanitize_text(url->valuestring, 1024) : NULL;
                         printf("%s is up%s%s\n", a.name, u ? ": " : ".", u ?: "");
                 } else if (r == 0)
@@ -247,7 +247,7 @@ int ctl_cmd_add(struct ctl_context *ctx, int argc, char **argv) {
         if (ctx->json)
                 output_json(b);
         else {
-                const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
+                const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, PROTO_KEY_STATE);
                 printf("Added %s (state: %s). Follow it with 'mysocketctl logs %s -f'.\n", a.name,
                        cJSON_IsString(state) ? state->valuestring : "?", a.name);
         }
@@ -277,9 +277,9 @@ int ctl_cmd_remove(struct ctl_context *ctx, int argc, char **argv) {
         if ((r = ctl_check_args(ctx, argc, argv, 1, 1, "NAME")) >= 0)
                 return r;
 
-        req = proto_request_new("remove");
-        cJSON_AddStringToObject(req, "name", argv[optind]);
-        cJSON_AddBoolToObject(req, "purge", purge);
+        req = proto_request_new(PROTO_CMD_REMOVE);
+        cJSON_AddStringToObject(req, PROTO_KEY_NAME, argv[optind]);
+        cJSON_AddBoolToObject(req, PROTO_KEY_PURGE, purge);
         r = client_call(ctx->socket_path, req, &reply);
         if (r != 0)
                 return r;

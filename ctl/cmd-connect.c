@@ -19,14 +19,14 @@
 /* The public address of a binding that just came up: asked with `show` on a connection of
  * its own; failing that, taken from the "up" message ("..., public at URL"). */
 static char *public_url_of(const struct ctl_context *ctx, const char *name, const char *message) {
-        _cleanup_(proto_json_freep) cJSON *req = proto_request_new("show");
+        _cleanup_(proto_json_freep) cJSON *req = proto_request_new(PROTO_CMD_SHOW);
         cJSON *reply = NULL;
         const char *at;
         char *url = NULL;
 
-        cJSON_AddStringToObject(req, "name", name);
+        cJSON_AddStringToObject(req, PROTO_KEY_NAME, name);
         if (client_call(ctx->socket_path, req, &reply) == 0) {
-                const char *u = ctl_str_of(cJSON_GetObjectItemCaseSensitive(reply, "binding"), "public_url");
+                const char *u = ctl_str_of(cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_BINDING), PROTO_KEY_PUBLIC_URL);
                 url = xstrdup(u);
                 cJSON_Delete(reply);
         }
@@ -46,10 +46,10 @@ static int connect_line(const struct ctl_context *ctx, const char *name, const c
 
         if ((r = ctl_print_event_line(ctx, line, &ev)) != 0)
                 return r;
-        what = ctl_str_of(ev, "event");
-        binding = ctl_str_of(ev, "binding");
-        if (!ctx->json && what && binding && streq(what, "up") && streq(binding, name)) {
-                _cleanup_(freep) char *url = public_url_of(ctx, name, ctl_str_of(ev, "message"));
+        what = ctl_str_of(ev, PROTO_KEY_EVENT);
+        binding = ctl_str_of(ev, PROTO_KEY_BINDING);
+        if (!ctx->json && what && binding && streq(what, PROTO_EVENT_UP) && streq(binding, name)) {
+                _cleanup_(freep) char *url = public_url_of(ctx, name, ctl_str_of(ev, PROTO_KEY_MESSAGE));
                 _cleanup_(freep) char *u = url ? sanitize_text(url, 1024) : NULL;
                 if (u)
                         printf("\n    %s is public at %s\n\n", name, u);
@@ -130,18 +130,18 @@ int ctl_cmd_connect(struct ctl_context *ctx, int argc, char **argv) {
                 goto out;
         }
 
-        req = proto_request_new("connect");
-        cJSON_AddItemToObject(req, "binding", proto_add_to_json(&a));
+        req = proto_request_new(PROTO_CMD_CONNECT);
+        cJSON_AddItemToObject(req, PROTO_KEY_BINDING, proto_add_to_json(&a));
         if ((r = ctl_stream_open(ctx, &cl, req, &reply)) != 0)
                 goto out;
-        b = cJSON_GetObjectItemCaseSensitive(reply, "binding");
-        if (!cJSON_IsObject(b) || !ctl_str_of(b, "name")) {
+        b = cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_BINDING);
+        if (!cJSON_IsObject(b) || !ctl_str_of(b, PROTO_KEY_NAME)) {
                 r = ctl_malformed("\"binding\" is not an object with a name");
                 goto out;
         }
-        name = sanitize_text(ctl_str_of(b, "name"), 256);
+        name = sanitize_text(ctl_str_of(b, PROTO_KEY_NAME), 256);
         {
-                _cleanup_(freep) char *host = sanitize_text(ctl_str_of(b, "host") ?: a.host ?: "127.0.0.1", 256);
+                _cleanup_(freep) char *host = sanitize_text(ctl_str_of(b, PROTO_KEY_HOST) ?: a.host ?: "127.0.0.1", 256);
                 bool v6 = strchr(host, ':');
                 /* With --json stdout holds only JSON lines. */
                 fprintf(ctx->json ? stderr : stdout, "Connecting %s (local %s%s%s:%u)... Ctrl-C ends it.\n",

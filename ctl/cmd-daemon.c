@@ -23,8 +23,8 @@ int ctl_cmd_status(struct ctl_context *ctx, int argc, char **argv) {
         if ((r = ctl_parse_common(ctx, argc, argv)) >= 0 || (r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
                 return r;
 
-        req = proto_request_new("status");
-        if ((r = ctl_call_for(ctx, req, "status", cJSON_IsObject, "an object", &reply, &status)) != 0)
+        req = proto_request_new(PROTO_CMD_STATUS);
+        if ((r = ctl_call_for(ctx, req, PROTO_KEY_STATUS, cJSON_IsObject, "an object", &reply, &status)) != 0)
                 return r;
         if (ctx->json) {
                 output_json(status);
@@ -33,12 +33,12 @@ int ctl_cmd_status(struct ctl_context *ctx, int argc, char **argv) {
         }
         /* People read "3h12m" faster than 11520. */
         copy = cJSON_Duplicate(status, true);
-        uptime = cJSON_GetObjectItemCaseSensitive(copy, "uptime");
+        uptime = cJSON_GetObjectItemCaseSensitive(copy, PROTO_KEY_UPTIME);
         if (cJSON_IsNumber(uptime) && uptime->valuedouble >= 0) {
                 char buf[32], *s;
 
                 s = xasprintf("%s (%.0f s)", format_duration((uint64_t) uptime->valuedouble, buf), uptime->valuedouble);
-                cJSON_ReplaceItemInObjectCaseSensitive(copy, "uptime", cJSON_CreateString(s));
+                cJSON_ReplaceItemInObjectCaseSensitive(copy, PROTO_KEY_UPTIME, cJSON_CreateString(s));
                 free(s);
         }
         output_object(copy, stdout);
@@ -73,10 +73,10 @@ int ctl_cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
         if ((r = ctl_parse_common(ctx, argc, argv)) >= 0 || (r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
                 return r;
 
-        req = proto_request_new("reload");
+        req = proto_request_new(PROTO_CMD_RELOAD);
         if ((r = ctl_call_for(ctx, req, NULL, NULL, NULL, &reply, NULL)) != 0)
                 return r;
-        cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(reply, "warnings"))
+        cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_WARNINGS))
                 if (cJSON_IsString(w)) {
                         _cleanup_(freep) char *s = sanitize_text(w->valuestring, 4096);
                         fprintf(stderr, "warning: %s\n", s);
@@ -84,12 +84,12 @@ int ctl_cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
         if (ctx->json)
                 ctl_print_result_json(reply);
         else {
-                rl = cJSON_GetObjectItemCaseSensitive(reply, "reload");
+                rl = cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_RELOAD);
                 printf("Configuration reloaded.\n");
-                print_names("added:", cJSON_GetObjectItemCaseSensitive(rl, "added"));
-                print_names("removed:", cJSON_GetObjectItemCaseSensitive(rl, "removed"));
-                print_names("changed:", cJSON_GetObjectItemCaseSensitive(rl, "changed"));
-                print_names("unchanged:", cJSON_GetObjectItemCaseSensitive(rl, "unchanged"));
+                print_names("added:", cJSON_GetObjectItemCaseSensitive(rl, PROTO_KEY_ADDED));
+                print_names("removed:", cJSON_GetObjectItemCaseSensitive(rl, PROTO_KEY_REMOVED));
+                print_names("changed:", cJSON_GetObjectItemCaseSensitive(rl, PROTO_KEY_CHANGED));
+                print_names("unchanged:", cJSON_GetObjectItemCaseSensitive(rl, PROTO_KEY_UNCHANGED));
         }
         cJSON_Delete(reply);
         return 0;
@@ -125,15 +125,15 @@ int ctl_cmd_logs(struct ctl_context *ctx, int argc, char **argv) {
         if ((r = ctl_check_args(ctx, argc, argv, 0, 1, "")) >= 0)
                 return r;
 
-        req = proto_request_new("logs");
+        req = proto_request_new(PROTO_CMD_LOGS);
         if (optind < argc)
-                cJSON_AddStringToObject(req, "name", argv[optind]);
-        cJSON_AddBoolToObject(req, "follow", follow);
-        cJSON_AddNumberToObject(req, "lines", lines);
+                cJSON_AddStringToObject(req, PROTO_KEY_NAME, argv[optind]);
+        cJSON_AddBoolToObject(req, PROTO_KEY_FOLLOW, follow);
+        cJSON_AddNumberToObject(req, PROTO_KEY_LINES, lines);
 
         if ((r = ctl_stream_open(ctx, &cl, req, &reply)) != 0)
                 goto out;
-        events = cJSON_GetObjectItemCaseSensitive(reply, "events");
+        events = cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_EVENTS);
         if (!cJSON_IsArray(events)) {
                 r = ctl_malformed("\"events\" is not an array");
                 goto out;

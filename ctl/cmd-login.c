@@ -184,9 +184,9 @@ int ctl_cmd_login(struct ctl_context *ctx, int argc, char **argv) {
         r = file ? read_password_file(file, &password) : read_password_prompt(&password);
         if (r != 0)
                 return r;
-        req = proto_request_new("login");
-        cJSON_AddStringToObject(req, "email", email);
-        pw = cJSON_AddStringToObject(req, "password", password);
+        req = proto_request_new(PROTO_CMD_LOGIN);
+        cJSON_AddStringToObject(req, PROTO_KEY_EMAIL, email);
+        pw = cJSON_AddStringToObject(req, PROTO_KEY_PASSWORD, password);
         explicit_bzero(password, strlen(password));
         free(password);
 

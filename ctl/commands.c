@@ -169,8 +169,8 @@ int ctl_stream_open(const struct ctl_context *ctx, struct client *cl, const cJSO
 void ctl_print_result_json(const cJSON *reply) {
         cJSON *copy = cJSON_Duplicate(reply, true);
 
-        cJSON_DeleteItemFromObjectCaseSensitive(copy, "v");
-        cJSON_DeleteItemFromObjectCaseSensitive(copy, "ok");
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, PROTO_KEY_V);
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, PROTO_KEY_OK);
         output_json(copy);
         cJSON_Delete(copy);
 }
@@ -206,7 +206,7 @@ int ctl_print_event(const struct ctl_context *ctx, const cJSON *o) {
 }
 
 int ctl_print_event_line(const struct ctl_context *ctx, const cJSON *line, const cJSON **ev) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(line, "event");
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(line, PROTO_KEY_EVENT);
         int r;
 
         if (!e) {

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "protocol.h"
 #include "util.h"
 
 #define CELL_MAX 4096
@@ -140,11 +141,11 @@ char *format_duration(uint64_t sec, char buf[static 32]) {
 const char *state_color(const char *state) {
         if (!output_color() || !state)
                 return "";
-        if (streq(state, "up"))
+        if (streq(state, PROTO_STATE_UP))
                 return "\033[32m";
-        if (streq(state, "failed"))
+        if (streq(state, PROTO_STATE_FAILED))
                 return "\033[31m";
-        if (streq(state, "backoff"))
+        if (streq(state, PROTO_STATE_BACKOFF))
                 return "\033[33m";
         return "";
 }
