@@ -202,6 +202,83 @@ int unlink_durable(const char *path) {
         return fsync_dir_of(path);
 }
 
+size_t strip_line_end(const char *s, size_t len) {
+        if (len > 0 && s[len - 1] == '\n') {
+                len--;
+                if (len > 0 && s[len - 1] == '\r')
+                        len--;
+        }
+        return len;
+}
+
+int secret_file_read(const char *path, const char *what, size_t max, char **ret, char **error) {
+        char *buf = xmalloc(max + 2);
+        struct stat st;
+        size_t len = 0;
+        int r = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                *error = xasprintf("cannot open %s file %s: %s", what, path, strerror(-r));
+                goto out;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                r = -EINVAL;
+                *error = xasprintf("%s file %s is not a regular file", what, path);
+                goto out;
+        }
+        /* Like OpenSSH with a private key: a secret others may read is not one. */
+        if (st.st_mode & 077) {
+                r = -EPERM;
+                *error = xasprintf("%s file %s is readable by others (mode %04o); chmod 600 %s",
+                                   what, path, (unsigned) (st.st_mode & 07777), path);
+                goto out;
+        }
+        /* Up to max + 1 bytes (a final line end beyond max is still the file's) plus one
+         * more to see that the file is longer. */
+        while (len < max + 2) {
+                ssize_t n = read(fd, buf + len, max + 2 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        *error = xasprintf("cannot read %s file %s: %s", what, path, strerror(-r));
+                        goto out;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        len = strip_line_end(buf, len);
+        if (len > max) {
+                r = -EFBIG;
+                *error = xasprintf("%s file %s is longer than %zu bytes", what, path, max);
+                goto out;
+        }
+        buf[len] = '\0';
+        if (len == 0 || strlen(buf) != len) {
+                r = -EINVAL;
+                *error = xasprintf("%s file %s is empty or not text", what, path);
+                goto out;
+        }
+        if (strpbrk(buf, "\r\n")) {
+                r = -EINVAL;
+                *error = xasprintf("%s file %s holds more than one line: only one line end, at the end, "
+                                   "is allowed", what, path);
+                goto out;
+        }
+        *ret = buf;
+        buf = NULL;
+out:
+        if (buf) {
+                explicit_bzero(buf, max + 2);
+                free(buf);
+        }
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
 int mkdir_p(const char *path, mode_t mode) {
         _cleanup_(freep) char *p = xstrdup(path);
         for (char *s = p + 1; ; s++) {

@@ -52,6 +52,16 @@ int parse_bool(const char *s, bool *ret);
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Removes path and fsyncs its directory. A missing file is success. Returns 0 or -errno. */
 int unlink_durable(const char *path);
+/* The length of s[0..len) without one final line end, "\n" or "\r\n". */
+size_t strip_line_end(const char *s, size_t len);
+/* Reads a secret (a password, a token) from a file only its owner may read: a regular file
+ * with no group or other permission bits. One line end at the end ("\n" or "\r\n") is the
+ * file's and is dropped; everything else is the secret, blanks included. Refused: a file
+ * longer than max bytes (-EFBIG), empty or holding a NUL byte, or holding a line end before
+ * the last (-EINVAL), readable by others (-EPERM). `what` names it in messages ("password"
+ * -> "password file PATH is ..."). Returns 0 with *ret (the caller wipes and frees it), or
+ * -errno with *error a sentence (caller frees). */
+int secret_file_read(const char *path, const char *what, size_t max, char **ret, char **error);
 /* mkdir -p with `mode` for the directories it creates. Returns 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);
 

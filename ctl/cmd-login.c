@@ -4,12 +4,10 @@
 #include "commands.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -26,62 +24,16 @@ static void on_signal(int sig) {
         got_signal = sig;
 }
 
-/* Like OpenSSH with a private key: a password file others may read is refused. */
+/* The file's rules (owner-only, one line end at the end) are the daemon's for its
+ * password_file: secret_file_read() in common/. */
 static int read_password_file(const char *path, char **ret) {
-        _cleanup_(freep) char *buf = xmalloc(PASSWORD_MAX + 1);
-        struct stat st;
-        size_t len = 0;
-        int fd, r = CTL_EXIT_FAILURE;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                fprintf(stderr, "mysocketctl login: cannot open %s: %s\n", path, strerror(errno));
-                return errno == EACCES ? CTL_EXIT_NOPERM : CTL_EXIT_FAILURE;
+        _cleanup_(freep) char *error = NULL;
+        int r = secret_file_read(path, "password", PASSWORD_MAX, ret, &error);
+        if (r < 0) {
+                fprintf(stderr, "mysocketctl login: %s\n", error);
+                return r == -EACCES ? CTL_EXIT_NOPERM : CTL_EXIT_FAILURE;
         }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                fprintf(stderr, "mysocketctl login: %s is not a regular file\n", path);
-                goto out;
-        }
-        if (st.st_mode & 077) {
-                fprintf(stderr, "mysocketctl login: permissions %04o for %s are too open: a password file must "
-                        "not be readable by group or others (chmod 600 %s); refusing it\n",
-                        (unsigned) (st.st_mode & 07777), path, path);
-                goto out;
-        }
-        for (;;) {
-                ssize_t n = read(fd, buf + len, PASSWORD_MAX - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        fprintf(stderr, "mysocketctl login: reading %s: %s\n", path, strerror(errno));
-                        goto out;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len == PASSWORD_MAX) {
-                        fprintf(stderr, "mysocketctl login: %s is longer than %d bytes\n", path, PASSWORD_MAX);
-                        goto out;
-                }
-        }
-        /* One line end is the file's, not the password's. */
-        if (len > 0 && buf[len - 1] == '\n')
-                len--;
-        if (len > 0 && buf[len - 1] == '\r')
-                len--;
-        buf[len] = '\0';
-        if (len == 0 || strlen(buf) != len) {
-                fprintf(stderr, "mysocketctl login: %s holds no password (empty, or a NUL byte)\n", path);
-                goto out;
-        }
-        *ret = buf;
-        buf = NULL;
-        r = 0;
-out:
-        if (buf)
-                explicit_bzero(buf, PASSWORD_MAX + 1);
-        close(fd);
-        return r;
+        return 0;
 }
 
 /* "Password: " without echo on a terminal; a plain line from stdin otherwise. A signal

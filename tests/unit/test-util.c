@@ -134,6 +134,107 @@ START_TEST(test_rfc3339_past_9999) {
 }
 END_TEST
 
+/* The secret-file rule both mysocketd (password_file, token_file) and mysocketctl login
+ * follow: one final "\n" or "\r\n" is the file's; everything else is the secret. */
+static char *secret_dir;
+
+static int read_secret(const char *content, size_t len, mode_t mode, size_t max, char **ret, char **error) {
+        char *path = xasprintf("%s/secret", secret_dir);
+        unlink(path);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, content, len), (ssize_t) len);
+        close(fd);
+        ck_assert_int_eq(chmod(path, mode), 0);
+        *ret = NULL;
+        *error = NULL;
+        int r = secret_file_read(path, "password", max, ret, error);
+        free(path);
+        return r;
+}
+
+static void secret_is(const char *content, const char *want) {
+        char *s, *e;
+        ck_assert_int_eq(read_secret(content, strlen(content), 0600, 64, &s, &e), 0);
+        ck_assert_ptr_null(e);
+        ck_assert_str_eq(s, want);
+        free(s);
+}
+
+static void secret_refused(const char *content, size_t len, mode_t mode, size_t max, int want_r,
+                           const char *want_fragment) {
+        char *s, *e;
+        ck_assert_int_eq(read_secret(content, len, mode, max, &s, &e), want_r);
+        ck_assert_ptr_null(s);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_msg(strstr(e, want_fragment), "\"%s\" lacks \"%s\"", e, want_fragment);
+        free(e);
+}
+
+START_TEST(test_strip_line_end) {
+        ck_assert_uint_eq(strip_line_end("pw\n", 3), 2);
+        ck_assert_uint_eq(strip_line_end("pw\r\n", 4), 2);
+        ck_assert_uint_eq(strip_line_end("pw", 2), 2);
+        ck_assert_uint_eq(strip_line_end("pw\r", 3), 3);       /* a lone CR is not a line end */
+        ck_assert_uint_eq(strip_line_end("pw\n\n", 4), 3);     /* only one */
+        ck_assert_uint_eq(strip_line_end("\n", 1), 0);
+        ck_assert_uint_eq(strip_line_end("", 0), 0);
+}
+END_TEST
+
+START_TEST(test_secret_file) {
+        char tmpl[] = "/tmp/test-util-secret-XXXXXX";
+        secret_dir = mkdtemp(tmpl);
+        ck_assert_ptr_nonnull(secret_dir);
+
+        secret_is("hunter2", "hunter2");
+        secret_is("hunter2\n", "hunter2");             /* echo hunter2 > file */
+        secret_is("hunter2\r\n", "hunter2");           /* an editor that writes CRLF */
+        secret_is(" hunter2 \t\n", " hunter2 \t");      /* blanks are the password's */
+        secret_is("x", "x");
+        char full[65];
+        memset(full, 'a', 64);
+        full[64] = '\0';
+        secret_is(full, full);                          /* exactly max */
+        char full_nl[66];
+        memcpy(full_nl, full, 64);
+        memcpy(full_nl + 64, "\n", 2);
+        secret_is(full_nl, full);                       /* max plus its line end */
+
+        secret_refused("hunter2\n\n", 9, 0600, 64, -EINVAL, "more than one line");
+        secret_refused("hunter2\nsecond\n", 15, 0600, 64, -EINVAL, "more than one line");
+        secret_refused("hunter2\r", 8, 0600, 64, -EINVAL, "more than one line");
+        secret_refused("", 0, 0600, 64, -EINVAL, "is empty or not text");
+        secret_refused("\n", 1, 0600, 64, -EINVAL, "is empty or not text");
+        secret_refused("\r\n", 2, 0600, 64, -EINVAL, "is empty or not text");
+        secret_refused("hun\0ter2", 8, 0600, 64, -EINVAL, "is empty or not text");
+        char big[67];
+        memset(big, 'a', 65);
+        memcpy(big + 65, "\n", 2);
+        secret_refused(big, 66, 0600, 64, -EFBIG, "longer than 64 bytes");
+        secret_refused("hunter2\n", 8, 0640, 64, -EPERM, "is readable by others (mode 0640); chmod 600 ");
+        secret_refused("hunter2\n", 8, 0604, 64, -EPERM, "(mode 0604)");
+        /* 0400 is as private as 0600. */
+        char *s, *e;
+        ck_assert_int_eq(read_secret("hunter2\n", 8, 0400, 64, &s, &e), 0);
+        ck_assert_str_eq(s, "hunter2");
+        free(s);
+
+        char *missing = xasprintf("%s/missing", secret_dir);
+        ck_assert_int_eq(secret_file_read(missing, "token", 64, &s, &e), -ENOENT);
+        ck_assert_msg(strstr(e, "cannot open token file ") && strstr(e, "No such file"), "%s", e);
+        free(e);
+        ck_assert_int_eq(secret_file_read(secret_dir, "token", 64, &s, &e), -EINVAL);
+        ck_assert_msg(strstr(e, "is not a regular file"), "%s", e);
+        free(e);
+        free(missing);
+
+        char *cmd = xasprintf("rm -rf %s", secret_dir);
+        ck_assert_int_eq(system(cmd), 0);
+        free(cmd);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("util");
         TCase *tc = tcase_create("core");
@@ -144,6 +245,8 @@ int main(void) {
         tcase_add_test(tc, test_atomic_write);
         tcase_add_test(tc, test_strv);
         tcase_add_test(tc, test_rfc3339_past_9999);
+        tcase_add_test(tc, test_strip_line_end);
+        tcase_add_test(tc, test_secret_file);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
