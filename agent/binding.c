@@ -10,7 +10,6 @@
 #include "log.h"
 #include "manager.h"
 
-#define USEC_PER_SEC 1000000ull
 /* Never spin: even full jitter waits at least this long between attempts. */
 #define BACKOFF_MIN_USEC (100 * 1000ull)
 
@@ -223,7 +222,7 @@ static void on_resolved(int error, const struct api_binding_result *r, const cha
 
 static void binding_resolve(struct binding *b) {
         const struct binding_conf *c = b->conf;
-        _cleanup_(freep) char *display = c->display_name ? NULL : xasprintf("%s on %s", c->name, b->manager->hostname);
+        _cleanup_(freep) char *display = c->display_name ? NULL : display_name_default(c->name, b->manager->hostname);
         const struct api_binding_request req = {
                 .name = c->name,
                 .display_name = c->display_name ? c->display_name : display,

@@ -124,14 +124,6 @@ static cJSON *cmd_remove(struct commands *ctx, struct control_client *c, const c
         return reply;
 }
 
-static void add_time_or_null(cJSON *o, const char *key, uint64_t usec) {
-        char buf[32];
-        if (usec)
-                cJSON_AddStringToObject(o, key, format_rfc3339(usec, buf));
-        else
-                cJSON_AddNullToObject(o, key);
-}
-
 static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const cJSON *req) {
         const struct manager *m = ctx->manager;
         unsigned up, failed;
@@ -140,13 +132,13 @@ static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const c
         cJSON *s = cJSON_AddObjectToObject(reply, PROTO_KEY_STATUS);
         cJSON_AddStringToObject(s, PROTO_KEY_VERSION, PACKAGE_VERSION);
         cJSON_AddNumberToObject(s, PROTO_KEY_PID, getpid());
-        add_time_or_null(s, PROTO_KEY_STARTED, m->started);
-        cJSON_AddNumberToObject(s, PROTO_KEY_UPTIME, (double) ((now_realtime_usec() - m->started) / 1000000));
+        proto_add_time_or_null(s, PROTO_KEY_STARTED, m->started);
+        cJSON_AddNumberToObject(s, PROTO_KEY_UPTIME, (double) ((now_realtime_usec() - m->started) / USEC_PER_SEC));
         cJSON_AddStringToObject(s, PROTO_KEY_MODE, m->config->api ? PROTO_MODE_API : PROTO_MODE_DIRECT);
         cJSON_AddStringToObject(s, PROTO_KEY_CONFIG, m->config->path);
         cJSON_AddStringToObject(s, PROTO_KEY_CONTROL_SOCKET, ctx->control_socket);
         cJSON_AddStringToObject(s, PROTO_KEY_STATE_DIR, m->config->state_dir);
-        add_time_or_null(s, PROTO_KEY_TOKEN_EXPIRY, m->api ? api_token_expiry(m->api) : 0);
+        proto_add_time_or_null(s, PROTO_KEY_TOKEN_EXPIRY, m->api ? api_token_expiry(m->api) : 0);
         cJSON_AddNumberToObject(s, PROTO_KEY_BINDINGS, (double) m->n_bindings);
         cJSON_AddNumberToObject(s, PROTO_KEY_UP, up);
         cJSON_AddNumberToObject(s, PROTO_KEY_FAILED, failed);

@@ -99,7 +99,7 @@ static void add_port_or_null(cJSON *o, const char *key, uint16_t port) {
                 cJSON_AddNullToObject(o, key);
 }
 
-static void add_time_or_null(cJSON *o, const char *key, uint64_t usec) {
+void proto_add_time_or_null(cJSON *o, const char *key, uint64_t usec) {
         char buf[32];
 
         if (usec)
@@ -141,14 +141,14 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_string_or_null(o, PROTO_KEY_SOCKET_ID, b->socket_id);
         add_string_or_null(o, PROTO_KEY_TUNNEL_ID, b->tunnel_id);
         add_port_or_null(o, PROTO_KEY_RELAY_PORT, b->relay_port);
-        add_time_or_null(o, PROTO_KEY_CONNECTED_SINCE, b->connected_since);
+        proto_add_time_or_null(o, PROTO_KEY_CONNECTED_SINCE, b->connected_since);
         add_uint(o, PROTO_KEY_RECONNECTS, b->reconnects);
         add_uint(o, PROTO_KEY_CONNECTIONS_ACTIVE, b->connections_active);
         add_uint(o, PROTO_KEY_CONNECTIONS_TOTAL, b->connections_total);
         add_uint(o, PROTO_KEY_BYTES_IN, b->bytes_in);
         add_uint(o, PROTO_KEY_BYTES_OUT, b->bytes_out);
         add_string_or_null(o, PROTO_KEY_LAST_ERROR, b->last_error);
-        add_time_or_null(o, PROTO_KEY_NEXT_ATTEMPT, b->next_attempt);
+        proto_add_time_or_null(o, PROTO_KEY_NEXT_ATTEMPT, b->next_attempt);
         add_string_or_null(o, PROTO_KEY_DISPLAY_NAME, b->display_name);
         cJSON_AddBoolToObject(o, PROTO_KEY_PROTECTED, b->protected_);
         add_string_or_null(o, PROTO_KEY_USERNAME, b->username);
@@ -311,7 +311,7 @@ void proto_event_clear(struct proto_event *e) {
 cJSON *proto_event_to_json(const struct proto_event *e) {
         cJSON *o = proto_new_object();
 
-        add_time_or_null(o, PROTO_KEY_TIME, e->time);
+        proto_add_time_or_null(o, PROTO_KEY_TIME, e->time);
         add_string_or_null(o, PROTO_KEY_PRIORITY, e->priority);
         add_string_or_null(o, PROTO_KEY_BINDING, e->binding);
         add_string_or_null(o, PROTO_KEY_EVENT, e->event);

@@ -117,6 +117,10 @@ int proto_get_string(const cJSON *o, const char *key, bool required, const char 
 int proto_get_bool(const cJSON *o, const char *key, bool def, bool *ret, char **error);
 int proto_get_uint(const cJSON *o, const char *key, uint64_t max, uint64_t def, uint64_t *ret, char **error);
 
+/* Adds key: the RFC 3339 form of a CLOCK_REALTIME usec time, or null for 0 (how the
+ * protocol writes every time: a binding's, an event's, status's). */
+void proto_add_time_or_null(cJSON *o, const char *key, uint64_t usec);
+
 /* Replies. proto_reply_ok() returns {"v":1,"ok":true}; add the result to it. */
 cJSON *proto_reply_ok(void);
 cJSON *proto_reply_error(enum proto_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

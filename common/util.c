@@ -120,6 +120,17 @@ int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {
         return 0;
 }
 
+char *display_name_default(const char *name, const char *hostname) {
+        char host[256] = "localhost";
+        if (!hostname) {
+                if (gethostname(host, sizeof(host) - 1) < 0)
+                        strcpy(host, "localhost");
+                host[sizeof(host) - 1] = '\0';
+                hostname = host;
+        }
+        return xasprintf("%s on %s", name, hostname);
+}
+
 int parse_port(const char *s, uint16_t *ret) {
         unsigned v;
         if (parse_uint(s, 1, 65535, &v) < 0)
@@ -301,7 +312,7 @@ int mkdir_p(const char *path, mode_t mode) {
 static uint64_t now_usec(clockid_t id) {
         struct timespec ts;
         clock_gettime(id, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000u;
 }
 
 uint64_t now_realtime_usec(void) {
@@ -313,7 +324,7 @@ uint64_t now_monotonic_usec(void) {
 }
 
 char *format_rfc3339(uint64_t usec, char buf[static 32]) {
-        time_t t = (time_t) (usec / 1000000u);
+        time_t t = (time_t) (usec / USEC_PER_SEC);
         struct tm tm;
         gmtime_r(&t, &tm);
         strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -331,7 +342,7 @@ int parse_rfc3339(const char *s, uint64_t *ret) {
          * function refuse (found by tests/fuzz/fuzz-protocol). */
         if (t < 0 || t > 253402300799)      /* 9999-12-31T23:59:59Z */
                 return -EINVAL;
-        *ret = (uint64_t) t * 1000000u;
+        *ret = (uint64_t) t * USEC_PER_SEC;
         return 0;
 }
 

@@ -38,6 +38,9 @@ void strv_clear(struct strv *v);
 /* Binding names: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}. */
 bool binding_name_valid(const char *name);
 #define BINDING_NAME_MAX 63
+/* A binding's display name when none is set (SPEC §3): "NAME on HOSTNAME"; hostname NULL
+ * means this machine's (gethostname(), "localhost" if that fails). Caller frees. */
+char *display_name_default(const char *name, const char *hostname);
 
 /* Parses a decimal port 1-65535 (the whole string). Returns 0 or -EINVAL. */
 int parse_port(const char *s, uint16_t *ret);
@@ -66,6 +69,7 @@ int secret_file_read(const char *path, const char *what, size_t max, char **ret,
 int mkdir_p(const char *path, mode_t mode);
 
 /* Clock helpers, microseconds. */
+#define USEC_PER_SEC 1000000ULL
 uint64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
 /* Formats a CLOCK_REALTIME usec timestamp as RFC 3339 UTC ("2026-11-22T10:00:00Z") into buf. */

@@ -32,10 +32,10 @@ static char *since_text(const struct proto_binding *b) {
         char buf[32];
 
         if (streq(b->state, PROTO_STATE_UP) && b->connected_since)
-                return xstrdup(format_duration(now > b->connected_since ? (now - b->connected_since) / 1000000 : 0, buf));
+                return xstrdup(format_duration(now > b->connected_since ? (now - b->connected_since) / USEC_PER_SEC : 0, buf));
         if (streq(b->state, PROTO_STATE_BACKOFF) && b->next_attempt)
                 return xasprintf("next in %s",
-                                 format_duration(b->next_attempt > now ? (b->next_attempt - now + 999999) / 1000000 : 0, buf));
+                                 format_duration(b->next_attempt > now ? (b->next_attempt - now + USEC_PER_SEC - 1) / USEC_PER_SEC : 0, buf));
         return NULL;
 }
 
@@ -139,7 +139,7 @@ static void print_progress(const struct proto_binding *b) {
 /* Polls `show` until the binding is up, failed, or the time is over. *final owns the last
  * binding object seen (for --json). */
 static int wait_until_up(const struct ctl_context *ctx, const char *name, unsigned seconds, cJSON **final) {
-        uint64_t deadline = now_monotonic_usec() + (uint64_t) seconds * 1000000;
+        uint64_t deadline = now_monotonic_usec() + (uint64_t) seconds * USEC_PER_SEC;
         _cleanup_(freep) char *last_state = NULL;
         int r;
 
