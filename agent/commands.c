@@ -262,7 +262,7 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         struct follower *f = xcalloc(1, sizeof(*f));
         *f = (struct follower) {
                 .client = c, .eventlog = ctx->eventlog,
-                .binding = xstrdup(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(copy, PROTO_KEY_NAME))),
+                .binding = xstrdup(proto_str_of(copy, PROTO_KEY_NAME)),
                 .remove_on_close = ctx->manager,
         };
         control_client_stream(c, follower_closed, f);

@@ -150,6 +150,12 @@ int proto_get_bool(const cJSON *o, const char *key, bool def, bool *ret, char **
         return 0;
 }
 
+const char *proto_str_of(const cJSON *o, const char *key) {
+        const cJSON *i = cJSON_GetObjectItemCaseSensitive(o, key);
+
+        return cJSON_IsString(i) ? i->valuestring : NULL;
+}
+
 /* An exact non-negative integer in [min, max]; cJSON keeps numbers as doubles. */
 static bool number_in_range(const cJSON *i, uint64_t min, uint64_t max, uint64_t *ret) {
         double d;

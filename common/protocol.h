@@ -116,6 +116,9 @@ int proto_request_parse(const char *line, size_t len, cJSON **ret, const char **
 int proto_get_string(const cJSON *o, const char *key, bool required, const char **ret, char **error);
 int proto_get_bool(const cJSON *o, const char *key, bool def, bool *ret, char **error);
 int proto_get_uint(const cJSON *o, const char *key, uint64_t max, uint64_t def, uint64_t *ret, char **error);
+/* The lax getter for what a reader only shows: the string at key (pointing into o), or NULL
+ * when o is not an object, the key is absent, or it is not a string. */
+const char *proto_str_of(const cJSON *o, const char *key);
 
 /* Adds key: the RFC 3339 form of a CLOCK_REALTIME usec time, or null for 0 (how the
  * protocol writes every time: a binding's, an event's, status's). */

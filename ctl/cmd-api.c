@@ -17,7 +17,7 @@ static char *number_text(const cJSON *o, const char *key) {
 
 /* "https://dnsname" for http/https sockets, "dnsname:port" for tcp/tls (SPEC §8). */
 static char *socket_url(const cJSON *s) {
-        const char *dns = ctl_str_of(s, PROTO_API_KEY_DNSNAME), *type = ctl_str_of(s, PROTO_API_KEY_SOCKET_TYPE);
+        const char *dns = proto_str_of(s, PROTO_API_KEY_DNSNAME), *type = proto_str_of(s, PROTO_API_KEY_SOCKET_TYPE);
         const cJSON *ports = cJSON_GetObjectItemCaseSensitive(s, PROTO_API_KEY_SOCKET_TCP_PORTS);
         const cJSON *p0 = cJSON_GetArrayItem(ports, 0);
 
@@ -94,8 +94,8 @@ static void socket_ls_print(const cJSON *sockets) {
                 _cleanup_(freep) char *tunnels =
                         xasprintf("%d", cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, PROTO_KEY_TUNNELS)));
                 table_add_row(t, (const char *const[]) {
-                        ctl_str_of(s, PROTO_KEY_SOCKET_ID), ctl_str_of(s, PROTO_API_KEY_DNSNAME), ctl_str_of(s, PROTO_API_KEY_SOCKET_TYPE),
-                        ctl_str_of(s, PROTO_KEY_NAME), ports, yes_no(s, PROTO_API_KEY_PROTECTED_SOCKET), tunnels });
+                        proto_str_of(s, PROTO_KEY_SOCKET_ID), proto_str_of(s, PROTO_API_KEY_DNSNAME), proto_str_of(s, PROTO_API_KEY_SOCKET_TYPE),
+                        proto_str_of(s, PROTO_KEY_NAME), ports, yes_no(s, PROTO_API_KEY_PROTECTED_SOCKET), tunnels });
         }
         table_print(t, stdout, false);
         table_free(t);
@@ -108,16 +108,16 @@ static void socket_print(const cJSON *s) {
         const cJSON *t;
 
         cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, PROTO_KEY_TUNNELS)) {
-                const char *id = ctl_str_of(t, PROTO_KEY_TUNNEL_ID);
+                const char *id = proto_str_of(t, PROTO_KEY_TUNNEL_ID);
                 char *next = xasprintf("%s%s%s", tunnels ?: "", tunnels ? ", " : "", id ?: "?");
                 free(tunnels);
                 tunnels = next;
         }
-        cJSON_AddStringToObject(o, "socket_id", ctl_str_of(s, PROTO_KEY_SOCKET_ID) ?: "-");
-        cJSON_AddStringToObject(o, "dnsname", ctl_str_of(s, PROTO_API_KEY_DNSNAME) ?: "-");
+        cJSON_AddStringToObject(o, "socket_id", proto_str_of(s, PROTO_KEY_SOCKET_ID) ?: "-");
+        cJSON_AddStringToObject(o, "dnsname", proto_str_of(s, PROTO_API_KEY_DNSNAME) ?: "-");
         cJSON_AddStringToObject(o, "public_url", url ?: "-");
-        cJSON_AddStringToObject(o, "name", ctl_str_of(s, PROTO_KEY_NAME) ?: "-");
-        cJSON_AddStringToObject(o, "type", ctl_str_of(s, PROTO_API_KEY_SOCKET_TYPE) ?: "-");
+        cJSON_AddStringToObject(o, "name", proto_str_of(s, PROTO_KEY_NAME) ?: "-");
+        cJSON_AddStringToObject(o, "type", proto_str_of(s, PROTO_API_KEY_SOCKET_TYPE) ?: "-");
         cJSON_AddStringToObject(o, "ports", ports ?: "-");
         cJSON_AddStringToObject(o, "protected", yes_no(s, PROTO_API_KEY_PROTECTED_SOCKET));
         cJSON_AddStringToObject(o, "tunnels", tunnels ?: "-");
@@ -249,9 +249,9 @@ static void tunnel_print(const cJSON *t) {
         _cleanup_(freep) char *port = number_text(t, PROTO_API_KEY_LOCAL_PORT);
         cJSON *o = cJSON_CreateObject();
 
-        cJSON_AddStringToObject(o, "tunnel_id", ctl_str_of(t, PROTO_KEY_TUNNEL_ID) ?: "-");
+        cJSON_AddStringToObject(o, "tunnel_id", proto_str_of(t, PROTO_KEY_TUNNEL_ID) ?: "-");
         cJSON_AddStringToObject(o, "relay_port", port ?: "-");
-        cJSON_AddStringToObject(o, "server", ctl_str_of(t, PROTO_API_KEY_TUNNEL_SERVER) ?: "-");
+        cJSON_AddStringToObject(o, "server", proto_str_of(t, PROTO_API_KEY_TUNNEL_SERVER) ?: "-");
         output_object(o, stdout);
         cJSON_Delete(o);
 }
@@ -268,7 +268,7 @@ static void tunnel_ls_print(const cJSON *tunnels) {
         tb = table_new(ELEMENTSOF(headers), headers);
         cJSON_ArrayForEach(t, tunnels) {
                 _cleanup_(freep) char *port = number_text(t, PROTO_API_KEY_LOCAL_PORT);
-                table_add_row(tb, (const char *const[]) { ctl_str_of(t, PROTO_KEY_TUNNEL_ID), port, ctl_str_of(t, PROTO_API_KEY_TUNNEL_SERVER) });
+                table_add_row(tb, (const char *const[]) { proto_str_of(t, PROTO_KEY_TUNNEL_ID), port, proto_str_of(t, PROTO_API_KEY_TUNNEL_SERVER) });
         }
         table_print(tb, stdout, false);
         table_free(tb);

@@ -26,7 +26,7 @@ static char *public_url_of(const struct ctl_context *ctx, const char *name, cons
 
         cJSON_AddStringToObject(req, PROTO_KEY_NAME, name);
         if (client_call(ctx->socket_path, req, &reply) == 0) {
-                const char *u = ctl_str_of(cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_BINDING), PROTO_KEY_PUBLIC_URL);
+                const char *u = proto_str_of(cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_BINDING), PROTO_KEY_PUBLIC_URL);
                 url = xstrdup(u);
                 cJSON_Delete(reply);
         }
@@ -46,10 +46,10 @@ static int connect_line(const struct ctl_context *ctx, const char *name, const c
 
         if ((r = ctl_print_event_line(ctx, line, &ev)) != 0)
                 return r;
-        what = ctl_str_of(ev, PROTO_KEY_EVENT);
-        binding = ctl_str_of(ev, PROTO_KEY_BINDING);
+        what = proto_str_of(ev, PROTO_KEY_EVENT);
+        binding = proto_str_of(ev, PROTO_KEY_BINDING);
         if (!ctx->json && what && binding && streq(what, PROTO_EVENT_UP) && streq(binding, name)) {
-                _cleanup_(freep) char *url = public_url_of(ctx, name, ctl_str_of(ev, PROTO_KEY_MESSAGE));
+                _cleanup_(freep) char *url = public_url_of(ctx, name, proto_str_of(ev, PROTO_KEY_MESSAGE));
                 _cleanup_(freep) char *u = url ? sanitize_text(url, 1024) : NULL;
                 if (u)
                         printf("\n    %s is public at %s\n\n", name, u);
@@ -135,13 +135,13 @@ int ctl_cmd_connect(struct ctl_context *ctx, int argc, char **argv) {
         if ((r = ctl_stream_open(ctx, &cl, req, &reply)) != 0)
                 goto out;
         b = cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_BINDING);
-        if (!cJSON_IsObject(b) || !ctl_str_of(b, PROTO_KEY_NAME)) {
+        if (!cJSON_IsObject(b) || !proto_str_of(b, PROTO_KEY_NAME)) {
                 r = ctl_malformed("\"binding\" is not an object with a name");
                 goto out;
         }
-        name = sanitize_text(ctl_str_of(b, PROTO_KEY_NAME), 256);
+        name = sanitize_text(proto_str_of(b, PROTO_KEY_NAME), 256);
         {
-                _cleanup_(freep) char *host = sanitize_text(ctl_str_of(b, PROTO_KEY_HOST) ?: a.host ?: "127.0.0.1", 256);
+                _cleanup_(freep) char *host = sanitize_text(proto_str_of(b, PROTO_KEY_HOST) ?: a.host ?: "127.0.0.1", 256);
                 bool v6 = strchr(host, ':');
                 /* With --json stdout holds only JSON lines. */
                 fprintf(ctx->json ? stderr : stdout, "Connecting %s (local %s%s%s:%u)... Ctrl-C ends it.\n",

@@ -122,11 +122,6 @@ int ctl_parse_common(struct ctl_context *ctx, int argc, char **argv) {
 
 /* ---- requests and replies ------------------------------------------------------------- */
 
-const char *ctl_str_of(const cJSON *o, const char *key) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-        return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 int ctl_call_for(const struct ctl_context *ctx, const cJSON *req, const char *key,
                  cJSON_bool (*is)(const cJSON *), const char *shape, cJSON **reply, const cJSON **ret) {
         int r = client_call(ctx->socket_path, req, reply);

@@ -91,8 +91,6 @@ int ctl_parse_common(struct ctl_context *ctx, int argc, char **argv);
  * returns -1 to go on, else the exit status (2). */
 int ctl_check_args(const struct ctl_context *ctx, int argc, char **argv, int min, int max, const char *what);
 
-/* The string member key of o, or NULL. */
-const char *ctl_str_of(const cJSON *o, const char *key);
 /* One request on a connection of its own; on success *reply owns the reply and, unless key
  * is NULL, *ret points to its member key, which must pass is() (else "\"key\" is not
  * <shape>", or "... is missing or of the wrong type" when shape is NULL). Returns 0 or the
