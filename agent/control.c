@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "list.h"
 #include "log.h"
 #include "protocol.h"
 #include "util.h"
@@ -44,7 +45,7 @@ struct control {
         char *bound_path;               /* set when we bound it (not socket-activated) */
         control_handler_t handler;
         void *userdata;
-        struct control_client *clients;
+        struct control_client *clients, *clients_tail;     /* oldest first */
         unsigned n_clients;
 };
 
@@ -52,12 +53,7 @@ static void client_free(struct control_client *c) {
         struct control *ctl = c->control;
         if (c->on_close)
                 c->on_close(c, c->on_close_userdata);
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                ctl->clients = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
+        LIST_REMOVE(ctl->clients, ctl->clients_tail, c);
         ctl->n_clients--;
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->timer);
@@ -249,10 +245,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         len = sizeof(c->groups);
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
                 c->n_groups = (int) (len / sizeof(gid_t));
-        c->next = ctl->clients;
-        if (c->next)
-                c->next->prev = c;
-        ctl->clients = c;
+        LIST_APPEND(ctl->clients, ctl->clients_tail, c);
         ctl->n_clients++;
         if (sd_event_add_io(ctl->event, &c->io, cfd, EPOLLIN, on_client_io, c) < 0) {
                 client_free(c);
