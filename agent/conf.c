@@ -16,6 +16,7 @@
 
 #include "conf-internal.h"
 #include "conf.h"
+#include "state.h"
 #include "log.h"
 #include "util.h"
 
@@ -585,14 +586,14 @@ int conf_load(const char *path, struct config **ret, struct strv *errors, struct
                 parse_file(&x, dropins.items[i]);
 
         if (!c->known_hosts)
-                c->known_hosts = xasprintf("%s/known_hosts", c->state_dir);
+                c->known_hosts = state_known_hosts_path(c->state_dir);
         check_config(&x);
         for (size_t i = 0; i < x.n_pb; i++) {
                 add_binding(c, x.pb[i]->b);
                 x.pb[i]->b = NULL;
         }
 
-        rdir = xasprintf("%s/bindings.d", c->state_dir);
+        rdir = state_bindings_dir(c->state_dir);
         r = c->state_dir[0] == '/' ? list_ini(rdir, &runtime) : 0;
         if (r < 0)
                 report(warnings, rdir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));

@@ -1,6 +1,5 @@
 /* The set of bindings: start and stop, add and remove at run time, reload as a diff, the
  * network watch, and what the API keeps for each (ids, quick-connect leftovers). */
-#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <stdio.h>
@@ -96,25 +95,20 @@ int manager_new(sd_event *event, struct config *config, struct manager **ret) {
 /* A `connect` binding lives only as long as its client; if the daemon died first (kill -9,
  * power cut), its socket is still at the API with its ids file here. Delete both. */
 static void purge_orphaned_connects(struct manager *m) {
-        _cleanup_(freep) char *dir = xasprintf("%s/ids", m->config->state_dir);
-        DIR *d = opendir(dir);
-        struct dirent *de;
-        if (!d)
+        struct strv names = { 0 };
+        if (state_ids_names(m->config->state_dir, &names) < 0)
                 return;
-        while ((de = readdir(d))) {
-                char name[BINDING_NAME_MAX + 1];
-                unsigned n;
-                int end = 0;
-                if (sscanf(de->d_name, "connect-%u.json%n", &n, &end) != 1 || de->d_name[end] != '\0')
+        for (size_t i = 0; i < names.n; i++) {
+                char *name = names.items[i];
+                if (strncmp(name, "connect-", 8) != 0 || !name[8] || strspn(name + 8, "0123456789") != strlen(name + 8))
                         continue;
-                snprintf(name, sizeof(name), "connect-%u", n);
                 if (manager_find(m, name))
                         continue;
                 struct binding tmp = { .manager = m, .conf = &(struct binding_conf) { .name = name } };
                 log_binding(LOG_NOTICE, name, "purge", "quick connect binding left over from an earlier run; deleting its socket");
                 manager_forget_remote(m, &tmp, true);
         }
-        closedir(d);
+        strv_clear(&names);
 }
 
 int manager_start(struct manager *m) {

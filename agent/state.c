@@ -62,3 +62,33 @@ int state_remove_binding(const char *state_dir, const char *name) {
         _cleanup_(freep) char *path = state_binding_path(state_dir, name);
         return unlink_durable(path);
 }
+
+/* ---- the layout, for the modules that read it (so that no other file spells a path) ---- */
+
+char *state_bindings_dir(const char *state_dir) {
+        return xasprintf("%s/bindings.d", state_dir);
+}
+
+char *state_known_hosts_path(const char *state_dir) {
+        return xasprintf("%s/known_hosts", state_dir);
+}
+
+int state_ids_names(const char *state_dir, struct strv *ret) {
+        _cleanup_(freep) char *dir = xasprintf("%s/ids", state_dir);
+        struct dirent *de;
+        DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(d))) {
+                size_t n = strlen(de->d_name);
+                if (n <= 5 || !streq(de->d_name + n - 5, ".json"))
+                        continue;
+                char *name = xasprintf("%.*s", (int) (n - 5), de->d_name);
+                if (binding_name_valid(name))
+                        strv_push(ret, name);
+                else
+                        free(name);
+        }
+        closedir(d);
+        return 0;
+}

@@ -13,3 +13,11 @@ int state_save_binding(const char *state_dir, const struct binding_conf *b);
 int state_remove_binding(const char *state_dir, const char *name);
 /* The path of NAME's file (caller frees). */
 char *state_binding_path(const char *state_dir, const char *name);
+
+/* The layout, for the modules that read it: STATE_DIR/bindings.d, and STATE_DIR/known_hosts
+ * (the default of [ssh] known_hosts). Caller frees. */
+char *state_bindings_dir(const char *state_dir);
+char *state_known_hosts_path(const char *state_dir);
+/* Appends to *ret the name of every binding that has an ids file (STATE_DIR/ids/NAME.json,
+ * NAME a valid binding name). A missing ids directory is an empty list. Returns 0 or -errno. */
+int state_ids_names(const char *state_dir, struct strv *ret);

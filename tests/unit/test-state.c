@@ -99,6 +99,57 @@ START_TEST(test_init_sweeps_crash_leftovers) {
 }
 END_TEST
 
+static void touch(const char *path) {
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fclose(f);
+}
+
+static bool has(const struct strv *v, const char *s) {
+        for (size_t i = 0; i < v->n; i++)
+                if (streq(v->items[i], s))
+                        return true;
+        return false;
+}
+
+/* The layout other modules ask for instead of spelling paths. */
+START_TEST(test_layout) {
+        char *bd = state_bindings_dir("/var/lib/mysocketd"), *kh = state_known_hosts_path("/var/lib/mysocketd");
+        char *bp = state_binding_path("/var/lib/mysocketd", "web");
+        ck_assert_str_eq(bd, "/var/lib/mysocketd/bindings.d");
+        ck_assert_str_eq(kh, "/var/lib/mysocketd/known_hosts");
+        ck_assert(strncmp(bp, bd, strlen(bd)) == 0);    /* a binding's file is in bindings.d */
+        free(bd);
+        free(kh);
+        free(bp);
+
+        struct strv names = { 0 };
+        ck_assert_int_eq(state_ids_names(dir, &names), 0);      /* no ids dir yet: none */
+        ck_assert_uint_eq(names.n, 0);
+        char *error = NULL;
+        ck_assert_int_eq(state_init(dir, &error), 0);
+        char *ids = xasprintf("%s/ids", dir);
+        ck_assert_int_eq(mkdir(ids, 0700), 0);
+        const char *files[] = { "web.json", "connect-3.json", "notes.txt", ".json", "-bad.json", "db.json.tmp.Ab12Cd" };
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                char *p = xasprintf("%s/%s", ids, files[i]);
+                touch(p);
+                free(p);
+        }
+        ck_assert_int_eq(state_ids_names(dir, &names), 0);
+        ck_assert_uint_eq(names.n, 2);
+        ck_assert(has(&names, "web"));
+        ck_assert(has(&names, "connect-3"));
+        strv_clear(&names);
+        ck_assert_int_eq(chmod(ids, 0), 0);
+        if (geteuid() != 0)     /* root reads it anyway */
+                ck_assert_int_eq(state_ids_names(dir, &names), -EACCES);
+        ck_assert_int_eq(chmod(ids, 0700), 0);
+        strv_clear(&names);
+        free(ids);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("state");
         TCase *tc = tcase_create("core");
@@ -107,6 +158,7 @@ int main(void) {
         tcase_add_test(tc, test_init_refuses_writable_dir);
         tcase_add_test(tc, test_save_reload_remove);
         tcase_add_test(tc, test_init_sweeps_crash_leftovers);
+        tcase_add_test(tc, test_layout);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
