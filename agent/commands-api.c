@@ -73,11 +73,8 @@ cJSON *commands_login(struct commands *ctx, struct control_client *c, const cJSO
         if (!api)
                 return reply;
         if (proto_get_string(req, PROTO_KEY_EMAIL, true, &email, &error) < 0 ||
-            proto_get_string(req, PROTO_KEY_PASSWORD, true, &password, &error) < 0) {
-                reply = proto_reply_error(PROTO_CODE_INVALID, "%s", error);
-                free(error);
-                return reply;
-        }
+            proto_get_string(req, PROTO_KEY_PASSWORD, true, &password, &error) < 0)
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         struct pending *p = pending_new(c, NULL);
         return park(c, api_login(api, email, password, on_api_reply, p, &p->call), p);
 }
@@ -91,12 +88,6 @@ cJSON *commands_account(struct commands *ctx, struct control_client *c, const cJ
         return park(c, api_account_show(api, on_api_reply, p, &p->call), p);
 }
 
-static cJSON *invalid(char *error) {
-        cJSON *r = proto_reply_error(PROTO_CODE_INVALID, "%s", error);
-        free(error);
-        return r;
-}
-
 cJSON *commands_socket(struct commands *ctx, struct control_client *c, const cJSON *req) {
         const char *action, *id, *name, *type, *username, *password;
         bool protected_;
@@ -106,14 +97,14 @@ cJSON *commands_socket(struct commands *ctx, struct control_client *c, const cJS
         if (!api)
                 return reply;
         if (proto_get_string(req, PROTO_KEY_ACTION, true, &action, &error) < 0)
-                return invalid(error);
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         if (streq(action, PROTO_ACTION_LS)) {
                 struct pending *p = pending_new(c, PROTO_KEY_SOCKETS);
                 return park(c, api_socket_list(api, on_api_reply, p, &p->call), p);
         }
         if (streq(action, PROTO_ACTION_DELETE)) {
                 if (proto_get_string(req, PROTO_KEY_SOCKET_ID, true, &id, &error) < 0)
-                        return invalid(error);
+                        return proto_reply_error_take(PROTO_CODE_INVALID, error);
                 struct pending *p = pending_new(c, NULL);
                 return park(c, api_socket_delete(api, id, on_api_reply, p, &p->call), p);
         }
@@ -124,7 +115,7 @@ cJSON *commands_socket(struct commands *ctx, struct control_client *c, const cJS
             proto_get_bool(req, PROTO_KEY_PROTECTED, false, &protected_, &error) < 0 ||
             proto_get_string(req, PROTO_KEY_USERNAME, false, &username, &error) < 0 ||
             proto_get_string(req, PROTO_KEY_PASSWORD, false, &password, &error) < 0)
-                return invalid(error);
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         int t = type ? socket_type_from_string(type) : SOCKET_TYPE_HTTP;
         if (t < 0)
                 return proto_reply_error(PROTO_CODE_INVALID, "\"type\" must be http, https, tcp or tls");
@@ -147,7 +138,7 @@ cJSON *commands_tunnel(struct commands *ctx, struct control_client *c, const cJS
                 return reply;
         if (proto_get_string(req, PROTO_KEY_ACTION, true, &action, &error) < 0 ||
             proto_get_string(req, PROTO_KEY_SOCKET_ID, true, &sid, &error) < 0)
-                return invalid(error);
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         if (streq(action, PROTO_ACTION_LS)) {
                 struct pending *p = pending_new(c, PROTO_KEY_TUNNELS);
                 return park(c, api_tunnel_list(api, sid, on_api_reply, p, &p->call), p);
@@ -159,7 +150,7 @@ cJSON *commands_tunnel(struct commands *ctx, struct control_client *c, const cJS
         if (!streq(action, PROTO_ACTION_DELETE))
                 return proto_reply_error(PROTO_CODE_INVALID, "tunnel: unknown action (ls, create, delete)");
         if (proto_get_string(req, PROTO_KEY_TUNNEL_ID, true, &tid, &error) < 0)
-                return invalid(error);
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         struct pending *p = pending_new(c, NULL);
         return park(c, api_tunnel_delete(api, sid, tid, on_api_reply, p, &p->call), p);
 }

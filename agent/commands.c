@@ -15,12 +15,6 @@ struct command {
         cJSON *(*fn)(struct commands *ctx, struct control_client *c, const cJSON *req);
 };
 
-static cJSON *error_reply(enum proto_code code, char *owned_message) {
-        cJSON *r = proto_reply_error(code, "%s", owned_message);
-        free(owned_message);
-        return r;
-}
-
 static cJSON *binding_json(const struct binding *b) {
         struct proto_binding p;
         binding_to_proto(b, &p);
@@ -48,10 +42,10 @@ static cJSON *cmd_show(struct commands *ctx, struct control_client *c, const cJS
         const char *name;
         char *error = NULL;
         if (proto_get_string(req, PROTO_KEY_NAME, true, &name, &error) < 0)
-                return error_reply(PROTO_CODE_INVALID, error);
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         const struct binding *b = manager_find(ctx->manager, name);
         if (!b)
-                return error_reply(PROTO_CODE_NOT_FOUND, xasprintf("no binding named \"%s\"", name));
+                return proto_reply_error_take(PROTO_CODE_NOT_FOUND, xasprintf("no binding named \"%s\"", name));
         cJSON *reply = proto_reply_ok();
         cJSON_AddItemToObject(reply, PROTO_KEY_BINDING, binding_json(b));
         return reply;
@@ -82,13 +76,13 @@ static cJSON *add_binding(struct commands *ctx, const cJSON *o, bool temporary) 
         enum proto_code code;
         if (proto_add_from_json(o, &a, &error) < 0) {
                 proto_add_clear(&a);
-                return error_reply(PROTO_CODE_INVALID, error);
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         }
         struct binding_conf *bc = binding_conf_from_add(&a);
         proto_add_clear(&a);
         if (manager_add(ctx->manager, bc, temporary, &code, &error) < 0) {
                 conf_binding_free(bc);
-                return error_reply(code, error);
+                return proto_reply_error_take(code, error);
         }
         cJSON *reply = proto_reply_ok();
         cJSON_AddItemToObject(reply, PROTO_KEY_BINDING, binding_json(manager_find(ctx->manager, bc->name)));
@@ -115,10 +109,10 @@ static cJSON *cmd_remove(struct commands *ctx, struct control_client *c, const c
         enum proto_code code;
         if (proto_get_string(req, PROTO_KEY_NAME, true, &name, &error) < 0 ||
             proto_get_bool(req, PROTO_KEY_PURGE, false, &purge, &error) < 0)
-                return error_reply(PROTO_CODE_INVALID, error);
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         _cleanup_(freep) char *copy = xstrdup(name);
         if (manager_remove(ctx->manager, copy, purge, &code, &error) < 0)
-                return error_reply(code, error);
+                return proto_reply_error_take(code, error);
         cJSON *reply = proto_reply_ok();
         cJSON_AddStringToObject(reply, PROTO_KEY_REMOVED, copy);
         return reply;
@@ -223,7 +217,7 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
         if (proto_get_string(req, PROTO_KEY_NAME, false, &name, &error) < 0 ||
             proto_get_bool(req, PROTO_KEY_FOLLOW, false, &follow, &error) < 0 ||
             proto_get_uint(req, PROTO_KEY_LINES, EVENTLOG_SIZE, 100, &lines, &error) < 0)
-                return error_reply(PROTO_CODE_INVALID, error);
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
         cJSON *reply = proto_reply_ok();
         eventlog_foreach(ctx->eventlog, name, (unsigned) lines, collect_event,
                          cJSON_AddArrayToObject(reply, PROTO_KEY_EVENTS));

@@ -276,6 +276,13 @@ cJSON *proto_reply_error(enum proto_code code, const char *fmt, ...) {
         return o;
 }
 
+cJSON *proto_reply_error_take(enum proto_code code, char *message) {
+        cJSON *o = proto_reply_error(code, "%s", message);
+
+        free(message);
+        return o;
+}
+
 int proto_reply_parse(const char *line, size_t len, cJSON **ret, char **error) {
         cJSON *o = NULL;
         const cJSON *ok, *event;

@@ -127,6 +127,8 @@ void proto_add_time_or_null(cJSON *o, const char *key, uint64_t usec);
 /* Replies. proto_reply_ok() returns {"v":1,"ok":true}; add the result to it. */
 cJSON *proto_reply_ok(void);
 cJSON *proto_reply_error(enum proto_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with a message the caller built: takes ownership of message (freed here). */
+cJSON *proto_reply_error_take(enum proto_code code, char *message);
 /* Parses a reply line, or a streamed {"v":1,"event":{...}} line. Returns 0 with *ret owning the object (ok or not), or -EINVAL with
  * *error set when the line is not a well-formed reply. */
 int proto_reply_parse(const char *line, size_t len, cJSON **ret, char **error);
