@@ -118,7 +118,7 @@ cJSON *commands_socket(struct commands *ctx, struct control_client *c, const cJS
                 return proto_reply_error_take(PROTO_CODE_INVALID, error);
         int t = type ? socket_type_from_string(type) : SOCKET_TYPE_HTTP;
         if (t < 0)
-                return proto_reply_error(PROTO_CODE_INVALID, "\"type\" must be http, https, tcp or tls");
+                return proto_reply_error(PROTO_CODE_INVALID, "\"type\" must be one of " SOCKET_TYPE_NAMES);
         if (protected_ && (!username || !password))
                 return proto_reply_error(PROTO_CODE_INVALID, "a protected socket needs \"username\" and \"password\"");
         const struct api_binding_request spec = {

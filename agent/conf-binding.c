@@ -10,24 +10,6 @@
 #include "conf.h"
 #include "util.h"
 
-static const char *const socket_type_table[_SOCKET_TYPE_MAX] = {
-        [SOCKET_TYPE_HTTP] = "http",
-        [SOCKET_TYPE_HTTPS] = "https",
-        [SOCKET_TYPE_TCP] = "tcp",
-        [SOCKET_TYPE_TLS] = "tls",
-};
-
-const char *socket_type_to_string(enum socket_type t) {
-        return (unsigned) t < _SOCKET_TYPE_MAX ? socket_type_table[t] : NULL;
-}
-
-int socket_type_from_string(const char *s) {
-        for (int i = 0; i < _SOCKET_TYPE_MAX; i++)
-                if (streq(s, socket_type_table[i]))
-                        return i;
-        return -EINVAL;
-}
-
 static const char *unsafe_for_ini(const char *v) {
         for (const char *p = v; *p; p++)
                 if ((unsigned char) *p < 0x20 || *p == 0x7f)
@@ -53,7 +35,7 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
         if (b->port == 0)
                 ISSUE("port", "missing (required)");
         if ((unsigned) b->type >= _SOCKET_TYPE_MAX)
-                ISSUE("type", "not a socket type (http, https, tcp, tls)");
+                ISSUE("type", "not a socket type (" SOCKET_TYPE_NAMES ")");
         const struct { const char *key; const char *v; } strs[] = {
                 { "host", b->host }, { "name", b->display_name }, { "username", b->username },
                 { "password", b->password }, { "socket_id", b->socket_id },

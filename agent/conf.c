@@ -94,7 +94,7 @@ static char *parse_log_level(const struct key *k, const char *v, void *base) {
 static char *parse_type(const struct key *k, const char *v, void *base) {
         int t = socket_type_from_string(v);
         if (t < 0)
-                return xasprintf("\"%s\" is not a socket type (http, https, tcp, tls)", v);
+                return xasprintf("\"%s\" is not a socket type (" SOCKET_TYPE_NAMES ")", v);
         *FIELD(base, k, enum socket_type) = t;
         return NULL;
 }

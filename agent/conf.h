@@ -9,16 +9,6 @@
 
 #define CONF_DEFAULT_PATH "/etc/mysocketd/mysocketd.ini"
 
-enum socket_type {
-        SOCKET_TYPE_HTTP,
-        SOCKET_TYPE_HTTPS,
-        SOCKET_TYPE_TCP,
-        SOCKET_TYPE_TLS,
-        _SOCKET_TYPE_MAX,
-};
-const char *socket_type_to_string(enum socket_type t);
-int socket_type_from_string(const char *s);          /* or -EINVAL */
-
 enum host_key_check {
         HOST_KEY_CHECK_STRICT,
         HOST_KEY_CHECK_ACCEPT_NEW,

@@ -12,13 +12,8 @@
 #include "protocol-internal.h"
 #include "util.h"
 
-static const char *const binding_types[] = { "http", "https", "tcp", "tls" };
-
 bool proto_type_valid(const char *type) {
-        for (size_t i = 0; i < ELEMENTSOF(binding_types); i++)
-                if (streq(binding_types[i], type))
-                        return true;
-        return false;
+        return type && socket_type_from_string(type) >= 0;
 }
 
 /* ---- getters of the objects' fields ------------------------------------------------- */
@@ -281,7 +276,7 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
                 goto out;
         }
         if (a.type && !proto_type_valid(a.type)) {
-                *error = xstrdup("\"type\" must be one of http, https, tcp, tls");
+                *error = xstrdup("\"type\" must be one of " SOCKET_TYPE_NAMES);
                 goto out;
         }
         if (a.host && !*a.host) {

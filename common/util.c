@@ -131,6 +131,24 @@ char *display_name_default(const char *name, const char *hostname) {
         return xasprintf("%s on %s", name, hostname);
 }
 
+static const char *const socket_type_table[_SOCKET_TYPE_MAX] = {
+        [SOCKET_TYPE_HTTP] = "http",
+        [SOCKET_TYPE_HTTPS] = "https",
+        [SOCKET_TYPE_TCP] = "tcp",
+        [SOCKET_TYPE_TLS] = "tls",
+};
+
+const char *socket_type_to_string(enum socket_type t) {
+        return (unsigned) t < _SOCKET_TYPE_MAX ? socket_type_table[t] : NULL;
+}
+
+int socket_type_from_string(const char *s) {
+        for (int i = 0; i < _SOCKET_TYPE_MAX; i++)
+                if (streq(s, socket_type_table[i]))
+                        return i;
+        return -EINVAL;
+}
+
 int parse_port(const char *s, uint16_t *ret) {
         unsigned v;
         if (parse_uint(s, 1, 65535, &v) < 0)

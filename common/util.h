@@ -42,6 +42,19 @@ bool binding_name_valid(const char *name);
  * means this machine's (gethostname(), "localhost" if that fails). Caller frees. */
 char *display_name_default(const char *name, const char *hostname);
 
+/* The binding types (SPEC §3): the INI's `type`, the protocol's "type", the API's
+ * socket_type all use these words. */
+enum socket_type {
+        SOCKET_TYPE_HTTP,
+        SOCKET_TYPE_HTTPS,
+        SOCKET_TYPE_TCP,
+        SOCKET_TYPE_TLS,
+        _SOCKET_TYPE_MAX,
+};
+#define SOCKET_TYPE_NAMES "http, https, tcp, tls"     /* for messages */
+const char *socket_type_to_string(enum socket_type t);  /* NULL if out of range */
+int socket_type_from_string(const char *s);          /* or -EINVAL */
+
 /* Parses a decimal port 1-65535 (the whole string). Returns 0 or -EINVAL. */
 int parse_port(const char *s, uint16_t *ret);
 /* Parses a decimal unsigned in [min, max] (the whole string). Returns 0, -EINVAL or -ERANGE. */

@@ -181,7 +181,7 @@ int ctl_cmd_socket(struct ctl_context *ctx, int argc, char **argv) {
                         break;
                 case OPT_TYPE:
                         if (!proto_type_valid(optarg))
-                                return ctl_usage_error(ctx, "--type: \"%s\" is not one of http, https, tcp, tls", optarg);
+                                return ctl_usage_error(ctx, "--type: \"%s\" is not one of " SOCKET_TYPE_NAMES, optarg);
                         type = optarg;
                         break;
                 case OPT_PROTECTED:

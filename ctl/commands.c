@@ -77,7 +77,7 @@ int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a) {
                 return -1;
         case CTL_OPT_TYPE:
                 if (!proto_type_valid(optarg))
-                        return ctl_usage_error(ctx, "--type: \"%s\" is not one of http, https, tcp, tls", optarg);
+                        return ctl_usage_error(ctx, "--type: \"%s\" is not one of " SOCKET_TYPE_NAMES, optarg);
                 free(a->type);
                 a->type = xstrdup(optarg);
                 return -1;
