@@ -30,8 +30,7 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
         size_t n = 0;
 #define ISSUE(k, ...) (out[n].key = (k), out[n++].msg = xasprintf(__VA_ARGS__))
         if (!binding_name_valid(b->name))
-                ISSUE(NULL, "not a valid binding name (up to 63 letters, digits, '_', '.' and '-', "
-                      "starting with a letter or digit)");
+                ISSUE(NULL, "not a valid binding name (" BINDING_NAME_RULE ")");
         if (b->port == 0)
                 ISSUE("port", "missing (required)");
         if ((unsigned) b->type >= _SOCKET_TYPE_MAX)

@@ -277,7 +277,7 @@ static enum section section_header(struct ctx *x, const char *label) {
                 abort();
         if (!binding_name_valid(name)) {
                 report(x->errors, x->file, x->line, label, NULL, "\"%s\" is not a valid binding name "
-                       "(up to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)", name);
+                       "(" BINDING_NAME_RULE ")", name);
                 return SECTION_IGNORED;
         }
         struct pbinding *dup = pbinding_find(x->pb, x->n_pb, name);

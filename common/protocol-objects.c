@@ -271,8 +271,7 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
 
         r = -EINVAL;
         if (!binding_name_valid(a.name)) {
-                *error = xasprintf("\"name\" must be 1-%d characters of A-Z a-z 0-9 _ . -, "
-                                   "starting with a letter or digit", BINDING_NAME_MAX);
+                *error = xstrdup("\"name\" is not a valid binding name (" BINDING_NAME_RULE ")");
                 goto out;
         }
         if (a.type && !proto_type_valid(a.type)) {

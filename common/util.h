@@ -38,6 +38,7 @@ void strv_clear(struct strv *v);
 /* Binding names: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}. */
 bool binding_name_valid(const char *name);
 #define BINDING_NAME_MAX 63
+#define BINDING_NAME_RULE "up to 63 letters, digits, '_', '.' and '-', starting with a letter or digit"
 /* A binding's display name when none is set (SPEC §3): "NAME on HOSTNAME"; hostname NULL
  * means this machine's (gethostname(), "localhost" if that fails). Caller frees. */
 char *display_name_default(const char *name, const char *hostname);

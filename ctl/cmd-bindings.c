@@ -219,8 +219,7 @@ int ctl_cmd_add(struct ctl_context *ctx, int argc, char **argv) {
         if ((r = ctl_check_args(ctx, argc, argv, 1, 1, "NAME")) >= 0)
                 goto out;
         if (!binding_name_valid(argv[optind])) {
-                r = ctl_usage_error(ctx, "\"%s\" is not a valid binding name (letters, digits, '_', '.', '-'; "
-                                "at most %d; starting with a letter or digit)", argv[optind], BINDING_NAME_MAX);
+                r = ctl_usage_error(ctx, "\"%s\" is not a valid binding name (" BINDING_NAME_RULE ")", argv[optind]);
                 goto out;
         }
         if (a.port == 0) {

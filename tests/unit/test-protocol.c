@@ -444,11 +444,11 @@ START_TEST(test_add_malformed) {
         bad_add("{\"name\":\"web\",\"port\":80,\"type\":\"ftp\"}", "\"type\" must be one of http, https, tcp, tls");
         bad_add("{\"name\":\"web\",\"port\":80,\"remoteport\":80}", "unknown key \"remoteport\" in \"binding\"");
         bad_add("{\"name\":\"-web\",\"port\":80}",
-                "\"name\" must be 1-63 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit");
+                "\"name\" is not a valid binding name (up to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)");
         bad_add("{\"name\":\"a/b\",\"port\":80}",
-                "\"name\" must be 1-63 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit");
+                "\"name\" is not a valid binding name (up to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)");
         bad_add("{\"name\":\"\",\"port\":80}",
-                "\"name\" must be 1-63 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit");
+                "\"name\" is not a valid binding name (up to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)");
 }
 END_TEST
 
