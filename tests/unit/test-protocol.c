@@ -2,6 +2,7 @@
  * of getting a sentence that names the problem rather than a crash or a silent default. */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -615,6 +616,39 @@ START_TEST(test_encode_limit) {
 }
 END_TEST
 
+static char *slurp(const char *rel) {
+        char *path = xasprintf("%s/%s", TEST_SRCDIR, rel);
+        FILE *f = fopen(path, "r");
+        ck_assert_msg(f, "cannot open %s", path);
+        char *buf = xmalloc(1 << 20);
+        size_t n = fread(buf, 1, (1 << 20) - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        free(path);
+        return buf;
+}
+
+/* Every word protocol-keys.h names (the only spelling both sides use) is documented in
+ * docs/PROTOCOL.md, as "word" (JSON) or `word` (prose): the two cannot drift apart. */
+START_TEST(test_keys_documented) {
+        char *keys = slurp("common/protocol-keys.h"), *doc = slurp("docs/PROTOCOL.md");
+        unsigned n = 0;
+        for (char *line = strtok(keys, "\n"); line; line = strtok(NULL, "\n")) {
+                char name[64], value[64];
+                if (sscanf(line, "#define %63[A-Z_] \"%63[^\"]\"", name, value) != 2)
+                        continue;
+                char *quoted = xasprintf("\"%s\"", value), *ticked = xasprintf("`%s`", value);
+                ck_assert_msg(strstr(doc, quoted) || strstr(doc, ticked), "%s (%s) is not in docs/PROTOCOL.md", name, value);
+                free(quoted);
+                free(ticked);
+                n++;
+        }
+        ck_assert_uint_ge(n, 90);       /* the parse found them */
+        free(keys);
+        free(doc);
+}
+END_TEST
+
 static Suite *protocol_suite(void) {
         Suite *s = suite_create("protocol");
         TCase *tc = tcase_create("core");
@@ -637,6 +671,7 @@ static Suite *protocol_suite(void) {
         tcase_add_test(tc, test_reply_malformed);
         tcase_add_test(tc, test_event);
         tcase_add_test(tc, test_encode_limit);
+        tcase_add_test(tc, test_keys_documented);
         suite_add_tcase(s, tc);
         return s;
 }
