@@ -55,7 +55,7 @@ static struct binding_conf *binding_conf_from_add(const struct proto_add *a) {
         struct binding_conf *bc = xcalloc(1, sizeof(*bc));
         *bc = (struct binding_conf) {
                 .name = xstrdup(a->name),
-                .host = xstrdup(a->host ? a->host : "127.0.0.1"),
+                .host = xstrdup(a->host ? a->host : BINDING_DEFAULT_HOST),
                 .port = a->port,
                 .type = a->type ? socket_type_from_string(a->type) : SOCKET_TYPE_HTTP,
                 .display_name = xstrdup(a->display_name),

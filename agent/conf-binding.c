@@ -140,7 +140,7 @@ static bool opt_eq(const char *a, const char *b) {
 
 bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf *b) {
         return streq(a->name, b->name) &&
-                streq(a->host ? a->host : "127.0.0.1", b->host ? b->host : "127.0.0.1") &&
+                streq(a->host ? a->host : BINDING_DEFAULT_HOST, b->host ? b->host : BINDING_DEFAULT_HOST) &&
                 a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
                 a->remote_port == b->remote_port && opt_eq(a->display_name, b->display_name) &&
                 opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&

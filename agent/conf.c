@@ -483,7 +483,7 @@ static void check_config(struct ctx *x) {
 #undef SEC
         for (size_t i = 0; i < x->n_pb; i++) {
                 if (!x->pb[i]->b->host)
-                        x->pb[i]->b->host = xstrdup("127.0.0.1");
+                        x->pb[i]->b->host = xstrdup(BINDING_DEFAULT_HOST);
                 report_binding(c, x->pb[i], x->errors);
         }
 }
@@ -528,7 +528,7 @@ static void load_runtime(struct config *c, size_t n_config, const char *path, st
                                "at %s:%u, which wins", p->b->name, clash->file, clash->line);
                 else {
                         if (!p->b->host)
-                                p->b->host = xstrdup("127.0.0.1");
+                                p->b->host = xstrdup(BINDING_DEFAULT_HOST);
                         if (report_binding(c, p, &problems) == 0) {
                                 add_binding(c, p->b);
                                 p->b = NULL;

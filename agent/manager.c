@@ -185,7 +185,8 @@ int manager_add(struct manager *m, struct binding_conf *bc, bool temporary, enum
         struct binding *b = binding_new(m, bc);
         b->temporary = temporary;
         manager_append(m, b);
-        log_binding(LOG_INFO, bc->name, "add", "added: local %s:%u", bc->host, bc->port);
+        _cleanup_(freep) char *local = format_host_port(bc->host, bc->port);
+        log_binding(LOG_INFO, bc->name, "add", "added: local %s", local);
         binding_attempt(b);
         return 0;
 }

@@ -149,6 +149,11 @@ int socket_type_from_string(const char *s) {
         return -EINVAL;
 }
 
+char *format_host_port(const char *host, uint16_t port) {
+        bool v6 = strchr(host, ':');
+        return xasprintf("%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
 int parse_port(const char *s, uint16_t *ret) {
         unsigned v;
         if (parse_uint(s, 1, 65535, &v) < 0)

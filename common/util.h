@@ -38,6 +38,7 @@ void strv_clear(struct strv *v);
 /* Binding names: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}. */
 bool binding_name_valid(const char *name);
 #define BINDING_NAME_MAX 63
+#define BINDING_DEFAULT_HOST "127.0.0.1"   /* a binding without host (SPEC §3) */
 #define BINDING_NAME_RULE "up to 63 letters, digits, '_', '.' and '-', starting with a letter or digit"
 /* A binding's display name when none is set (SPEC §3): "NAME on HOSTNAME"; hostname NULL
  * means this machine's (gethostname(), "localhost" if that fails). Caller frees. */
@@ -55,6 +56,9 @@ enum socket_type {
 #define SOCKET_TYPE_NAMES "http, https, tcp, tls"     /* for messages */
 const char *socket_type_to_string(enum socket_type t);  /* NULL if out of range */
 int socket_type_from_string(const char *s);          /* or -EINVAL */
+
+/* "host:port", or "[host]:port" when host is an IPv6 address (has a ':'). Caller frees. */
+char *format_host_port(const char *host, uint16_t port);
 
 /* Parses a decimal port 1-65535 (the whole string). Returns 0 or -EINVAL. */
 int parse_port(const char *s, uint16_t *ret);

@@ -41,9 +41,8 @@ static char *since_text(const struct proto_binding *b) {
 
 static void add_binding_row(struct table *t, const struct proto_binding *b) {
         _cleanup_(freep) char *local = NULL, *remote = NULL, *since = NULL, *conns = NULL, *reconn = NULL;
-        bool v6 = b->host && strchr(b->host, ':');
 
-        local = xasprintf("%s%s%s:%u", v6 ? "[" : "", b->host ?: "?", v6 ? "]" : "", b->port);
+        local = format_host_port(b->host ?: "?", b->port);
         remote = remote_text(b);
         since = since_text(b);
         conns = xasprintf("%" PRIu64 "/%" PRIu64, b->connections_active, b->connections_total);

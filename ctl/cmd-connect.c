@@ -141,11 +141,10 @@ int ctl_cmd_connect(struct ctl_context *ctx, int argc, char **argv) {
         }
         name = sanitize_text(proto_str_of(b, PROTO_KEY_NAME), 256);
         {
-                _cleanup_(freep) char *host = sanitize_text(proto_str_of(b, PROTO_KEY_HOST) ?: a.host ?: "127.0.0.1", 256);
-                bool v6 = strchr(host, ':');
+                _cleanup_(freep) char *host = sanitize_text(proto_str_of(b, PROTO_KEY_HOST) ?: a.host ?: BINDING_DEFAULT_HOST, 256);
+                _cleanup_(freep) char *local = format_host_port(host, a.port);
                 /* With --json stdout holds only JSON lines. */
-                fprintf(ctx->json ? stderr : stdout, "Connecting %s (local %s%s%s:%u)... Ctrl-C ends it.\n",
-                        name, v6 ? "[" : "", host, v6 ? "]" : "", a.port);
+                fprintf(ctx->json ? stderr : stdout, "Connecting %s (local %s)... Ctrl-C ends it.\n", name, local);
                 fflush(ctx->json ? stderr : stdout);
         }
         if (ctx->json)

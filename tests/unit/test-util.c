@@ -134,6 +134,33 @@ START_TEST(test_rfc3339_past_9999) {
 }
 END_TEST
 
+START_TEST(test_host_port_and_display_name) {
+        char *s = format_host_port("127.0.0.1", 8000);
+        ck_assert_str_eq(s, "127.0.0.1:8000");
+        free(s);
+        s = format_host_port("::1", 8000);
+        ck_assert_str_eq(s, "[::1]:8000");
+        free(s);
+        s = format_host_port("db.local", 5432);
+        ck_assert_str_eq(s, "db.local:5432");
+        free(s);
+        s = display_name_default("web", "raspberrypi");
+        ck_assert_str_eq(s, "web on raspberrypi");
+        free(s);
+        char host[256] = "";
+        ck_assert_int_eq(gethostname(host, sizeof(host) - 1), 0);
+        char *want = xasprintf("web on %s", host);
+        s = display_name_default("web", NULL);
+        ck_assert_str_eq(s, want);
+        free(s);
+        free(want);
+        ck_assert_int_eq(socket_type_from_string("tls"), SOCKET_TYPE_TLS);
+        ck_assert_int_eq(socket_type_from_string("ftp"), -EINVAL);
+        ck_assert_str_eq(socket_type_to_string(SOCKET_TYPE_HTTPS), "https");
+        ck_assert_ptr_null(socket_type_to_string(_SOCKET_TYPE_MAX));
+}
+END_TEST
+
 /* The secret-file rule both mysocketd (password_file, token_file) and mysocketctl login
  * follow: one final "\n" or "\r\n" is the file's; everything else is the secret. */
 static char *secret_dir;
@@ -246,6 +273,7 @@ int main(void) {
         tcase_add_test(tc, test_strv);
         tcase_add_test(tc, test_rfc3339_past_9999);
         tcase_add_test(tc, test_strip_line_end);
+        tcase_add_test(tc, test_host_port_and_display_name);
         tcase_add_test(tc, test_secret_file);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
