@@ -244,7 +244,7 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         _cleanup_(proto_json_freep) cJSON *copy = cJSON_Duplicate(o, true);
         cJSON_DeleteItemFromObjectCaseSensitive(copy, PROTO_KEY_NAME);
         while (!cJSON_GetObjectItemCaseSensitive(copy, PROTO_KEY_NAME)) {
-                _cleanup_(freep) char *name = xasprintf("connect-%u", ++ctx->connect_seq);
+                _cleanup_(freep) char *name = xasprintf(CONNECT_NAME_PREFIX "%u", ++ctx->connect_seq);
                 if (!manager_find(ctx->manager, name))
                         cJSON_AddStringToObject(copy, PROTO_KEY_NAME, name);
         }

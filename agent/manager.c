@@ -100,7 +100,9 @@ static void purge_orphaned_connects(struct manager *m) {
                 return;
         for (size_t i = 0; i < names.n; i++) {
                 char *name = names.items[i];
-                if (strncmp(name, "connect-", 8) != 0 || !name[8] || strspn(name + 8, "0123456789") != strlen(name + 8))
+                const char *n = name + strlen(CONNECT_NAME_PREFIX);
+                if (strncmp(name, CONNECT_NAME_PREFIX, strlen(CONNECT_NAME_PREFIX)) != 0 || !*n ||
+                    strspn(n, "0123456789") != strlen(n))
                         continue;
                 if (manager_find(m, name))
                         continue;

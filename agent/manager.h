@@ -62,6 +62,10 @@ struct binding {
         bool temporary;                 /* `connect`: never written to the state dir */
 };
 
+/* A `connect` binding is named CONNECT_NAME_PREFIX N (commands.c); the manager purges
+ * the sockets of such names left over from an earlier run. */
+#define CONNECT_NAME_PREFIX "connect-"
+
 struct manager {
         sd_event *event;
         struct config *config;          /* owned */
