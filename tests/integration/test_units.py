@@ -113,6 +113,8 @@ def test_socket_contract():
     assert val[("Socket", "SocketMode")] == "0660"
     assert val[("Socket", "SocketGroup")] == "mysocketd"
     assert val[("Socket", "RemoveOnStop")] == "yes"
+    # ...and the directory goes too (tests/systemd/test_real_systemd.py checks it after purge).
+    assert val[("Socket", "ExecStopPost")] == "-/bin/rmdir --ignore-fail-on-non-empty /run/mysocketd"
     assert val[("Install", "WantedBy")] == "sockets.target"
 
 
