@@ -67,8 +67,8 @@ make_root() {
 	m=$(mirror)
 	m=${m:-http://deb.debian.org/debian}
 	say "debootstrap $suite from $m into $root (cached for later runs)"
-	rm -rf "$root.new"
-	mkdir -p "$cache"
+	# The build layer was made over the old root: it goes with it.
+	rm -rf "$root.new" "$root" "$cache/nspawn-$suite-build" "$cache/nspawn-$suite-build.work"
 	debootstrap --variant=minbase --include="$include" "$suite" "$root.new" "$m" \
 		>"$cache/nspawn-$suite.debootstrap.log" 2>&1 ||
 		{ tail -30 "$cache/nspawn-$suite.debootstrap.log"; exit 1; }
@@ -78,26 +78,31 @@ make_root() {
 	ln -sf /dev/null "$root.new/etc/systemd/system/console-getty.service"
 	echo "mysocketd-ci" >"$root.new/etc/hostname"
 	rm -rf "$root.new/var/cache/apt/archives/"*.deb
-	touch "$root.new/.complete"
+	echo "$include" >"$root.new/.complete"
 	mv "$root.new" "$root"
 }
 
-[ -f "$root/.complete" ] || make_root
-
-say "root $root ready"
-
+mkdir -p "$cache"
 exec 9>"$cache/nspawn-$suite.lock"
-flock 9   # one run per suite at a time: they share the build layer
+flock 9   # one run per suite at a time: they share the root and the build layer
 
 work=$(mktemp -d /var/tmp/mysocketd-systemd.XXXXXX)
 mounts=()
+reported=no
 cleanup() {
-	local m
+	local rc=$? m
+	# A run that ends before pytest's summary still closes with a count for CI.
+	[ "$rc" -eq 0 ] || [ "$reported" = yes ] || echo "systemd: 0 passed, 1 failed"
 	for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-	if [ "$keep" = yes ]; then echo "kept: $work"; else rm -rf "$work"; fi
+	if [ "$keep" = yes ]; then echo "kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Made again when the package list changed.
+[ "$(cat "$root/.complete" 2>/dev/null)" = "$include" ] || make_root
+
+say "root $root ready"
 
 # overlay LOWER UPPER WORKDIR MERGED: a writable view of LOWER that never writes to it.
 overlay() {
@@ -109,6 +114,10 @@ overlay() {
 # The sources as build-deb.sh copies them: tracked and new files, nothing ignored.
 copy_tree() {
 	mkdir -p "$1"
+	if [ ! -d "$top/.git" ]; then
+		tar -C "$top" --exclude='./build*' --exclude=./dist -cf - . | tar -C "$1" -xf -
+		return
+	fi
 	git -C "$top" ls-files -z --cached --others --exclude-standard |
 		(cd "$top" && xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\n" "$f"; done' sh) |
 		tar -C "$top" -cf - -T - | tar -C "$1" -xf -
@@ -121,6 +130,7 @@ elif [ "$host" = "$suite" ]; then
 	say "building the .deb on this machine ($host): tools/build-deb.sh --nocheck"
 	out=$("$top/tools/build-deb.sh" --nocheck 2>&1) || { echo "$out" | tail -40; exit 1; }
 	deb=$top/$(echo "$out" | sed -n 's/^built \(dist\/mysocketd_[^ ]*\.deb\)$/\1/p' | tail -1)
+	[ -f "$deb" ] || deb=$(ls -t "$top"/dist/mysocketd_*.deb | head -1)
 else
 	say "building the .deb inside the $suite root: tools/build-deb.sh --nocheck"
 	b=$work/build
@@ -132,6 +142,7 @@ else
 		{ tail -40 "$work/build.log"; exit 1; }
 	mkdir -p "$work/dist"
 	name=$(sed -n 's/^built dist\/\(mysocketd_[^ ]*\.deb\)$/\1/p' "$work/build.log" | tail -1)
+	[ -n "$name" ] || name=$(cd "$b/root/src/dist" && ls -t mysocketd_*.deb | head -1)
 	cp "$b/root/src/dist/$name" "$work/dist/"
 	rm -rf "$b/root/src"
 	deb=$work/dist/$name
@@ -177,4 +188,5 @@ say "done: $suite; figures measured inside:"
 cat "$m/root/ci/figures.txt" 2>/dev/null || true
 echo "==> the checks' output:"
 cat "$m/root/ci/pytest.log"
+reported=yes
 exit "$(cat "$m/root/ci/rc")"
