@@ -166,6 +166,7 @@ Type=exec
 WorkingDirectory=/root/ci
 Environment=MYSOCKETD_DEB=/root/ci/$(basename "$deb") PYTHONDONTWRITEBYTECODE=1
 ExecStart=/bin/sh -c 'pytest-3 -p no:cacheprovider -v -rfEs --tb=short test_real_systemd.py >pytest.log 2>&1; echo \$\$? >rc'
+ExecStopPost=-/bin/sh -c 'journalctl -b --no-pager -o short-monotonic -u mysocketd.service -u mysocketd.socket >journal.txt'
 ExecStopPost=/bin/systemctl --no-block poweroff
 
 [Install]
@@ -186,6 +187,10 @@ if [ ! -f "$m/root/ci/rc" ]; then
 fi
 say "done: $suite; figures measured inside:"
 cat "$m/root/ci/figures.txt" 2>/dev/null || true
+if [ "$(cat "$m/root/ci/rc")" != 0 ]; then
+	echo "==> the end of the units' journal in the container:"
+	tail -80 "$m/root/ci/journal.txt" 2>/dev/null || true
+fi
 echo "==> the checks' output:"
 cat "$m/root/ci/pytest.log"
 reported=yes
