@@ -20,7 +20,7 @@
 set -euo pipefail
 
 usage() { sed -n '2,19s/^# \{0,1\}//p' "$0"; }
-suite= deb= keep=no
+suite='' deb='' keep=no
 while [ $# -gt 0 ]; do
 	case $1 in
 	bookworm|trixie) suite=$1 ;;
