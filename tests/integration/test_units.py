@@ -3,8 +3,8 @@
 What is checked, with the exact commands (run them by hand the same way):
 
   systemd-analyze verify UNITDIR/mysocketd.service UNITDIR/mysocketd.socket
-      on copies of etc/mysocketd.{service,socket} whose ExecStart= names the built
-      binary (the unit says /usr/sbin/mysocketd, which only exists once the package is
+      on copies of etc/mysocketd.{service,socket} whose ExecStart= and ExecReload= name the built
+      binaries (the unit names /usr/sbin/mysocketd and /usr/bin/mysocketctl, which exist once the package is
       installed), with MANPATH pointing at docs/ so the man: links in Documentation=
       resolve. It must print nothing. test_package.py verifies the installed units as is.
   systemd-analyze security --offline=true etc/mysocketd.service
@@ -58,15 +58,17 @@ def manpath(tmp_path):
 
 
 def test_verify_prints_nothing(tmp_path):
-    exe = BUILD / "mysocketd"
-    if not os.access(exe, os.X_OK):
-        exe = Path(shutil.which("true"))   # verify only needs an executable ExecStart=
+    def built(name):   # verify only needs executables in ExecStart= and ExecReload=
+        exe = BUILD / name
+        return exe if os.access(exe, os.X_OK) else Path(shutil.which("true"))
     units = tmp_path / "units"
     units.mkdir()
     service = (ETC / "mysocketd.service").read_text()
     assert "ExecStart=/usr/sbin/mysocketd\n" in service
-    (units / "mysocketd.service").write_text(
-        service.replace("ExecStart=/usr/sbin/mysocketd\n", f"ExecStart={exe}\n"))
+    assert "ExecReload=/usr/bin/mysocketctl reload\n" in service
+    service = service.replace("ExecStart=/usr/sbin/mysocketd\n", f"ExecStart={built('mysocketd')}\n")
+    service = service.replace("ExecReload=/usr/bin/mysocketctl ", f"ExecReload={built('mysocketctl')} ")
+    (units / "mysocketd.service").write_text(service)
     shutil.copy(ETC / "mysocketd.socket", units / "mysocketd.socket")
     env = dict(os.environ, MANPATH=str(manpath(tmp_path)), SYSTEMD_LOG_COLOR="0")
     r = subprocess.run(["systemd-analyze", "verify", str(units / "mysocketd.service"),
@@ -92,7 +94,7 @@ def test_service_contract():
                  "Group": "mysocketd", "StateDirectory": "mysocketd",
                  "StateDirectoryMode": "0700", "ConfigurationDirectory": "mysocketd",
                  "UMask": "0077", "Restart": "on-failure",
-                 "ExecReload": "/bin/kill -HUP $MAINPID"}.items():
+                 "ExecReload": "/usr/bin/mysocketctl reload"}.items():
         assert val.get(("Service", k)) == v, k
     assert "WatchdogSec" in {k for _, k, _ in s}
     families = set(val[("Service", "RestrictAddressFamilies")].split())
@@ -111,6 +113,8 @@ def test_socket_contract():
     assert val[("Socket", "SocketMode")] == "0660"
     assert val[("Socket", "SocketGroup")] == "mysocketd"
     assert val[("Socket", "RemoveOnStop")] == "yes"
+    # ...and the directory goes too (tests/systemd/test_real_systemd.py checks it after purge).
+    assert val[("Socket", "ExecStopPost")] == "-/bin/rmdir --ignore-fail-on-non-empty /run/mysocketd"
     assert val[("Install", "WantedBy")] == "sockets.target"
 
 
