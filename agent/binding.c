@@ -6,11 +6,10 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "api/api.h"
 #include "log.h"
 #include "manager.h"
 
-#define USEC_PER_SEC 1000000ull
 /* Never spin: even full jitter waits at least this long between attempts. */
 #define BACKOFF_MIN_USEC (100 * 1000ull)
 

@@ -13,3 +13,15 @@ int state_save_binding(const char *state_dir, const struct binding_conf *b);
 int state_remove_binding(const char *state_dir, const char *name);
 /* The path of NAME's file (caller frees). */
 char *state_binding_path(const char *state_dir, const char *name);
+
+/* STATE_DIR/token: where the API token is kept (caller frees). */
+char *state_token_path(const char *state_dir);
+/* STATE_DIR/ids/NAME.json (0600, atomic): the API's socket and tunnel ids of binding `name`.
+ * Load returns 0 (strings owned by the caller, tunnel_id may be NULL), -ENOENT when none are
+ * recorded, -EBADMSG for a damaged file. Save creates STATE_DIR/ids (0700); tunnel_id may be
+ * NULL. Remove treats a missing file as success. Each returns 0 or -errno. */
+int state_ids_load(const char *state_dir, const char *name, char **socket_id, char **tunnel_id,
+                   bool *created);
+int state_ids_save(const char *state_dir, const char *name, const char *socket_id,
+                   const char *tunnel_id, bool created);
+int state_ids_remove(const char *state_dir, const char *name);

@@ -103,6 +103,12 @@ bool binding_name_valid(const char *name) {
         return true;
 }
 
+bool remote_id_valid(const char *id) {
+        size_t n = id ? strlen(id) : 0;
+        return n > 0 && n <= REMOTE_ID_MAX &&
+               strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
 int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {
         if (!s || !*s)
                 return -EINVAL;
@@ -314,4 +320,46 @@ bool utf8_valid(const char *s, size_t len) {
                 i += n;
         }
         return true;
+}
+
+int read_secret_file(const char *path, const char *what, char **ret, char **error) {
+        char buf[SECRET_FILE_MAX + 1];
+        struct stat st;
+        int r = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                r = -errno;
+                *error = xasprintf("cannot open %s file %s: %s", what, path, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                r = -EINVAL;
+                *error = xasprintf("%s file %s is not a regular file", what, path);
+                goto out;
+        }
+        if (st.st_mode & 077) {
+                r = -EPERM;
+                *error = xasprintf("%s file %s is readable by others (mode %04o); chmod 600 %s",
+                                   what, path, (unsigned) (st.st_mode & 07777), path);
+                goto out;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0) {
+                r = -errno;
+                *error = xasprintf("cannot read %s file %s: %s", what, path, strerror(-r));
+                goto out;
+        }
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+                n--;
+        buf[n] = '\0';
+        if (n == 0 || strlen(buf) != (size_t) n) {
+                r = -EINVAL;
+                *error = xasprintf("%s file %s is empty or not text", what, path);
+                goto out;
+        }
+        *ret = xstrdup(buf);
+out:
+        explicit_bzero(buf, sizeof(buf));
+        close(fd);
+        return r;
 }

@@ -38,6 +38,12 @@ void strv_clear(struct strv *v);
 /* Binding names: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}. */
 bool binding_name_valid(const char *name);
 #define BINDING_NAME_MAX 63
+/* Ids of the mysocket API (socket_id, tunnel_id, user_id): [A-Za-z0-9_-]{1,128}. They end
+ * up in URL paths and file names, so no '/', '.', '%' or spaces. */
+bool remote_id_valid(const char *id);
+#define REMOTE_ID_MAX 128
+
+#define USEC_PER_SEC 1000000ULL
 
 /* Parses a decimal port 1-65535 (the whole string). Returns 0 or -EINVAL. */
 int parse_port(const char *s, uint16_t *ret);
@@ -52,6 +58,12 @@ int parse_bool(const char *s, bool *ret);
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Removes path and fsyncs its directory. A missing file is success. Returns 0 or -errno. */
 int unlink_durable(const char *path);
+/* Reads a credentials file (password, token): a regular file of text that nobody but us
+ * may read (else -EPERM), at most SECRET_FILE_MAX bytes, trailing newlines (\n, \r\n)
+ * stripped, opened without blocking. Returns 0 and *ret (caller wipes and frees), or
+ * -errno with *error naming `what` and path (caller frees). */
+int read_secret_file(const char *path, const char *what, char **ret, char **error);
+#define SECRET_FILE_MAX 8192
 /* mkdir -p with `mode` for the directories it creates. Returns 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);
 
