@@ -35,7 +35,7 @@ enum field_check { CHECK_NONE, CHECK_ID, CHECK_HOSTNAME, CHECK_HOST, CHECK_USER 
 /* A host name or an address (IPv6 too): what a tunnel_server may hold once connected. */
 static bool host_valid(const char *s) {
         size_t n = strlen(s);
-        return n > 0 && n <= 253 && s[0] != '-' &&
+        return n > 0 && n <= 253 && s[0] != '-' && s[0] != '.' &&
                strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") == n;
 }
 
@@ -484,16 +484,18 @@ int apijson_reply(const char *what, long status, const char *body, size_t len, c
                 return 0;
         }
         const char *m = json_message(j);
-        _cleanup_(freep) char *safe = m ? sanitize_text(m, API_MESSAGE_MAX) : NULL;
+        /* Scrubbed whole, then cut: a secret cut in half would no longer be found. */
+        _cleanup_(freep) char *whole = m ? scrub_secrets(xstrdup(m)) : NULL;
+        _cleanup_(freep) char *safe = whole ? sanitize_text(whole, API_MESSAGE_MAX) : NULL;
         if (safe && quotes_sent(safe, sent))
                 *message = xasprintf("API returned HTTP %ld for %s (its message quoted our request, "
                                      "so it is not shown)", status, what);
         else if (safe)
-                *message = xasprintf("API returned HTTP %ld for %s: %s", status, what, scrub_secrets(safe));
+                *message = xasprintf("API returned HTTP %ld for %s: %s", status, what, safe);
         else
                 *message = xasprintf("API returned HTTP %ld for %s", status, what);
-        if (safe)
-                explicit_bzero(safe, strlen(safe));
+        if (whole)
+                explicit_bzero(whole, strlen(whole));
         cJSON_Delete(j);
         return map_status(status);
 }

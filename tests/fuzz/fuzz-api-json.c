@@ -48,7 +48,7 @@ static void refused(int r, char *error, const char *what) {
 static void check_tunnel(const struct api_tunnel *t) {
         CHECK(id_ok(t->tunnel_id), "tunnel accepted with tunnel_id \"%s\"", t->tunnel_id);
         CHECK(t->local_port > 0, "tunnel accepted without local_port");
-        CHECK(!t->tunnel_server || (safe(t->tunnel_server, ".-", 253) && t->tunnel_server[0] != '.' &&
+        CHECK(!t->tunnel_server || (safe(t->tunnel_server, ".-:", 253) && t->tunnel_server[0] != '.' &&
                                     t->tunnel_server[0] != '-'),
               "tunnel accepted with tunnel_server \"%s\"", t->tunnel_server);
 }
