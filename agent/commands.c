@@ -124,14 +124,6 @@ static cJSON *cmd_remove(struct commands *ctx, struct control_client *c, const c
         return reply;
 }
 
-static void add_time_or_null(cJSON *o, const char *key, uint64_t usec) {
-        char buf[32];
-        if (usec)
-                cJSON_AddStringToObject(o, key, format_rfc3339(usec, buf));
-        else
-                cJSON_AddNullToObject(o, key);
-}
-
 static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const cJSON *req) {
         const struct manager *m = ctx->manager;
         unsigned up, failed;
@@ -140,13 +132,13 @@ static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const c
         cJSON *s = cJSON_AddObjectToObject(reply, "status");
         cJSON_AddStringToObject(s, "version", PACKAGE_VERSION);
         cJSON_AddNumberToObject(s, "pid", getpid());
-        add_time_or_null(s, "started", m->started);
+        proto_add_time_or_null(s, "started", m->started);
         cJSON_AddNumberToObject(s, "uptime", (double) ((now_realtime_usec() - m->started) / 1000000));
         cJSON_AddStringToObject(s, "mode", m->config->api ? "api" : "direct");
         cJSON_AddStringToObject(s, "config", m->config->path);
         cJSON_AddStringToObject(s, "control_socket", ctx->control_socket);
         cJSON_AddStringToObject(s, "state_dir", m->config->state_dir);
-        add_time_or_null(s, "token_expiry", m->api ? api_token_expiry(m->api) : 0);
+        proto_add_time_or_null(s, "token_expiry", m->api ? api_token_expiry(m->api) : 0);
         cJSON_AddNumberToObject(s, "bindings", (double) m->n_bindings);
         cJSON_AddNumberToObject(s, "up", up);
         cJSON_AddNumberToObject(s, "failed", failed);

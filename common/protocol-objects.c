@@ -99,7 +99,7 @@ static void add_port_or_null(cJSON *o, const char *key, uint16_t port) {
                 cJSON_AddNullToObject(o, key);
 }
 
-static void add_time_or_null(cJSON *o, const char *key, uint64_t usec) {
+void proto_add_time_or_null(cJSON *o, const char *key, uint64_t usec) {
         char buf[32];
 
         if (usec)
@@ -141,14 +141,14 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_string_or_null(o, "socket_id", b->socket_id);
         add_string_or_null(o, "tunnel_id", b->tunnel_id);
         add_port_or_null(o, "relay_port", b->relay_port);
-        add_time_or_null(o, "connected_since", b->connected_since);
+        proto_add_time_or_null(o, "connected_since", b->connected_since);
         add_uint(o, "reconnects", b->reconnects);
         add_uint(o, "connections_active", b->connections_active);
         add_uint(o, "connections_total", b->connections_total);
         add_uint(o, "bytes_in", b->bytes_in);
         add_uint(o, "bytes_out", b->bytes_out);
         add_string_or_null(o, "last_error", b->last_error);
-        add_time_or_null(o, "next_attempt", b->next_attempt);
+        proto_add_time_or_null(o, "next_attempt", b->next_attempt);
         add_string_or_null(o, "display_name", b->display_name);
         cJSON_AddBoolToObject(o, "protected", b->protected_);
         add_string_or_null(o, "username", b->username);
@@ -311,7 +311,7 @@ void proto_event_clear(struct proto_event *e) {
 cJSON *proto_event_to_json(const struct proto_event *e) {
         cJSON *o = proto_new_object();
 
-        add_time_or_null(o, "time", e->time);
+        proto_add_time_or_null(o, "time", e->time);
         add_string_or_null(o, "priority", e->priority);
         add_string_or_null(o, "binding", e->binding);
         add_string_or_null(o, "event", e->event);

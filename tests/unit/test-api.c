@@ -840,6 +840,51 @@ END_TEST
 
 /* Regression (fuzz-jwt, tests/fuzz/corpus/jwt/regress-exp-rounds-to-zero): an exp
  * above 0 but below a microsecond was accepted as exp 0 usec, the "no token" value. */
+/* What a reply means, and what of the API's message is safe to say. */
+START_TEST(test_reply_message) {
+        cJSON *j = NULL;
+        char *m = NULL;
+        const char *sent = "{\"email\":\"ops@example.com\",\"password\":\"pw-123456\"}";
+        const char *b = "{\"message\":\"bad request: {\\\"email\\\":\\\"ops@example.com\\\",\\\"password\\\":\\\"pw-123456\\\"}\"}";
+
+        ck_assert_int_eq(apijson_reply("POST /login", 400, b, strlen(b), "application/json", sent, &j, &m), -EINVAL);
+        ck_assert_ptr_null(j);
+        ck_assert_str_eq(m, "API returned HTTP 400 for POST /login (its message quoted our request, so it is not shown)");
+        free(m);
+        /* A value of ours alone is enough (an API that quotes just the password). */
+        b = "{\"error\":\"pw-123456 is too weak\"}";
+        ck_assert_int_eq(apijson_reply("POST /login", 422, b, strlen(b), NULL, sent, &j, &m), -EINVAL);
+        ck_assert_ptr_null(strstr(m, "pw-123456"));
+        free(m);
+        /* Its own words are kept: printable, at most 200 bytes. */
+        char *longmsg = xmalloc(3000), *p = longmsg;
+        p += sprintf(p, "{\"message\":\"");
+        for (int i = 0; i < 500; i++)
+                p += sprintf(p, "ab\\u001b");
+        sprintf(p, "\"}");
+        ck_assert_int_eq(apijson_reply("GET /x", 409, longmsg, strlen(longmsg), NULL, NULL, &j, &m), -EINVAL);
+        const char *q = strstr(m, ": ab");
+        ck_assert_ptr_nonnull(q);
+        ck_assert_uint_le(strlen(q + 2), 200);
+        ck_assert_ptr_null(strchr(m, 0x1b));
+        free(m);
+        free(longmsg);
+        /* Statuses, bodies. */
+        ck_assert_int_eq(apijson_reply("GET /x", 503, "<html>", 6, "text/html", NULL, &j, &m), -EREMOTEIO);
+        ck_assert_ptr_nonnull(strstr(m, "non-JSON body (text/html)"));
+        free(m);
+        ck_assert_int_eq(apijson_reply("GET /x", 200, "nope", 4, NULL, NULL, &j, &m), -EBADMSG);
+        free(m);
+        ck_assert_int_eq(apijson_reply("GET /x", 404, "", 0, NULL, NULL, &j, &m), -ENOENT);
+        ck_assert_str_eq(m, "API returned HTTP 404 for GET /x");
+        free(m);
+        ck_assert_int_eq(apijson_reply("GET /x", 200, "[1]", 3, NULL, NULL, &j, &m), 0);
+        ck_assert(cJSON_IsArray(j));
+        ck_assert_ptr_null(m);
+        cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(test_jwt_exp_below_one_second) {
         static const char *const tiny[] = { "{\"exp\":1e-80}", "{\"exp\":0.5}",
                                             "{\"exp\":1700000000,\"iat\":1e-7}" };
@@ -870,6 +915,7 @@ static Suite *api_suite(void) {
         tcase_add_test(tc, test_decode_user_token_lists);
         tcase_add_test(tc, test_ids_file);
         tcase_add_test(tc, test_jwt_exp_below_one_second);
+        tcase_add_test(tc, test_reply_message);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("e2e");
