@@ -36,7 +36,7 @@ static bool safe(const char *s, const char *extra, size_t max) {
 }
 
 static bool id_ok(const char *s) {
-        return s && safe(s, "_-", API_ID_MAX);
+        return s && safe(s, "_-", REMOTE_ID_MAX);
 }
 
 static void refused(int r, char *error, const char *what) {

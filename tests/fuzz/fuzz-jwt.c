@@ -36,7 +36,7 @@ static void check(const char *token) {
                 CHECK(c.iat <= USEC_9999, "iat %llu accepted", (unsigned long long) c.iat);
                 if (c.user_id) {
                         size_t n = strlen(c.user_id);
-                        CHECK(n > 0 && n <= API_ID_MAX && strspn(c.user_id, "abcdefghijklmnopqrstuvwxyz"
+                        CHECK(n > 0 && n <= REMOTE_ID_MAX && strspn(c.user_id, "abcdefghijklmnopqrstuvwxyz"
                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n, "user_id \"%s\" accepted", c.user_id);
                 }
                 CHECK(!c.email || strlen(c.email) < 256, "email of %zu bytes accepted", strlen(c.email));
