@@ -65,7 +65,7 @@ void api_call_cancel(struct api_call *call);
 
 struct api_binding_request {
         const char *name;              /* binding name: the key of its ids file, log prefix */
-        const char *display_name;      /* the socket's name at the API */
+        const char *display_name;      /* the socket's name at the API (NULL: name) */
         enum socket_type type;
         bool protected_;
         const char *username;
@@ -90,8 +90,8 @@ typedef void (*api_binding_cb)(int error, const struct api_binding_result *r,
                                const char *message, void *userdata);
 
 /* Makes sure binding req->name has a socket and a tunnel at the API and returns them:
- * uses the ids in STATE_DIR/ids/NAME.json (or req->config_socket_id) when the API still
- * knows them, otherwise creates the socket (POST /socket) and/or the tunnel
+ * uses the ids recorded in the state dir (state_ids_load) or req->config_socket_id when
+ * the API still knows them, otherwise creates the socket (POST /socket) and/or the tunnel
  * (POST /socket/{id}/tunnel) and records the ids at once. A recorded socket that is gone
  * (404) or whose type/protection no longer matches is replaced with a warning logged;
  * a config socket_id that is gone is an error (-ENOENT). req is copied. Returns 0 and

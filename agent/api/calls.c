@@ -167,13 +167,6 @@ static cJSON *socket_body(const char *name, enum socket_type type, bool protecte
         return b;
 }
 
-static char *default_display_name(const char *name) {
-        char host[256] = "localhost";
-        (void) gethostname(host, sizeof(host) - 1);
-        host[sizeof(host) - 1] = '\0';
-        return xasprintf("%s on %s", name, host);
-}
-
 /* ---- api_ensure_binding: socket, then tunnel, then the SSH user ------------------------ */
 
 static void binding_fail(struct api_call *c, int error, const char *message) {
@@ -353,7 +346,7 @@ int api_ensure_binding(struct api *a, const struct api_binding_request *req,
         struct api_call *c = call_new(a, userdata);
         c->binding_cb = cb;
         c->name = xstrdup(req->name);
-        c->display_name = req->display_name ? xstrdup(req->display_name) : default_display_name(req->name);
+        c->display_name = xstrdup(req->display_name ? req->display_name : req->name);
         c->type = req->type;
         c->protected_ = req->protected_;
         c->username = xstrdup(req->username);
