@@ -70,6 +70,12 @@ int mkdir_p(const char *path, mode_t mode);
 /* Clock helpers, microseconds. */
 uint64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
+/* A retry delay: exponential from initial to max (usec) after `failures` failures, with
+ * full jitter (uniform in [0, cap], at least 100 ms), so that many clients do not come
+ * back at once. */
+uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures);
+/* A duration for people: "0.4 s", "42 s", "7 min", "3 h", "12 days". Caller frees. */
+char *format_timespan(uint64_t usec);
 /* Formats a CLOCK_REALTIME usec timestamp as RFC 3339 UTC ("2026-11-22T10:00:00Z") into buf. */
 char *format_rfc3339(uint64_t usec, char buf[static 32]);
 /* Parses what format_rfc3339 writes. Returns 0 or -EINVAL. */

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 
 #include "http.h"
 #include "json.h"
@@ -75,16 +74,8 @@ static void wipe_free(char *s) {
 
 /* Exponential from [backoff] initial to max with full jitter, as the bindings do. */
 static uint64_t backoff_delay(const struct token *t, unsigned failures) {
-        uint64_t max = (uint64_t) t->backoff_max * USEC_PER_SEC, cap = (uint64_t) t->backoff_initial * USEC_PER_SEC;
-        uint64_t v;
-        for (unsigned i = 0; i < failures && cap < max; i++)
-                cap *= 2;
-        if (cap > max)
-                cap = max;
-        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
-                v = now_monotonic_usec() * 6364136223846793005ull;
-        uint64_t d = v % (cap + 1);
-        return d < USEC_PER_SEC / 4 ? USEC_PER_SEC / 4 : d;
+        return backoff_usec((uint64_t) t->backoff_initial * USEC_PER_SEC,
+                            (uint64_t) t->backoff_max * USEC_PER_SEC, failures);
 }
 
 static bool usable(struct token *t) {
@@ -242,19 +233,6 @@ static void fail_waiting(struct token *t, int error, const char *message) {
 
 /* ---- the token ------------------------------------------------------------------------ */
 
-static char *format_span(uint64_t usec) {
-        uint64_t s = usec / USEC_PER_SEC;
-        if (s < 10)
-                return xasprintf("%.1f s", (double) usec / USEC_PER_SEC);
-        if (s >= 2 * 86400)
-                return xasprintf("%llu days", (unsigned long long) (s / 86400));
-        if (s >= 3600)
-                return xasprintf("%llu h", (unsigned long long) ((s + 1800) / 3600));
-        if (s >= 60)
-                return xasprintf("%llu min", (unsigned long long) ((s + 30) / 60));
-        return xasprintf("%llu s", (unsigned long long) s);
-}
-
 /* When a token with these claims ends by our clock. A token carries its lifetime (exp - iat):
  * with a clock that differs from the API's, counting that lifetime from now is what the
  * API will honour. Returns 0, or -EKEYEXPIRED with *error saying what is wrong. */
@@ -263,7 +241,7 @@ static int token_end(const struct api_jwt_claims *c, uint64_t now, uint64_t *ret
         if (c->iat && c->exp > c->iat + TOKEN_MARGIN_USEC) {
                 *ret = skewed ? now + (c->exp - c->iat) : c->exp;
                 if (skewed) {
-                        _cleanup_(freep) char *d = format_span(c->iat > now ? c->iat - now : now - c->iat);
+                        _cleanup_(freep) char *d = format_timespan(c->iat > now ? c->iat - now : now - c->iat);
                         log_full(LOG_WARNING, &(struct log_fields) { .event = "login" },
                                  "the API issued its token %s %s our clock: is the clock right? "
                                  "Planning on the token's own lifetime", d, c->iat > now ? "after" : "before");
@@ -275,7 +253,7 @@ static int token_end(const struct api_jwt_claims *c, uint64_t now, uint64_t *ret
                 return 0;
         }
         if (c->exp <= now) {
-                _cleanup_(freep) char *d = format_span(now - c->exp);
+                _cleanup_(freep) char *d = format_timespan(now - c->exp);
                 *error = xasprintf("the API issued a token that expired %s ago: is the clock right?", d);
         } else
                 *error = xstrdup("the API issued a token that is valid for less than a second");
@@ -376,7 +354,7 @@ static void login_done(int error, const cJSON *json, const char *message, void *
                                              error == -EACCES ? "the API refused the email or password (HTTP 401)" :
                                              err ? err : message);
         uint64_t delay = note_failure(t, error, m, true);
-        _cleanup_(freep) char *d = format_span(delay);
+        _cleanup_(freep) char *d = format_timespan(delay);
         log_full(LOG_WARNING, &(struct log_fields) { .event = "login" }, "%s; next login in %s", m, d);
         fail_waiting(t, error, m);
         if (!t->token)
@@ -389,7 +367,7 @@ static int login_start(struct token *t, char **error) {
         if (t->login_req)
                 return 0;
         if (t->not_before > now_realtime_usec() && t->last_error) {
-                _cleanup_(freep) char *d = format_span(t->not_before - now_realtime_usec());
+                _cleanup_(freep) char *d = format_timespan(t->not_before - now_realtime_usec());
                 *error = xasprintf("%s (next login in %s)", t->last_error, d);
                 return t->last_errno;
         }
@@ -479,7 +457,7 @@ static void refresh_done(int error, const cJSON *json, const char *message, void
         uint64_t retry = backoff_delay(t, t->failures++), half = (t->exp - now) / 2;
         retry = retry > half ? half : retry;
         retry = retry < USEC_PER_SEC ? USEC_PER_SEC : retry;
-        _cleanup_(freep) char *d = format_span(retry);
+        _cleanup_(freep) char *d = format_timespan(retry);
         log_full(LOG_WARNING, &(struct log_fields) { .event = "token-refresh" },
                  "token refresh failed: %s; retrying in %s", err ? err : message, d);
         arm_maint(t, now + retry);
@@ -510,7 +488,7 @@ static int on_maint(sd_event_source *s, uint64_t usec, void *userdata) {
         int r = login_start(t, &err);
         if (r < 0) {
                 uint64_t delay = note_failure(t, r, err, false);
-                _cleanup_(freep) char *d = format_span(delay);
+                _cleanup_(freep) char *d = format_timespan(delay);
                 log_full(LOG_WARNING, &(struct log_fields) { .event = "login" },
                          "cannot log in to the API: %s; retrying in %s", err, d);
                 arm_maint(t, t->not_before);
@@ -541,7 +519,7 @@ bool token_start(struct token *t) {
                         log_notice("%s", err);
                 else if (r < 0) {
                         uint64_t delay = note_failure(t, r, err, false);
-                        _cleanup_(freep) char *d = format_span(delay);
+                        _cleanup_(freep) char *d = format_timespan(delay);
                         log_full(LOG_WARNING, &(struct log_fields) { .event = "login" },
                                  "cannot log in to the API: %s; retrying in %s", err, d);
                         arm_maint(t, t->not_before);
