@@ -236,7 +236,8 @@ static void fail_waiting(struct token *t, int error, const char *message) {
 /* When a token with these claims ends by our clock. A token carries its lifetime (exp - iat):
  * with a clock that differs from the API's, counting that lifetime from now is what the
  * API will honour. Returns 0, or -EKEYEXPIRED with *error saying what is wrong. */
-static int token_end(const struct api_jwt_claims *c, uint64_t now, uint64_t *ret, char **error) {
+static int token_end(const struct api_jwt_claims *c, const char *source, uint64_t now, uint64_t *ret,
+                     char **error) {
         bool skewed = c->iat && (c->iat > now + SKEW_TOLERANCE_USEC || now > c->iat + SKEW_TOLERANCE_USEC);
         if (c->iat && c->exp > c->iat + TOKEN_MARGIN_USEC) {
                 *ret = skewed ? now + (c->exp - c->iat) : c->exp;
@@ -254,9 +255,9 @@ static int token_end(const struct api_jwt_claims *c, uint64_t now, uint64_t *ret
         }
         if (c->exp <= now) {
                 _cleanup_(freep) char *d = format_timespan(now - c->exp);
-                *error = xasprintf("the API issued a token that expired %s ago: is the clock right?", d);
+                *error = xasprintf("%s that expired %s ago: is the clock right?", source, d);
         } else
-                *error = xstrdup("the API issued a token that is valid for less than a second");
+                *error = xasprintf("%s that is valid for less than a second", source);
         return -EKEYEXPIRED;
 }
 
@@ -272,17 +273,17 @@ static void schedule_refresh(struct token *t) {
         arm_maint(t, now + in);
 }
 
-/* Takes ownership of token. Returns 0, or -EBADMSG / -EKEYEXPIRED (*error) for one we
- * cannot use. */
-static int token_set(struct token *t, char *token, bool persist, char **error) {
+/* Takes ownership of token (source: "the API issued a token", for messages). Returns 0,
+ * or -EBADMSG / -EKEYEXPIRED (*error) for one we cannot use. */
+static int token_set(struct token *t, char *token, const char *source, bool persist, char **error) {
         struct api_jwt_claims c;
         uint64_t end = 0;
         int r = apijson_jwt_claims(token, &c);
         if (r < 0 || !c.user_id) {
-                *error = xstrdup("the API's token is not a JWT with exp and user_id claims");
+                *error = xasprintf("%s that is not a JWT with exp and user_id claims", source);
                 r = -EBADMSG;
         } else
-                r = token_end(&c, now_realtime_usec(), &end, error);
+                r = token_end(&c, source, now_realtime_usec(), &end, error);
         if (r < 0) {
                 wipe_free(token);
                 apijson_jwt_claims_clear(&c);
@@ -338,7 +339,7 @@ static int take_reply(struct token *t, int error, const cJSON *json, char **err)
         if (error >= 0)
                 error = apijson_token(json, &token, err);
         if (error >= 0)
-                error = token_set(t, token, true, err);        /* takes token */
+                error = token_set(t, token, "the API issued a token", true, err);   /* takes token */
         return error;
 }
 
@@ -395,13 +396,10 @@ static int login_start(struct token *t, char **error) {
                 int r = read_secret_file(t->token_file, "token", &token, error);
                 if (r < 0)
                         return r;
-                _cleanup_(freep) char *err = NULL;
-                r = token_set(t, token, false, &err);
-                if (r < 0) {
-                        *error = xasprintf("the token in %s cannot be used: %s; put a fresh one there",
-                                           t->token_file, err);
+                _cleanup_(freep) char *source = xasprintf("%s holds a token", t->token_file);
+                r = token_set(t, token, source, false, error);
+                if (r < 0)
                         return r;
-                }
                 _cleanup_(freep) char *what = xasprintf("using the API token from %s", t->token_file);
                 token_log(t, "login", what);
                 return 1;
@@ -505,7 +503,7 @@ bool token_start(struct token *t) {
             c.exp > now_realtime_usec() + TOKEN_MARGIN_USEC && (!t->email || !c.email || streq(t->email, c.email))) {
                 free(err);
                 err = NULL;
-                if (token_set(t, saved, false, &err) >= 0)
+                if (token_set(t, saved, "the saved token is one", false, &err) >= 0)
                         token_log(t, "login", "reusing the saved API token");
         } else
                 wipe_free(saved);

@@ -857,7 +857,7 @@ START_TEST(test_reply_message) {
         ck_assert_ptr_null(strstr(m, "pw-123456"));
         free(m);
         /* Its own words are kept: printable, at most 200 bytes. */
-        char *longmsg = xmalloc(3000), *p = longmsg;
+        char *longmsg = xmalloc(8000), *p = longmsg;
         p += sprintf(p, "{\"message\":\"");
         for (int i = 0; i < 500; i++)
                 p += sprintf(p, "ab\\u001b");
