@@ -6,7 +6,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "api/api.h"
 #include "log.h"
 #include "manager.h"
 

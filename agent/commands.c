@@ -5,7 +5,7 @@
 
 #include "commands-api.h"
 #include "commands.h"
-#include "api.h"
+#include "api/api.h"
 #include "log.h"
 #include "state.h"
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "api/api.h"
 #include "log.h"
 #include "manager.h"
 #include "netwatch.h"
@@ -209,11 +209,11 @@ static void manager_forget_remote(struct manager *m, struct binding *b, bool pur
         if (!m->api)
                 return;
         /* Not resolved in this run (API down since boot)? The ids file still knows. */
-        if (api_ids_load(m->config->state_dir, b->conf->name, &socket_id, &tunnel_id, &created) < 0) {
+        if (state_ids_load(m->config->state_dir, b->conf->name, &socket_id, &tunnel_id, &created) < 0) {
                 socket_id = xstrdup(b->socket_id);
                 created = b->created_socket;
         }
-        api_ids_remove(m->config->state_dir, b->conf->name);
+        state_ids_remove(m->config->state_dir, b->conf->name);
         if (!purge || !socket_id)
                 return;
         if (!created) {

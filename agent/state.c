@@ -1,11 +1,13 @@
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "protocol.h"
 #include "state.h"
 
 char *state_binding_path(const char *state_dir, const char *name) {
@@ -91,4 +93,83 @@ int state_ids_names(const char *state_dir, struct strv *ret) {
         }
         closedir(d);
         return 0;
+}
+
+/* ---- the API's token and each binding's remote ids ------------------------------------ */
+
+char *state_token_path(const char *state_dir) {
+        return xasprintf("%s/token", state_dir);
+}
+
+static char *ids_path(const char *state_dir, const char *name) {
+        return xasprintf("%s/ids/%s.json", state_dir, name);
+}
+
+int state_ids_load(const char *state_dir, const char *name, char **socket_id, char **tunnel_id,
+                   bool *created) {
+        if (!binding_name_valid(name))
+                return -EINVAL;
+        _cleanup_(freep) char *path = ids_path(state_dir, name);
+        char buf[4096];
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        int saved = errno;
+        close(fd);
+        if (n < 0)
+                return -saved;
+        buf[n] = '\0';
+
+        cJSON *j = cJSON_ParseWithLength(buf, (size_t) n);
+        const char *sid = NULL, *tid = NULL;
+        char *e = NULL;
+        bool c = false;
+        int r = -EBADMSG;
+        if (!cJSON_IsObject(j) || proto_get_string(j, "socket_id", true, &sid, &e) < 0 ||
+            proto_get_string(j, "tunnel_id", false, &tid, &e) < 0 ||
+            proto_get_bool(j, "created", false, &c, &e) < 0 ||
+            !remote_id_valid(sid) || (tid && !remote_id_valid(tid)))
+                goto out;
+        *socket_id = xstrdup(sid);
+        *tunnel_id = xstrdup(tid);
+        *created = c;
+        r = 0;
+out:
+        free(e);
+        cJSON_Delete(j);
+        return r;
+}
+
+int state_ids_save(const char *state_dir, const char *name, const char *socket_id,
+                   const char *tunnel_id, bool created) {
+        if (!binding_name_valid(name) || !remote_id_valid(socket_id) ||
+            (tunnel_id && !remote_id_valid(tunnel_id)))
+                return -EINVAL;
+        _cleanup_(freep) char *dir = xasprintf("%s/ids", state_dir);
+        int r = mkdir_p(dir, 0700);
+        if (r < 0)
+                return r;
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "socket_id", socket_id);
+        if (tunnel_id)
+                cJSON_AddStringToObject(j, "tunnel_id", tunnel_id);
+        else
+                cJSON_AddNullToObject(j, "tunnel_id");
+        cJSON_AddBoolToObject(j, "created", created);
+        char *text = cJSON_Print(j);
+        cJSON_Delete(j);
+        if (!text)
+                abort();
+        _cleanup_(freep) char *data = xasprintf("%s\n", text);
+        cJSON_free(text);
+        _cleanup_(freep) char *path = ids_path(state_dir, name);
+        return write_file_atomic(path, data, strlen(data), 0600);
+}
+
+int state_ids_remove(const char *state_dir, const char *name) {
+        if (!binding_name_valid(name))
+                return -EINVAL;
+        _cleanup_(freep) char *path = ids_path(state_dir, name);
+        return unlink_durable(path);
 }

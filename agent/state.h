@@ -21,3 +21,14 @@ char *state_known_hosts_path(const char *state_dir);
 /* Appends to *ret the name of every binding that has an ids file (STATE_DIR/ids/NAME.json,
  * NAME a valid binding name). A missing ids directory is an empty list. Returns 0 or -errno. */
 int state_ids_names(const char *state_dir, struct strv *ret);
+/* STATE_DIR/token: where the API token is kept (caller frees). */
+char *state_token_path(const char *state_dir);
+/* STATE_DIR/ids/NAME.json (0600, atomic): the API's socket and tunnel ids of binding `name`.
+ * Load returns 0 (strings owned by the caller, tunnel_id may be NULL), -ENOENT when none are
+ * recorded, -EBADMSG for a damaged file. Save creates STATE_DIR/ids (0700); tunnel_id may be
+ * NULL. Remove treats a missing file as success. Each returns 0 or -errno. */
+int state_ids_load(const char *state_dir, const char *name, char **socket_id, char **tunnel_id,
+                   bool *created);
+int state_ids_save(const char *state_dir, const char *name, const char *socket_id,
+                   const char *tunnel_id, bool created);
+int state_ids_remove(const char *state_dir, const char *name);

@@ -10,6 +10,7 @@
 #include <systemd/sd-journal.h>
 
 #include "log.h"
+#include "scrub.h"
 #include "util.h"
 
 static const char *log_ident = "mysocketd";
@@ -95,7 +96,8 @@ void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_lis
                 return;
         _cleanup_(freep) char *raw = xvasprintf(fmt, ap);
         /* Relay lines and peer-supplied text end up here: never let them forge lines. */
-        _cleanup_(freep) char *message = sanitize_text(raw, 8192);
+        /* Scrubbed before it is cut, so no secret survives in part. */
+        _cleanup_(freep) char *message = sanitize_text(scrub_secrets(raw), 8192);
         if (sink)
                 sink(priority, f, message, sink_userdata);
         if (priority > max_level)

@@ -1,6 +1,7 @@
 /* The control protocol: the only place that knows the wire format's field names.
  * See protocol.h for the contracts and docs/PROTOCOL.md for the protocol itself. */
 #include "protocol.h"
+#include "scrub.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -346,6 +347,7 @@ char *proto_encode_line(const cJSON *o, size_t *len) {
         s = cJSON_PrintUnformatted(o);
         if (!s)
                 abort();
+        scrub_secrets(s);       /* the last line of defence: no secret leaves in a reply */
         n = strlen(s);
         if (n + 1 > PROTO_REPLY_MAX) {
                 cJSON_free(s);

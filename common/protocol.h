@@ -111,6 +111,9 @@ cJSON *proto_request_new(const char *cmd);
  * points into it. On failure returns -EINVAL and *error is a sentence (caller frees). */
 int proto_request_parse(const char *line, size_t len, cJSON **ret, const char **cmd, char **error);
 
+/* o[key] = the RFC 3339 time of usec (CLOCK_REALTIME), or null when usec is 0. */
+void proto_add_time_or_null(cJSON *o, const char *key, uint64_t usec);
+
 /* Typed argument getters: a missing key gives the default; a key of the wrong type is an
  * error (-EINVAL, *error set). Strings returned point into the object. */
 int proto_get_string(const cJSON *o, const char *key, bool required, const char **ret, char **error);

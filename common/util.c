@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,6 +102,12 @@ bool binding_name_valid(const char *name) {
                 if (i >= BINDING_NAME_MAX || !is_name_char(name[i], i == 0))
                         return false;
         return true;
+}
+
+bool remote_id_valid(const char *id) {
+        size_t n = id ? strlen(id) : 0;
+        return n > 0 && n <= REMOTE_ID_MAX &&
+               strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
 }
 
 int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {
@@ -425,4 +432,29 @@ bool utf8_valid(const char *s, size_t len) {
                 i += n;
         }
         return true;
+}
+
+uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures) {
+        uint64_t cap = initial, v;
+        for (unsigned i = 0; i < failures && cap < max; i++)
+                cap *= 2;
+        if (cap > max)
+                cap = max;
+        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+                v = now_monotonic_usec() * 6364136223846793005ull + (uint64_t) getpid();
+        uint64_t d = v % (cap + 1), floor = 100 * 1000;
+        return d < floor ? floor : d;
+}
+
+char *format_timespan(uint64_t usec) {
+        uint64_t s = usec / USEC_PER_SEC;
+        if (s < 10)
+                return xasprintf("%.1f s", (double) usec / USEC_PER_SEC);
+        if (s >= 2 * 86400)
+                return xasprintf("%llu days", (unsigned long long) (s / 86400));
+        if (s >= 3600)
+                return xasprintf("%llu h", (unsigned long long) ((s + 1800) / 3600));
+        if (s >= 60)
+                return xasprintf("%llu min", (unsigned long long) ((s + 30) / 60));
+        return xasprintf("%llu s", (unsigned long long) s);
 }

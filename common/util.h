@@ -59,6 +59,12 @@ int socket_type_from_string(const char *s);          /* or -EINVAL */
 
 /* "host:port", or "[host]:port" when host is an IPv6 address (has a ':'). Caller frees. */
 char *format_host_port(const char *host, uint16_t port);
+/* Ids of the mysocket API (socket_id, tunnel_id, user_id): [A-Za-z0-9_-]{1,128}. They end
+ * up in URL paths and file names, so no '/', '.', '%' or spaces. */
+bool remote_id_valid(const char *id);
+#define REMOTE_ID_MAX 128
+
+#define USEC_PER_SEC 1000000ULL
 
 /* Parses a decimal port 1-65535 (the whole string). Returns 0 or -EINVAL. */
 int parse_port(const char *s, uint16_t *ret);
@@ -83,13 +89,19 @@ size_t strip_line_end(const char *s, size_t len);
  * -> "password file PATH is ..."). Returns 0 with *ret (the caller wipes and frees it), or
  * -errno with *error a sentence (caller frees). */
 int secret_file_read(const char *path, const char *what, size_t max, char **ret, char **error);
+#define SECRET_FILE_MAX 8192   /* the API password and token files */
 /* mkdir -p with `mode` for the directories it creates. Returns 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);
 
 /* Clock helpers, microseconds. */
-#define USEC_PER_SEC 1000000ULL
 uint64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
+/* A retry delay: exponential from initial to max (usec) after `failures` failures, with
+ * full jitter (uniform in [0, cap], at least 100 ms), so that many clients do not come
+ * back at once. */
+uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures);
+/* A duration for people: "0.4 s", "42 s", "7 min", "3 h", "12 days". Caller frees. */
+char *format_timespan(uint64_t usec);
 /* Formats a CLOCK_REALTIME usec timestamp as RFC 3339 UTC ("2026-11-22T10:00:00Z") into buf. */
 char *format_rfc3339(uint64_t usec, char buf[static 32]);
 /* Parses what format_rfc3339 writes. Returns 0 or -EINVAL. */

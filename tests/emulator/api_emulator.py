@@ -10,17 +10,32 @@ The API: POST /login, POST /login/refresh, GET /user/{user_id}, POST /user,
 GET|POST /connect, POST /socket (GET /socket lists too), GET|DELETE /socket/{id},
 GET|POST /socket/{id}/tunnel, GET|DELETE /socket/{id}/tunnel/{tid}.
 Auth header x-access-token; tokens are HS256 JWTs with claims user_id, email, iat, exp, jti.
+As in the seed documents' `tunnel create` table, a new tunnel has an empty tunnel_server;
+it holds the relay's address (--tunnel-server) once the tunnel has connected, which only
+the test knows: it says so with the control call below.
 
 The control plane for tests (never counted, never faulted):
   GET    /_emulator/state          sockets, tunnels, users, counts per "METHOD /template",
                                     tokens_issued, tokens_revoked, faults
   POST   /_emulator/fault          {"path": "POST /socket" | "*", "kind": "5xx"|"401"|"garbage"|
-                                    "html"|"slow"|"404"|"drop", "count": N|null, "delay": s,
-                                    "status": 5xx code}
+                                    "html"|"slow"|"404"|"drop"|"echo"|"echo-token", "count": N|null,
+                                    "delay": s, "status": code}
+                                    echo: {"message": "bad request: <the request body>"} (400 unless
+                                    "status"), as a careless API might; echo-token: the same with
+                                    the x-access-token header instead of the body; long: a
+                                    14 kB message full of control characters
   DELETE /_emulator/fault          clears every fault
   POST   /_emulator/revoke         revokes every token issued so far
   POST   /_emulator/reset-counts   zeroes the call counts
-  POST   /_emulator/config         {"token_lifetime": s}
+  POST   /_emulator/config         {"token_lifetime": s, "token_mode": "normal"|"expired",
+                                    "clock_offset": s, "informational": "seed"|"null"|"missing"|"odd"}
+                                    expired: every token is issued already expired (exp 3 h
+                                    before iat); clock_offset: the API's clock runs this many
+                                    seconds off ours (iat, exp and its own checks use it);
+                                    informational: the API's informational fields (names, email,
+                                    cloud_authentication_enabled, tunnel_server) as the seed docs
+                                    show them, null, missing, or of an odd shape
+  POST   /_emulator/tunnel/{tid}/connected  the tunnel has connected: its tunnel_server is set
   POST   /_emulator/user           {"email", "password", "user_name"}
   DELETE /_emulator/socket/{id}    makes a socket vanish (the API will answer 404)
 """
@@ -42,7 +57,13 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SOCKET_TYPES = ("http", "https", "tcp", "tls")
-FAULT_KINDS = ("5xx", "401", "garbage", "html", "slow", "404", "drop")
+FAULT_KINDS = ("5xx", "401", "garbage", "html", "slow", "404", "drop", "echo", "echo-token", "long")
+INFO_MODES = ("seed", "null", "missing", "odd")
+# The fields the daemon does not need (SPEC section 8): what "informational" changes.
+INFO_FIELDS = {"socket": ("name", "cloud_authentication_enabled", "user_name"),
+               "tunnel": ("tunnel_server",), "user": ("name", "email", "sshkey")}
+ODD = {"name": {"a": 1}, "cloud_authentication_enabled": "yes", "user_name": 42,
+       "tunnel_server": ["10.0.0.1"], "email": 7, "sshkey": False}
 
 
 def b64url(data):
@@ -67,6 +88,9 @@ class State:
         self.lock = threading.Lock()
         self.secret = os.urandom(32)
         self.token_lifetime = args.token_lifetime
+        self.token_mode = "normal"
+        self.clock_offset = 0
+        self.informational = "seed"
         self.relay_port_next = args.relay_port_base
         self.tunnel_server = args.tunnel_server
         self.users = {}          # user_id -> dict(email, password, user_name, name, sshkey)
@@ -93,11 +117,15 @@ class State:
                 return u
         return None
 
+    def now(self):
+        return time.time() + self.clock_offset
+
     def issue(self, user):
-        now = int(time.time())
+        now = int(self.now())
         jti = uuid.uuid4().hex
+        exp = now - 3 * 3600 if self.token_mode == "expired" else now + self.token_lifetime
         payload = {"user_id": user["user_id"], "email": user["email"], "iat": now,
-                   "exp": now + self.token_lifetime, "jti": jti}
+                   "exp": exp, "jti": jti}
         header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
         body = b64url(json.dumps(payload).encode())
         sig = hmac.new(self.secret, (header + "." + body).encode(), hashlib.sha256).digest()
@@ -118,7 +146,7 @@ class State:
             raise ApiError(401, "Token is invalid")
         if claims.get("jti") in self.revoked:
             raise ApiError(401, "Token has been revoked")
-        if claims.get("exp", 0) <= time.time():
+        if claims.get("exp", 0) <= self.now():
             raise ApiError(401, "Token has expired")
         user = self.users.get(claims.get("user_id"))
         if not user:
@@ -128,8 +156,27 @@ class State:
     def new_tunnel(self):
         port = self.relay_port_next
         self.relay_port_next += 1
-        return {"tunnel_id": str(uuid.uuid4()), "local_port": port,
-                "tunnel_server": self.tunnel_server}
+        # Empty until the tunnel has connected (the seed docs' `tunnel create` table).
+        return {"tunnel_id": str(uuid.uuid4()), "local_port": port, "tunnel_server": ""}
+
+    def connected(self, tunnel):
+        tunnel["tunnel_server"] = self.tunnel_server
+
+    def shape(self, kind, obj):
+        """obj as the API sends it: informational fields per self.informational."""
+        obj = dict(obj)
+        if kind == "socket":
+            obj["tunnels"] = [self.shape("tunnel", t) for t in obj.get("tunnels", [])]
+        for k in INFO_FIELDS[kind]:
+            if k not in obj and self.informational != "odd":
+                continue
+            if self.informational == "null":
+                obj[k] = None
+            elif self.informational == "missing":
+                obj.pop(k, None)
+            elif self.informational == "odd":
+                obj[k] = ODD[k]
+        return obj
 
     def new_socket(self, user, body):
         if not isinstance(body, dict):
@@ -179,6 +226,7 @@ class State:
 
 def public_socket(sock):
     return {k: v for k, v in sock.items() if k != "owner"}
+
 
 
 ROUTES = [
@@ -235,33 +283,34 @@ def api_call(st, template, params, handler, body):
     if template == "/user/{user_id}":
         if params["user_id"] != user["user_id"]:
             raise ApiError(404, "user not found")
-        return 200, {k: user[k] for k in ("user_id", "user_name", "name", "email", "sshkey")}
+        return 200, st.shape("user", {k: user[k] for k in ("user_id", "user_name", "name", "email", "sshkey")})
     if template in ("/connect", "/socket") and cmd == "GET":
-        return 200, [public_socket(s) for s in st.sockets.values() if s["owner"] == user["user_id"]]
+        return 200, [st.shape("socket", public_socket(s))
+                     for s in st.sockets.values() if s["owner"] == user["user_id"]]
     if template == "/connect":
         sock = st.new_socket(user, body)
         sock["tunnels"].append(st.new_tunnel())
         reply = public_socket(sock)
         reply["user_name"] = user["user_name"]
-        return 200, reply
+        return 200, st.shape("socket", reply)
     if template == "/socket":
-        return 200, public_socket(st.new_socket(user, body))
+        return 200, st.shape("socket", public_socket(st.new_socket(user, body)))
     sock = st.socket_of(user, params["sid"])
     if template == "/socket/{id}":
         if cmd == "GET":
-            return 200, public_socket(sock)
+            return 200, st.shape("socket", public_socket(sock))
         del st.sockets[sock["socket_id"]]
         return 204, None
     if template == "/socket/{id}/tunnel":
         if cmd == "GET":
-            return 200, sock["tunnels"]
+            return 200, [st.shape("tunnel", t) for t in sock["tunnels"]]
         tunnel = st.new_tunnel()
         sock["tunnels"].append(tunnel)
-        return 200, tunnel
+        return 200, st.shape("tunnel", tunnel)
     for t in sock["tunnels"]:
         if t["tunnel_id"] == params["tid"]:
             if cmd == "GET":
-                return 200, t
+                return 200, st.shape("tunnel", t)
             sock["tunnels"].remove(t)
             return 204, None
     raise ApiError(404, "tunnel not found")
@@ -288,6 +337,7 @@ class Handler(BaseHTTPRequestHandler):
     def read_body(self):
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n) if n > 0 else b""
+        self.raw_body = raw
         if not raw:
             return None
         try:
@@ -325,6 +375,15 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(404, {"message": "not found"})
             elif kind == "garbage":
                 return self.send(200, raw=b"\x00\xff{{garbage", ctype="application/json")
+            elif kind == "echo":
+                return self.send(fault.get("status") or 400,
+                                 {"message": "bad request: " + self.raw_body.decode(errors="replace")})
+            elif kind == "echo-token":
+                return self.send(fault.get("status") or 400,
+                                 {"message": "token %s is not allowed here"
+                                  % self.headers.get("x-access-token", "")})
+            elif kind == "long":
+                return self.send(fault.get("status") or 400, {"message": "x\x01\x1b[31m" * 2000})
             elif kind == "html":
                 return self.send(502, raw=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                                  ctype="text/html")
@@ -367,9 +426,26 @@ class Handler(BaseHTTPRequestHandler):
                 st.counts.clear()
                 return self.send(200, {})
             if what == "config" and self.command == "POST" and isinstance(body, dict):
+                if body.get("token_mode", "normal") not in ("normal", "expired") or \
+                        body.get("informational", "seed") not in INFO_MODES:
+                    return self.send(400, {"message": "token_mode normal|expired, informational %s"
+                                           % "|".join(INFO_MODES)})
                 if "token_lifetime" in body:
                     st.token_lifetime = int(body["token_lifetime"])
-                return self.send(200, {"token_lifetime": st.token_lifetime})
+                st.token_mode = body.get("token_mode", st.token_mode)
+                st.clock_offset = int(body.get("clock_offset", st.clock_offset))
+                st.informational = body.get("informational", st.informational)
+                return self.send(200, {"token_lifetime": st.token_lifetime, "token_mode": st.token_mode,
+                                       "clock_offset": st.clock_offset,
+                                       "informational": st.informational})
+            m = re.fullmatch(r"tunnel/([^/]+)/connected", what)
+            if m and self.command == "POST":
+                for sock in st.sockets.values():
+                    for t in sock["tunnels"]:
+                        if t["tunnel_id"] == m.group(1):
+                            st.connected(t)
+                            return self.send(200, t)
+                return self.send(404, {"message": "tunnel not found"})
             if what == "user" and self.command == "POST" and isinstance(body, dict):
                 uid = st.add_user(body["email"], body["password"], body["user_name"])
                 return self.send(200, {"user_id": uid})

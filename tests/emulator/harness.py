@@ -116,6 +116,14 @@ class Emulator:
     def set_token_lifetime(self, seconds):
         return self._call("POST", "/_emulator/config", {"token_lifetime": seconds})
 
+    def configure(self, **kw):
+        """token_lifetime, token_mode ("normal"|"expired"), clock_offset (s),
+        informational ("seed"|"null"|"missing"|"odd"): see api_emulator.py."""
+        return self._call("POST", "/_emulator/config", kw)
+
+    def tunnel_connected(self, tunnel_id):
+        return self._call("POST", "/_emulator/tunnel/%s/connected" % tunnel_id, {})
+
     def delete_socket(self, socket_id):
         """Makes a socket vanish behind the daemon's back (the API will answer 404)."""
         try:

@@ -43,9 +43,13 @@ def test_socket_tunnel_user_and_counts(api):
     assert st == 200 and sock["dnsname"].endswith(".edge.mysocket.test")
     assert len(sock["socket_tcp_ports"]) == 1 and sock["tunnels"] == []
     st, tun = call(api, "POST", "/socket/%s/tunnel" % sock["socket_id"], {}, tok)
-    assert st == 200 and tun["local_port"] == 24000
+    # A new tunnel has an empty tunnel_server (the seed docs), an address once connected.
+    assert st == 200 and tun["local_port"] == 24000 and tun["tunnel_server"] == ""
     st, got = call(api, "GET", "/socket/%s" % sock["socket_id"], None, tok)
     assert got["tunnels"] == [tun]
+    api.tunnel_connected(tun["tunnel_id"])
+    st, got = call(api, "GET", "/socket/%s" % sock["socket_id"], None, tok)
+    assert got["tunnels"] == [dict(tun, tunnel_server="127.0.0.1")]
     claims = json.loads(__import__("base64").urlsafe_b64decode(tok.split(".")[1] + "=="))
     st, user = call(api, "GET", "/user/%s" % claims["user_id"], None, tok)
     assert user["user_name"] == "ops" and set(user) == {"user_id", "user_name", "name", "email", "sshkey"}
@@ -55,7 +59,7 @@ def test_socket_tunnel_user_and_counts(api):
     assert call(api, "GET", "/socket/%s" % sock["socket_id"], None, tok)[0] == 404
     counts = api.counts()
     assert counts["POST /socket"] == 1 and counts["POST /socket/{id}/tunnel"] == 1
-    assert counts["GET /socket/{id}"] == 2 and counts["POST /login"] == 1
+    assert counts["GET /socket/{id}"] == 3 and counts["POST /login"] == 1
 
 
 def test_tokens_expire_refresh_and_revoke(api):
@@ -92,3 +96,48 @@ def test_faults(api):
     api.fault("GET /connect", "404", count=1)
     assert call(api, "GET", "/connect", None, tok)[0] == 404
     assert api.state()["faults"] == []
+
+
+def claims_of(tok):
+    return json.loads(__import__("base64").urlsafe_b64decode(tok.split(".")[1] + "=="))
+
+
+def test_expired_tokens_and_a_skewed_clock(api):
+    api.configure(token_mode="expired")
+    c = claims_of(api.login())
+    assert c["exp"] == c["iat"] - 3 * 3600
+    api.configure(token_mode="normal", clock_offset=-3 * 3600, token_lifetime=3600)
+    tok = api.login()
+    c = claims_of(tok)
+    assert abs(c["iat"] - (time.time() - 3 * 3600)) < 5 and c["exp"] - c["iat"] == 3600
+    # Expired by our clock, valid by the API's own.
+    assert call(api, "GET", "/connect", None, tok)[0] == 200
+
+
+@pytest.mark.parametrize("mode", ["null", "missing", "odd"])
+def test_informational_fields(api, mode):
+    tok = api.login()
+    api.configure(informational=mode)
+    st, sock = call(api, "POST", "/socket", {"name": "web", "socket_type": "http"}, tok)
+    st, tun = call(api, "POST", "/socket/%s/tunnel" % sock["socket_id"], {}, tok)
+    user = call(api, "GET", "/user/%s" % claims_of(tok)["user_id"], None, tok)[1]
+    for obj, keys in ((sock, ("name", "cloud_authentication_enabled")), (tun, ("tunnel_server",)),
+                      (user, ("name", "email"))):
+        for k in keys:
+            if mode == "missing":
+                assert k not in obj
+            elif mode == "null":
+                assert obj[k] is None
+            else:
+                assert not isinstance(obj[k], str) or k == "cloud_authentication_enabled"
+    assert sock["socket_id"] and tun["local_port"] and user["user_name"] == "ops"
+
+
+def test_echo_faults(api):
+    tok = api.login()
+    api.fault("POST /login", "echo", count=1)
+    st, body = call(api, "POST", "/login", {"email": "ops@example.com", "password": "s3cret-pw"})
+    assert st == 400 and "s3cret-pw" in body["message"]
+    api.fault("GET /connect", "echo-token", count=1)
+    st, body = call(api, "GET", "/connect", None, tok)
+    assert st == 400 and tok in body["message"]

@@ -1,8 +1,8 @@
-/* libFuzzer target for the mysocket API decoders (agent/api-json.c).
+/* libFuzzer target for the mysocket API decoders (agent/api/json.c).
  *
  * The input is a reply body as the API (or anything posing as it) might send. It is
  * parsed with cJSON, as api.c does, and every decoder runs on the document and on each
- * object or array inside it. Beyond "no crash, no leak" it checks the contract of api.h:
+ * object or array inside it. Beyond "no crash, no leak" it checks the contract of api/json.h:
  * a refusal says why and leaves the output cleared; an acceptance holds every required
  * field, with identifiers in the safe character set (they end up in URLs, file names and
  * the SSH login). */
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "api/json.h"
 #include "util.h"
 
 #define CHECK(cond, ...)                                                        \
@@ -36,7 +36,7 @@ static bool safe(const char *s, const char *extra, size_t max) {
 }
 
 static bool id_ok(const char *s) {
-        return s && safe(s, "_-", API_ID_MAX);
+        return s && safe(s, "_-", REMOTE_ID_MAX);
 }
 
 static void refused(int r, char *error, const char *what) {
@@ -48,7 +48,7 @@ static void refused(int r, char *error, const char *what) {
 static void check_tunnel(const struct api_tunnel *t) {
         CHECK(id_ok(t->tunnel_id), "tunnel accepted with tunnel_id \"%s\"", t->tunnel_id);
         CHECK(t->local_port > 0, "tunnel accepted without local_port");
-        CHECK(!t->tunnel_server || (safe(t->tunnel_server, ".-", 253) && t->tunnel_server[0] != '.' &&
+        CHECK(!t->tunnel_server || (safe(t->tunnel_server, ".-:", 253) && t->tunnel_server[0] != '.' &&
                                     t->tunnel_server[0] != '-'),
               "tunnel accepted with tunnel_server \"%s\"", t->tunnel_server);
 }
@@ -59,7 +59,7 @@ static void decode_all(const cJSON *j) {
 
         struct api_tunnel t;
         memset(&t, 0x5a, sizeof(t));            /* garbage: the decoder must set every field */
-        r = api_decode_tunnel(j, &t, &error);
+        r = apijson_tunnel(j, &t, &error);
         if (r == 0) {
                 CHECK(!error, "tunnel accepted with an error");
                 check_tunnel(&t);
@@ -67,12 +67,12 @@ static void decode_all(const cJSON *j) {
                 refused(r, error, "tunnel");
                 CHECK(!t.tunnel_id && !t.tunnel_server && !t.local_port, "refused tunnel not cleared");
         }
-        api_tunnel_clear(&t);
+        apijson_tunnel_clear(&t);
         error = NULL;
 
         struct api_socket s;
         memset(&s, 0x5a, sizeof(s));
-        r = api_decode_socket(j, &s, &error);
+        r = apijson_socket(j, &s, &error);
         if (r == 0) {
                 CHECK(!error, "socket accepted with an error");
                 CHECK(id_ok(s.socket_id), "socket accepted with socket_id \"%s\"", s.socket_id);
@@ -90,12 +90,12 @@ static void decode_all(const cJSON *j) {
                 CHECK(!s.socket_id && !s.dnsname && !s.name && !s.socket_type && !s.tunnels && !s.n_tunnels &&
                       !s.user_name, "refused socket not cleared");
         }
-        api_socket_clear(&s);
+        apijson_socket_clear(&s);
         error = NULL;
 
         struct api_user u;
         memset(&u, 0x5a, sizeof(u));
-        r = api_decode_user(j, &u, &error);
+        r = apijson_user(j, &u, &error);
         if (r == 0) {
                 CHECK(!error, "user accepted with an error");
                 CHECK(id_ok(u.user_id), "user accepted with user_id \"%s\"", u.user_id);
@@ -105,11 +105,11 @@ static void decode_all(const cJSON *j) {
                 refused(r, error, "user");
                 CHECK(!u.user_id && !u.user_name && !u.name && !u.email, "refused user not cleared");
         }
-        api_user_clear(&u);
+        apijson_user_clear(&u);
         error = NULL;
 
         char *token = NULL;
-        r = api_decode_token(j, &token, &error);
+        r = apijson_token(j, &token, &error);
         if (r == 0) {
                 CHECK(!error && token && *token && strlen(token) <= 8192, "token accepted badly");
                 for (const char *p = token; *p; p++)
@@ -121,13 +121,13 @@ static void decode_all(const cJSON *j) {
         }
         error = NULL;
 
-        r = api_decode_socket_list(j, &error);
+        r = apijson_socket_list(j, &error);
         if (r < 0)
                 refused(r, error, "socket list");
         else
                 CHECK(!error, "socket list accepted with an error");
         error = NULL;
-        r = api_decode_tunnel_list(j, &error);
+        r = apijson_tunnel_list(j, &error);
         if (r < 0)
                 refused(r, error, "tunnel list");
         else

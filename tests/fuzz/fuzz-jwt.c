@@ -1,9 +1,9 @@
-/* libFuzzer target for the JWT claim reader, api_jwt_claims() (agent/api-json.c).
+/* libFuzzer target for the JWT claim reader, apijson_jwt_claims() (agent/api/json.c).
  *
  * Each input is tried twice: as a whole token (exercising the splitting and base64url
  * decoding), and as the JSON payload of a token built around it (header and signature
  * fixed, the input base64url-encoded in the middle), so the fuzzer reaches the claim
- * checks without having to learn base64. The contract of api.h is checked: -EINVAL or
+ * checks without having to learn base64. The contract of api/json.h is checked: -EINVAL or
  * -EBADMSG with the claims cleared, or 0 with an exp that fits the year 9999 in usec and a
  * user_id in the safe character set. */
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "api/json.h"
 #include "util.h"
 
 #define CHECK(cond, ...)                                                        \
@@ -30,13 +30,13 @@
 static void check(const char *token) {
         struct api_jwt_claims c;
         memset(&c, 0x5a, sizeof(c));            /* garbage: the reader must set every field */
-        int r = api_jwt_claims(token, &c);
+        int r = apijson_jwt_claims(token, &c);
         if (r == 0) {
                 CHECK(c.exp > 0 && c.exp <= USEC_9999, "exp %llu accepted", (unsigned long long) c.exp);
                 CHECK(c.iat <= USEC_9999, "iat %llu accepted", (unsigned long long) c.iat);
                 if (c.user_id) {
                         size_t n = strlen(c.user_id);
-                        CHECK(n > 0 && n <= API_ID_MAX && strspn(c.user_id, "abcdefghijklmnopqrstuvwxyz"
+                        CHECK(n > 0 && n <= REMOTE_ID_MAX && strspn(c.user_id, "abcdefghijklmnopqrstuvwxyz"
                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n, "user_id \"%s\" accepted", c.user_id);
                 }
                 CHECK(!c.email || strlen(c.email) < 256, "email of %zu bytes accepted", strlen(c.email));
@@ -44,7 +44,7 @@ static void check(const char *token) {
                 CHECK(r == -EINVAL || r == -EBADMSG, "api_jwt_claims returned %d", r);
                 CHECK(!c.exp && !c.iat && !c.user_id && !c.email, "refused claims not cleared");
         }
-        api_jwt_claims_clear(&c);
+        apijson_jwt_claims_clear(&c);
 }
 
 static char *b64url(const uint8_t *d, size_t n) {

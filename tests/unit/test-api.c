@@ -13,7 +13,9 @@
 
 #include <curl/curl.h>
 
-#include "api.h"
+#include "api/api.h"
+#include "api/json.h"
+#include "state.h"
 #include "util.h"
 
 #define EMAIL "ops@example.com"
@@ -75,22 +77,22 @@ static char *jwt(const char *payload) {
 START_TEST(test_jwt_good) {
         struct api_jwt_claims c;
         char *t = jwt("{\"user_id\":\"u-1\",\"email\":\"a@b.c\",\"iat\":1700000000,\"exp\":1700018000}");
-        ck_assert_int_eq(api_jwt_claims(t, &c), 0);
+        ck_assert_int_eq(apijson_jwt_claims(t, &c), 0);
         ck_assert_uint_eq(c.exp, 1700018000ULL * 1000000);
         ck_assert_uint_eq(c.iat, 1700000000ULL * 1000000);
         ck_assert_str_eq(c.user_id, "u-1");
         ck_assert_str_eq(c.email, "a@b.c");
-        api_jwt_claims_clear(&c);
+        apijson_jwt_claims_clear(&c);
         free(t);
 
         /* numeric user_id, padding tolerated, no iat */
         char *p = b64url("{\"user_id\":42,\"exp\":1700018000.5}");
         t = xasprintf("h.%s==.s", p);
-        ck_assert_int_eq(api_jwt_claims(t, &c), 0);
+        ck_assert_int_eq(apijson_jwt_claims(t, &c), 0);
         ck_assert_str_eq(c.user_id, "42");
         ck_assert_uint_eq(c.iat, 0);
         ck_assert_ptr_null(c.email);
-        api_jwt_claims_clear(&c);
+        apijson_jwt_claims_clear(&c);
         free(t);
         free(p);
 }
@@ -106,10 +108,10 @@ START_TEST(test_jwt_bad) {
         };
         struct api_jwt_claims c;
         for (size_t i = 0; i < ELEMENTSOF(not_jwt); i++) {
-                ck_assert_msg(api_jwt_claims(not_jwt[i], &c) == -EINVAL, "%s", not_jwt[i]);
+                ck_assert_msg(apijson_jwt_claims(not_jwt[i], &c) == -EINVAL, "%s", not_jwt[i]);
                 ck_assert_ptr_null(c.user_id);
         }
-        ck_assert_int_eq(api_jwt_claims(NULL, &c), -EINVAL);
+        ck_assert_int_eq(apijson_jwt_claims(NULL, &c), -EINVAL);
 
         static const char *const bad_claims[] = {
                 "{}", "{\"user_id\":\"u\"}", "{\"exp\":\"1700000000\"}", "{\"exp\":-5}",
@@ -118,7 +120,7 @@ START_TEST(test_jwt_bad) {
         };
         for (size_t i = 0; i < ELEMENTSOF(bad_claims); i++) {
                 char *t = jwt(bad_claims[i]);
-                ck_assert_msg(api_jwt_claims(t, &c) == -EBADMSG, "%s", bad_claims[i]);
+                ck_assert_msg(apijson_jwt_claims(t, &c) == -EBADMSG, "%s", bad_claims[i]);
                 ck_assert_ptr_null(c.user_id);
                 free(t);
         }
@@ -127,7 +129,7 @@ START_TEST(test_jwt_bad) {
         memset(huge, 'a', 19999);
         huge[19999] = '\0';
         huge[10] = huge[20] = '.';
-        ck_assert_int_eq(api_jwt_claims(huge, &c), -EINVAL);
+        ck_assert_int_eq(apijson_jwt_claims(huge, &c), -EINVAL);
         free(huge);
 }
 END_TEST
@@ -143,7 +145,7 @@ START_TEST(test_decode_socket_good) {
         struct api_socket s;
         char *err = NULL;
         cJSON *j = parse(GOOD_SOCKET);
-        ck_assert_int_eq(api_decode_socket(j, &s, &err), 0);
+        ck_assert_int_eq(apijson_socket(j, &s, &err), 0);
         ck_assert_str_eq(s.socket_id, "s-1");
         ck_assert_str_eq(s.dnsname, "abc.edge.mysocket.test");
         ck_assert_str_eq(s.socket_type, "tcp");
@@ -151,18 +153,18 @@ START_TEST(test_decode_socket_good) {
         ck_assert_uint_eq(s.n_tunnels, 1);
         ck_assert_str_eq(s.tunnels[0].tunnel_id, "t-1");
         ck_assert_uint_eq(s.tunnels[0].local_port, 6054);
-        api_socket_clear(&s);
+        apijson_socket_clear(&s);
         cJSON_Delete(j);
 
         /* http sockets: no ports, null name, no tunnels yet; plus user_name from POST /connect */
         j = parse("{\"socket_id\":\"s\",\"dnsname\":\"d.x\",\"socket_type\":\"http\",\"name\":null,"
                   "\"socket_tcp_ports\":[],\"user_name\":\"ops\"}");
-        ck_assert_int_eq(api_decode_socket(j, &s, &err), 0);
+        ck_assert_int_eq(apijson_socket(j, &s, &err), 0);
         ck_assert_uint_eq(s.tcp_port, 0);
         ck_assert_uint_eq(s.n_tunnels, 0);
         ck_assert_ptr_null(s.name);
         ck_assert_str_eq(s.user_name, "ops");
-        api_socket_clear(&s);
+        apijson_socket_clear(&s);
         cJSON_Delete(j);
 }
 END_TEST
@@ -178,12 +180,12 @@ static void expect_bad(int (*decode)(const cJSON *, void *, char **), const char
         cJSON_Delete(j);
 }
 
-static int dec_socket(const cJSON *j, void *o, char **e) { return api_decode_socket(j, o, e); }
-static int dec_tunnel(const cJSON *j, void *o, char **e) { return api_decode_tunnel(j, o, e); }
-static int dec_user(const cJSON *j, void *o, char **e) { return api_decode_user(j, o, e); }
-static int dec_token(const cJSON *j, void *o, char **e) { return api_decode_token(j, o, e); }
-static int dec_sockets(const cJSON *j, void *o, char **e) { return api_decode_socket_list(j, e); }
-static int dec_tunnels(const cJSON *j, void *o, char **e) { return api_decode_tunnel_list(j, e); }
+static int dec_socket(const cJSON *j, void *o, char **e) { return apijson_socket(j, o, e); }
+static int dec_tunnel(const cJSON *j, void *o, char **e) { return apijson_tunnel(j, o, e); }
+static int dec_user(const cJSON *j, void *o, char **e) { return apijson_user(j, o, e); }
+static int dec_token(const cJSON *j, void *o, char **e) { return apijson_token(j, o, e); }
+static int dec_sockets(const cJSON *j, void *o, char **e) { return apijson_socket_list(j, e); }
+static int dec_tunnels(const cJSON *j, void *o, char **e) { return apijson_tunnel_list(j, e); }
 
 START_TEST(test_decode_socket_bad) {
         expect_bad(dec_socket, "[]", "expected a JSON object");
@@ -206,8 +208,17 @@ START_TEST(test_decode_socket_bad) {
                    "\"tunnels\" is not an array");
         expect_bad(dec_socket, "{\"socket_id\":\"s\",\"dnsname\":\"d\",\"socket_type\":\"tcp\",\"tunnels\":[" GOOD_TUNNEL ",{\"tunnel_id\":\"t\"}]}",
                    "tunnels[1]: tunnel: field \"local_port\" is missing");
-        expect_bad(dec_socket, "{\"socket_id\":\"s\",\"dnsname\":\"d\",\"socket_type\":\"tcp\",\"user_name\":\"-oProxyCommand=x\"}",
-                   "\"user_name\" has an unexpected value");
+        /* Informational fields of an unexpected value or shape are dropped, never used. */
+        struct api_socket s;
+        char *err = NULL;
+        cJSON *j = parse("{\"socket_id\":\"s\",\"dnsname\":\"d\",\"socket_type\":\"tcp\",\"user_name\":\"-oProxyCommand=x\","
+                         "\"name\":7,\"cloud_authentication_enabled\":\"maybe\"}");
+        ck_assert_int_eq(apijson_socket(j, &s, &err), 0);
+        ck_assert_ptr_null(s.user_name);
+        ck_assert_ptr_null(s.name);
+        ck_assert(!s.cloud_auth);
+        apijson_socket_clear(&s);
+        cJSON_Delete(j);
 }
 END_TEST
 
@@ -215,9 +226,9 @@ START_TEST(test_decode_tunnel) {
         struct api_tunnel t;
         char *err = NULL;
         cJSON *j = parse("{\"tunnel_id\":\"t\",\"local_port\":1}");
-        ck_assert_int_eq(api_decode_tunnel(j, &t, &err), 0);
+        ck_assert_int_eq(apijson_tunnel(j, &t, &err), 0);
         ck_assert_ptr_null(t.tunnel_server);
-        api_tunnel_clear(&t);
+        apijson_tunnel_clear(&t);
         cJSON_Delete(j);
 
         expect_bad(dec_tunnel, "null", "expected a JSON object");
@@ -227,8 +238,23 @@ START_TEST(test_decode_tunnel) {
         expect_bad(dec_tunnel, "{\"tunnel_id\":\"t\",\"local_port\":0}", "not a port");
         expect_bad(dec_tunnel, "{\"tunnel_id\":\"t\",\"local_port\":65536}", "not a port");
         expect_bad(dec_tunnel, "{\"tunnel_id\":\"t\",\"local_port\":60.5}", "not a port");
-        expect_bad(dec_tunnel, "{\"tunnel_id\":\"t\",\"local_port\":6054,\"tunnel_server\":true}",
-                   "\"tunnel_server\" is not a string");
+        /* tunnel_server is informational: empty on a new tunnel (SPEC §8), an address once
+         * connected; any other shape is dropped. */
+        static const char *const servers[] = { "true", "\"\"", "null", "{}", "[1]", "\"a b\"" };
+        for (size_t i = 0; i < ELEMENTSOF(servers); i++) {
+                char *text = xasprintf("{\"tunnel_id\":\"t\",\"local_port\":6054,\"tunnel_server\":%s}", servers[i]);
+                j = parse(text);
+                ck_assert_msg(apijson_tunnel(j, &t, &err) == 0, "%s: %s", text, err);
+                ck_assert_ptr_null(t.tunnel_server);
+                apijson_tunnel_clear(&t);
+                cJSON_Delete(j);
+                free(text);
+        }
+        j = parse("{\"tunnel_id\":\"t\",\"local_port\":6054,\"tunnel_server\":\"2001:db8::1\"}");
+        ck_assert_int_eq(apijson_tunnel(j, &t, &err), 0);
+        ck_assert_str_eq(t.tunnel_server, "2001:db8::1");
+        apijson_tunnel_clear(&t);
+        cJSON_Delete(j);
 }
 END_TEST
 
@@ -236,10 +262,10 @@ START_TEST(test_decode_user_token_lists) {
         struct api_user u;
         char *err = NULL, *token = NULL;
         cJSON *j = parse("{\"user_id\":\"u-1\",\"user_name\":\"ops\",\"name\":\"Ops\",\"email\":\"o@x\",\"sshkey\":\"k\"}");
-        ck_assert_int_eq(api_decode_user(j, &u, &err), 0);
+        ck_assert_int_eq(apijson_user(j, &u, &err), 0);
         ck_assert_str_eq(u.user_name, "ops");
         ck_assert_str_eq(u.email, "o@x");
-        api_user_clear(&u);
+        apijson_user_clear(&u);
         cJSON_Delete(j);
         expect_bad(dec_user, "{\"user_name\":\"ops\"}", "\"user_id\" is missing");
         expect_bad(dec_user, "{\"user_id\":\"u\"}", "\"user_name\" is missing");
@@ -247,7 +273,7 @@ START_TEST(test_decode_user_token_lists) {
         expect_bad(dec_user, "{\"user_id\":\"u\",\"user_name\":\"\"}", "\"user_name\" has an unexpected value");
 
         j = parse("{\"token\":\"a.b.c\"}");
-        ck_assert_int_eq(api_decode_token(j, &token, &err), 0);
+        ck_assert_int_eq(apijson_token(j, &token, &err), 0);
         ck_assert_str_eq(token, "a.b.c");
         free(token);
         cJSON_Delete(j);
@@ -258,10 +284,10 @@ START_TEST(test_decode_user_token_lists) {
         expect_bad(dec_token, "[\"a.b.c\"]", "expected a JSON object");
 
         j = parse("[" GOOD_SOCKET "," GOOD_SOCKET "]");
-        ck_assert_int_eq(api_decode_socket_list(j, &err), 0);
+        ck_assert_int_eq(apijson_socket_list(j, &err), 0);
         cJSON_Delete(j);
         j = parse("[]");
-        ck_assert_int_eq(api_decode_tunnel_list(j, &err), 0);
+        ck_assert_int_eq(apijson_tunnel_list(j, &err), 0);
         cJSON_Delete(j);
         expect_bad(dec_sockets, "{}", "expected a JSON array");
         expect_bad(dec_sockets, "[" GOOD_SOCKET ",{}]", "socket list[1]: socket: field \"socket_id\" is missing");
@@ -274,15 +300,15 @@ END_TEST
 START_TEST(test_ids_file) {
         char *sid = NULL, *tid = NULL;
         bool created = false;
-        ck_assert_int_eq(api_ids_load(dir, "web", &sid, &tid, &created), -ENOENT);
-        ck_assert_int_eq(api_ids_save(dir, "web", "s-1", NULL, true), 0);
-        ck_assert_int_eq(api_ids_load(dir, "web", &sid, &tid, &created), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), -ENOENT);
+        ck_assert_int_eq(state_ids_save(dir, "web", "s-1", NULL, true), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), 0);
         ck_assert_str_eq(sid, "s-1");
         ck_assert_ptr_null(tid);
         ck_assert(created);
         free(sid);
-        ck_assert_int_eq(api_ids_save(dir, "web", "s-1", "t-2", false), 0);
-        ck_assert_int_eq(api_ids_load(dir, "web", &sid, &tid, &created), 0);
+        ck_assert_int_eq(state_ids_save(dir, "web", "s-1", "t-2", false), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), 0);
         ck_assert_str_eq(tid, "t-2");
         ck_assert(!created);
         free(sid);
@@ -293,16 +319,16 @@ START_TEST(test_ids_file) {
         ck_assert_int_eq(stat(path, &st), 0);
         ck_assert_uint_eq(st.st_mode & 0777, 0600);
         ck_assert_int_eq(write_file_atomic(path, "{\"socket_id\":\"../x\"}", 20, 0600), 0);
-        ck_assert_int_eq(api_ids_load(dir, "web", &sid, &tid, &created), -EBADMSG);
+        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), -EBADMSG);
         ck_assert_int_eq(write_file_atomic(path, "garbage", 7, 0600), 0);
-        ck_assert_int_eq(api_ids_load(dir, "web", &sid, &tid, &created), -EBADMSG);
+        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), -EBADMSG);
         free(path);
 
-        ck_assert_int_eq(api_ids_save(dir, "../evil", "s", NULL, true), -EINVAL);
-        ck_assert_int_eq(api_ids_save(dir, "web", "s/1", NULL, true), -EINVAL);
-        ck_assert_int_eq(api_ids_remove(dir, "web"), 0);
-        ck_assert_int_eq(api_ids_remove(dir, "web"), 0);
-        ck_assert_int_eq(api_ids_load(dir, "web", &sid, &tid, &created), -ENOENT);
+        ck_assert_int_eq(state_ids_save(dir, "../evil", "s", NULL, true), -EINVAL);
+        ck_assert_int_eq(state_ids_save(dir, "web", "s/1", NULL, true), -EINVAL);
+        ck_assert_int_eq(state_ids_remove(dir, "web"), 0);
+        ck_assert_int_eq(state_ids_remove(dir, "web"), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), -ENOENT);
 }
 END_TEST
 
@@ -399,7 +425,7 @@ struct outcome {
         bool done;
         int error;
         char *message;
-        char socket_id[API_ID_MAX + 1], tunnel_id[API_ID_MAX + 1], dnsname[256], user_name[65];
+        char socket_id[REMOTE_ID_MAX + 1], tunnel_id[REMOTE_ID_MAX + 1], dnsname[256], user_name[65];
         uint16_t relay_port, tcp_port;
         bool created, recreated;
         cJSON *json;
@@ -563,7 +589,7 @@ START_TEST(test_e2e_recreate_after_404) {
         ck_assert_str_ne(o2.socket_id, o.socket_id);
         char *sid = NULL, *tid = NULL;
         bool created;
-        ck_assert_int_eq(api_ids_load(dir, "web", &sid, &tid, &created), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), 0);
         ck_assert_str_eq(sid, o2.socket_id);
         ck_assert_str_eq(tid, o2.tunnel_id);
         free(sid);
@@ -814,20 +840,65 @@ END_TEST
 
 /* Regression (fuzz-jwt, tests/fuzz/corpus/jwt/regress-exp-rounds-to-zero): an exp
  * above 0 but below a microsecond was accepted as exp 0 usec, the "no token" value. */
+/* What a reply means, and what of the API's message is safe to say. */
+START_TEST(test_reply_message) {
+        cJSON *j = NULL;
+        char *m = NULL;
+        const char *sent = "{\"email\":\"ops@example.com\",\"password\":\"pw-123456\"}";
+        const char *b = "{\"message\":\"bad request: {\\\"email\\\":\\\"ops@example.com\\\",\\\"password\\\":\\\"pw-123456\\\"}\"}";
+
+        ck_assert_int_eq(apijson_reply("POST /login", 400, b, strlen(b), "application/json", sent, &j, &m), -EINVAL);
+        ck_assert_ptr_null(j);
+        ck_assert_str_eq(m, "API returned HTTP 400 for POST /login (its message quoted our request, so it is not shown)");
+        free(m);
+        /* A value of ours alone is enough (an API that quotes just the password). */
+        b = "{\"error\":\"pw-123456 is too weak\"}";
+        ck_assert_int_eq(apijson_reply("POST /login", 422, b, strlen(b), NULL, sent, &j, &m), -EINVAL);
+        ck_assert_ptr_null(strstr(m, "pw-123456"));
+        free(m);
+        /* Its own words are kept: printable, at most 200 bytes. */
+        char *longmsg = xmalloc(8000), *p = longmsg;
+        p += sprintf(p, "{\"message\":\"");
+        for (int i = 0; i < 500; i++)
+                p += sprintf(p, "ab\\u001b");
+        sprintf(p, "\"}");
+        ck_assert_int_eq(apijson_reply("GET /x", 409, longmsg, strlen(longmsg), NULL, NULL, &j, &m), -EINVAL);
+        const char *q = strstr(m, ": ab");
+        ck_assert_ptr_nonnull(q);
+        ck_assert_uint_le(strlen(q + 2), 200);
+        ck_assert_ptr_null(strchr(m, 0x1b));
+        free(m);
+        free(longmsg);
+        /* Statuses, bodies. */
+        ck_assert_int_eq(apijson_reply("GET /x", 503, "<html>", 6, "text/html", NULL, &j, &m), -EREMOTEIO);
+        ck_assert_ptr_nonnull(strstr(m, "non-JSON body (text/html)"));
+        free(m);
+        ck_assert_int_eq(apijson_reply("GET /x", 200, "nope", 4, NULL, NULL, &j, &m), -EBADMSG);
+        free(m);
+        ck_assert_int_eq(apijson_reply("GET /x", 404, "", 0, NULL, NULL, &j, &m), -ENOENT);
+        ck_assert_str_eq(m, "API returned HTTP 404 for GET /x");
+        free(m);
+        ck_assert_int_eq(apijson_reply("GET /x", 200, "[1]", 3, NULL, NULL, &j, &m), 0);
+        ck_assert(cJSON_IsArray(j));
+        ck_assert_ptr_null(m);
+        cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(test_jwt_exp_below_one_second) {
         static const char *const tiny[] = { "{\"exp\":1e-80}", "{\"exp\":0.5}",
                                             "{\"exp\":1700000000,\"iat\":1e-7}" };
         struct api_jwt_claims c;
         for (size_t i = 0; i < ELEMENTSOF(tiny); i++) {
                 char *t = jwt(tiny[i]);
-                ck_assert_msg(api_jwt_claims(t, &c) == -EBADMSG, "%s", tiny[i]);
+                ck_assert_msg(apijson_jwt_claims(t, &c) == -EBADMSG, "%s", tiny[i]);
                 ck_assert_uint_eq(c.exp, 0);
                 free(t);
         }
         char *t = jwt("{\"exp\":1}");
-        ck_assert_int_eq(api_jwt_claims(t, &c), 0);
+        ck_assert_int_eq(apijson_jwt_claims(t, &c), 0);
         ck_assert_uint_eq(c.exp, 1000000);
-        api_jwt_claims_clear(&c);
+        apijson_jwt_claims_clear(&c);
         free(t);
 }
 END_TEST
@@ -844,6 +915,7 @@ static Suite *api_suite(void) {
         tcase_add_test(tc, test_decode_user_token_lists);
         tcase_add_test(tc, test_ids_file);
         tcase_add_test(tc, test_jwt_exp_below_one_second);
+        tcase_add_test(tc, test_reply_message);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("e2e");

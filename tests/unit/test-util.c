@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scrub.h"
 #include "util.h"
 
 START_TEST(test_binding_names) {
@@ -262,6 +263,27 @@ START_TEST(test_secret_file) {
 }
 END_TEST
 
+START_TEST(test_scrub) {
+        char buf[128];
+        strcpy(buf, "pw=hunter22 and again hunter22, tok ab*** ok");
+        scrub_add("hunter22");
+        scrub_add("ab***");            /* holds the mask itself: must not loop */
+        scrub_add("no");               /* too short to be masked */
+        ck_assert_str_eq(scrub_secrets(buf), "pw=*** and again ***, tok *** ok");
+        scrub_add("hunter22");
+        scrub_remove("hunter22");
+        strcpy(buf, "hunter22");
+        ck_assert_str_eq(scrub_secrets(buf), "***");   /* still counted once */
+        scrub_remove("hunter22");
+        strcpy(buf, "hunter22");
+        ck_assert_str_eq(scrub_secrets(buf), "hunter22");
+        ck_assert_ptr_null(scrub_secrets(NULL));
+        scrub_clear();
+        strcpy(buf, "ab***");
+        ck_assert_str_eq(scrub_secrets(buf), "ab***");
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("util");
         TCase *tc = tcase_create("core");
@@ -275,6 +297,7 @@ int main(void) {
         tcase_add_test(tc, test_strip_line_end);
         tcase_add_test(tc, test_host_port_and_display_name);
         tcase_add_test(tc, test_secret_file);
+        tcase_add_test(tc, test_scrub);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -1,15 +1,56 @@
-/* The calls the daemon makes: api_ensure_binding (socket, tunnel, SSH user, ids recorded)
- * and the original client's commands passed through. */
+/* The socket and tunnel calls: api_ensure_binding (socket, tunnel, SSH user, ids recorded),
+ * the original client's commands passed through, and the client's life cycle. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "api-internal.h"
+#include <sys/queue.h>
+
+#include "api.h"
+#include "json.h"
 #include "log.h"
+#include "scrub.h"
+#include "state.h"
+#include "token.h"
 #include "util.h"
+
+enum call_decode { DECODE_NONE, DECODE_USER, DECODE_SOCKET, DECODE_SOCKET_LIST, DECODE_TUNNEL,
+                   DECODE_TUNNEL_LIST, DECODE_LOGIN, DECODE_DELETE };
+
+struct api_call {
+        struct api *api;
+        LIST_ENTRY(api_call) link;
+        struct token_req *req;         /* the request in flight, if any */
+        const char *method;            /* of that request, or the last one */
+        char *path;                    /* likewise; NULL: /user/{user_id} */
+        api_binding_cb binding_cb;
+        api_json_cb json_cb;
+        void *userdata;
+        enum call_decode decode;
+
+        /* api_ensure_binding */
+        char *name, *display_name, *username, *password, *config_socket_id;
+        enum socket_type type;
+        bool protected_;
+        char *socket_id, *tunnel_id;
+        bool created, recreated;
+        bool abandoned;                /* cancelled during POST /socket: delete what it makes */
+        struct api_socket sock;
+        struct api_tunnel tunnel;
+};
+
+struct api {
+        struct token *token;
+        LIST_HEAD(, api_call) calls;
+        char *state_dir;
+        char *user_name, *user_name_of;        /* the account's SSH user, and its user_id */
+        struct api_call *user_call;
+};
+
+static int json_call(struct api *a, const char *method, char *path, cJSON *body, bool auth,
+                     enum call_decode decode, api_json_cb cb, void *userdata, struct api_call **ret);
 
 /* ---- calls ---------------------------------------------------------------------------- */
 
@@ -21,41 +62,43 @@ static struct api_call *call_new(struct api *a, void *userdata) {
         return c;
 }
 
-void api_call_free(struct api_call *c) {
+static void call_free(struct api_call *c) {
         if (!c)
                 return;
         LIST_REMOVE(c, link);
         if (c->api->user_call == c)
                 c->api->user_call = NULL;
-        api_http_free(c->req);
+        token_req_cancel(c->req);
         if (c->password) {
+                scrub_remove(c->password);
                 explicit_bzero(c->password, strlen(c->password));
                 free(c->password);
         }
+        free(c->path);
         free(c->name);
         free(c->display_name);
         free(c->username);
         free(c->config_socket_id);
         free(c->socket_id);
         free(c->tunnel_id);
-        api_socket_clear(&c->sock);
-        api_tunnel_clear(&c->tunnel);
+        apijson_socket_clear(&c->sock);
+        apijson_tunnel_clear(&c->tunnel);
         free(c);
 }
 
-static void binding_on_socket(struct http_req *h, int error, cJSON *json, const char *message);
+static void binding_on_socket(int error, const cJSON *json, const char *message, void *userdata);
 
 void api_call_cancel(struct api_call *c) {
         if (!c)
                 return;
         /* A POST /socket already sent may create a socket nobody would ever know of: let it
          * finish quietly and delete what it made (binding_on_socket). */
-        if (c->req && streq(c->req->method, "POST") && streq(c->req->path, "/socket") && c->binding_cb) {
+        if (c->req && streq(c->method, "POST") && streq(c->path, "/socket") && c->binding_cb) {
                 c->abandoned = true;
                 c->binding_cb = NULL;
                 return;
         }
-        api_call_free(c);
+        call_free(c);
 }
 
 static void on_abandoned_deleted(int error, const cJSON *reply, const char *message, void *userdata) {
@@ -65,33 +108,47 @@ static void on_abandoned_deleted(int error, const cJSON *reply, const char *mess
 }
 
 /* The POST /socket of a cancelled call answered: delete what it created, then go. */
-static void abandoned_socket_done(struct api_call *c, int error, cJSON *json) {
+static void abandoned_socket_done(struct api_call *c, int error, const cJSON *json) {
         struct api_socket sock;
         struct api_call *del;
         char *err = NULL;
-        if (error >= 0 && api_decode_socket(json, &sock, &err) == 0) {
+        if (error >= 0 && apijson_socket(json, &sock, &err) == 0) {
                 log_binding(LOG_INFO, c->name, "purge", "deleting socket %s, created as its binding went away",
                             sock.socket_id);
                 char *name = xstrdup(c->name);
                 if (api_socket_delete(c->api, sock.socket_id, on_abandoned_deleted, name, &del) < 0)
                         free(name);
-                api_socket_clear(&sock);
+                apijson_socket_clear(&sock);
         }
         free(err);
-        api_call_free(c);
+        call_free(c);
 }
 
-/* Every done handler of a call starts with this: the request is http_complete's to free. */
-static struct api_call *call_of(struct http_req *h) {
-        struct api_call *c = h->userdata;
+/* Every done handler of a call starts with this: the request is token.c's to free. */
+static struct api_call *call_of(void *userdata) {
+        struct api_call *c = userdata;
         c->req = NULL;
         return c;
 }
 
+/* method: a string literal. path: owned, NULL for /user/{user_id}. */
 static void call_request(struct api_call *c, const char *method, char *path, cJSON *body,
-                         bool auth, http_done_t done) {
-        c->req = api_http_new(c->api, method, path, body, auth, done, c);
-        api_http_submit(c->req);
+                         bool auth, token_done_cb done) {
+        c->method = method;
+        free(c->path);
+        c->path = xstrdup(path);
+        (void) token_request(c->api->token, method, path, body, auth, done, c, &c->req);
+}
+
+static void set_user_name(struct api *a, const struct api_user *u) {
+        free(a->user_name);
+        free(a->user_name_of);
+        a->user_name = xstrdup(u->user_name);
+        a->user_name_of = xstrdup(u->user_id);
+}
+
+static char *call_what(const struct api_call *c) {
+        return xasprintf("%s %s", c->method, c->path ? c->path : "/user/{user_id}");
 }
 
 static cJSON *socket_body(const char *name, enum socket_type type, bool protected_,
@@ -109,22 +166,15 @@ static cJSON *socket_body(const char *name, enum socket_type type, bool protecte
         return b;
 }
 
-static char *default_display_name(const char *name) {
-        char host[256] = "localhost";
-        (void) gethostname(host, sizeof(host) - 1);
-        host[sizeof(host) - 1] = '\0';
-        return xasprintf("%s on %s", name, host);
-}
-
 /* ---- api_ensure_binding: socket, then tunnel, then the SSH user ------------------------ */
 
 static void binding_fail(struct api_call *c, int error, const char *message) {
         c->binding_cb(error, NULL, message, c->userdata);
-        api_call_free(c);
+        call_free(c);
 }
 
-static void binding_fail_decode(struct api_call *c, struct http_req *h, char *err) {
-        _cleanup_(freep) char *what = api_http_what(h);
+static void binding_fail_decode(struct api_call *c, char *err) {
+        _cleanup_(freep) char *what = call_what(c);
         _cleanup_(freep) char *msg = xasprintf("API reply to %s: %s", what, err);
         free(err);
         binding_fail(c, -EBADMSG, msg);
@@ -141,10 +191,10 @@ static void binding_warn(struct api_call *c, const char *fmt, ...) {
 }
 
 static bool binding_save(struct api_call *c) {
-        int r = api_ids_save(c->api->state_dir, c->name, c->socket_id, c->tunnel_id, c->created);
+        int r = state_ids_save(c->api->state_dir, c->name, c->socket_id, c->tunnel_id, c->created);
         if (r >= 0)
                 return true;
-        _cleanup_(freep) char *msg = xasprintf("cannot record the API ids in %s/ids: %s",
+        _cleanup_(freep) char *msg = xasprintf("cannot record the API ids in %s: %s",
                                                c->api->state_dir, strerror(-r));
         binding_fail(c, r, msg);
         return false;
@@ -157,37 +207,36 @@ static void binding_finish(struct api_call *c) {
                 .relay_port = c->tunnel.local_port,
                 .dnsname = c->sock.dnsname,
                 .socket_tcp_port = c->sock.tcp_port,
-                .user_name = c->api->user_name,
+                .user_name = api_user_name(c->api),
                 .created = c->created,
                 .recreated = c->recreated,
         };
         c->binding_cb(0, &r, NULL, c->userdata);
-        api_call_free(c);
+        call_free(c);
 }
 
-static void binding_on_user(struct http_req *h, int error, cJSON *json, const char *message) {
-        struct api_call *c = call_of(h);
+static void binding_on_user(int error, const cJSON *json, const char *message, void *userdata) {
+        struct api_call *c = call_of(userdata);
         struct api_user u;
         char *err = NULL;
         if (error < 0)
                 return binding_fail(c, error, message);
-        if (api_decode_user(json, &u, &err) < 0)
-                return binding_fail_decode(c, h, err);
-        free(c->api->user_name);
-        c->api->user_name = xstrdup(u.user_name);
-        api_user_clear(&u);
+        if (apijson_user(json, &u, &err) < 0)
+                return binding_fail_decode(c, err);
+        set_user_name(c->api, &u);
+        apijson_user_clear(&u);
         binding_finish(c);
 }
 
 static void binding_user(struct api_call *c) {
-        if (c->api->user_name)
+        if (api_user_name(c->api))
                 return binding_finish(c);
         call_request(c, "GET", NULL, NULL, true, binding_on_user);
 }
 
-static void binding_on_tunnel(struct http_req *h, int error, cJSON *json, const char *message) {
-        struct api_call *c = call_of(h);
-        bool created = streq(h->method, "POST");
+static void binding_on_tunnel(int error, const cJSON *json, const char *message, void *userdata) {
+        struct api_call *c = call_of(userdata);
+        bool created = streq(c->method, "POST");
         char *err = NULL;
         if (error == -ENOENT && !created) {
                 binding_warn(c, "tunnel %s is gone at the API; creating a new one", c->tunnel_id);
@@ -199,9 +248,9 @@ static void binding_on_tunnel(struct http_req *h, int error, cJSON *json, const 
         }
         if (error < 0)
                 return binding_fail(c, error, message);
-        api_tunnel_clear(&c->tunnel);
-        if (api_decode_tunnel(json, &c->tunnel, &err) < 0)
-                return binding_fail_decode(c, h, err);
+        apijson_tunnel_clear(&c->tunnel);
+        if (apijson_tunnel(json, &c->tunnel, &err) < 0)
+                return binding_fail_decode(c, err);
         if (created) {
                 free(c->tunnel_id);
                 c->tunnel_id = xstrdup(c->tunnel.tunnel_id);
@@ -243,14 +292,14 @@ static void binding_create_socket(struct api_call *c) {
         free(c->socket_id);
         free(c->tunnel_id);
         c->socket_id = c->tunnel_id = NULL;
-        api_socket_clear(&c->sock);
+        apijson_socket_clear(&c->sock);
         cJSON *body = socket_body(c->display_name, c->type, c->protected_, c->username, c->password);
         call_request(c, "POST", xstrdup("/socket"), body, true, binding_on_socket);
 }
 
-static void binding_on_socket(struct http_req *h, int error, cJSON *json, const char *message) {
-        struct api_call *c = call_of(h);
-        bool created = streq(h->method, "POST");
+static void binding_on_socket(int error, const cJSON *json, const char *message, void *userdata) {
+        struct api_call *c = call_of(userdata);
+        bool created = streq(c->method, "POST");
         char *err = NULL;
         if (c->abandoned)
                 return abandoned_socket_done(c, error, json);
@@ -267,9 +316,9 @@ static void binding_on_socket(struct http_req *h, int error, cJSON *json, const 
         }
         if (error < 0)
                 return binding_fail(c, error, message);
-        api_socket_clear(&c->sock);
-        if (api_decode_socket(json, &c->sock, &err) < 0)
-                return binding_fail_decode(c, h, err);
+        apijson_socket_clear(&c->sock);
+        if (apijson_socket(json, &c->sock, &err) < 0)
+                return binding_fail_decode(c, err);
         if (created) {
                 c->created = true;
                 free(c->socket_id);
@@ -296,21 +345,22 @@ int api_ensure_binding(struct api *a, const struct api_binding_request *req,
         struct api_call *c = call_new(a, userdata);
         c->binding_cb = cb;
         c->name = xstrdup(req->name);
-        c->display_name = req->display_name ? xstrdup(req->display_name) : default_display_name(req->name);
+        c->display_name = xstrdup(req->display_name ? req->display_name : req->name);
         c->type = req->type;
         c->protected_ = req->protected_;
         c->username = xstrdup(req->username);
         c->password = xstrdup(req->password);
+        scrub_add(c->password);
         c->config_socket_id = xstrdup(req->config_socket_id);
 
         char *sid = NULL, *tid = NULL;
         bool created = false;
-        int r = api_ids_load(a->state_dir, c->name, &sid, &tid, &created);
+        int r = state_ids_load(a->state_dir, c->name, &sid, &tid, &created);
         if (r < 0) {
                 if (r != -ENOENT)
                         log_full(LOG_WARNING, &(struct log_fields) { .binding = c->name, .event = "resolve" },
-                                 "cannot read %s/ids/%s.json (%s); a new socket will be created",
-                                 a->state_dir, c->name, strerror(-r));
+                                 "cannot read its recorded API ids in %s (%s); a new socket will be created",
+                                 a->state_dir, strerror(-r));
                 sid = tid = NULL;
         }
         if (c->config_socket_id && !streq(sid, c->config_socket_id)) {
@@ -334,10 +384,10 @@ int api_ensure_binding(struct api *a, const struct api_binding_request *req,
 
 /* ---- the passthrough commands ----------------------------------------------------------- */
 
-static void json_on_done(struct http_req *h, int error, cJSON *json, const char *message) {
-        struct api_call *c = call_of(h);
+static void json_on_done(int error, const cJSON *json, const char *message, void *userdata) {
+        struct api_call *c = call_of(userdata);
         struct api *a = c->api;
-        _cleanup_(freep) char *err = NULL, *msg = NULL, *token = NULL;
+        _cleanup_(freep) char *err = NULL, *msg = NULL;
         struct api_user u = {};
 
         if (error == -ENOENT && c->decode == DECODE_DELETE)
@@ -345,52 +395,42 @@ static void json_on_done(struct http_req *h, int error, cJSON *json, const char 
         if (error >= 0)
                 switch (c->decode) {
                 case DECODE_USER:
-                        error = api_decode_user(json, &u, &err);
-                        if (error >= 0) {
-                                free(a->user_name);
-                                a->user_name = xstrdup(u.user_name);
-                        }
-                        api_user_clear(&u);
+                        error = apijson_user(json, &u, &err);
+                        if (error >= 0)
+                                set_user_name(a, &u);
+                        apijson_user_clear(&u);
                         break;
                 case DECODE_SOCKET:
-                        error = api_decode_socket(json, &c->sock, &err);
+                        error = apijson_socket(json, &c->sock, &err);
                         break;
                 case DECODE_SOCKET_LIST:
-                        error = api_decode_socket_list(json, &err);
+                        error = apijson_socket_list(json, &err);
                         break;
                 case DECODE_TUNNEL:
-                        error = api_decode_tunnel(json, &c->tunnel, &err);
+                        error = apijson_tunnel(json, &c->tunnel, &err);
                         break;
                 case DECODE_TUNNEL_LIST:
-                        error = api_decode_tunnel_list(json, &err);
+                        error = apijson_tunnel_list(json, &err);
                         break;
                 case DECODE_LOGIN:
-                        error = api_decode_token(json, &token, &err);
-                        if (error >= 0) {
-                                error = api_token_set(a, token, true, &err);
-                                token = NULL;
-                        }
-                        if (error >= 0) {
-                                _cleanup_(freep) char *what = xasprintf("logged in to the API as %s", c->name);
-                                api_token_log(a, "login", what);
-                        }
+                        error = token_take_login(a->token, json, c->name, &err);
                         break;
                 case DECODE_NONE:
                 case DECODE_DELETE:
                         break;
                 }
         if (err) {
-                _cleanup_(freep) char *what = api_http_what(h);
+                _cleanup_(freep) char *what = call_what(c);
                 msg = xasprintf("API reply to %s: %s", what, err);
                 message = msg;
         }
         bool give_json = error >= 0 && c->decode != DECODE_DELETE && c->decode != DECODE_LOGIN;
         if (c->json_cb)
                 c->json_cb(error, give_json ? json : NULL, error < 0 ? message : NULL, c->userdata);
-        api_call_free(c);
+        call_free(c);
 }
 
-int api_json_call(struct api *a, const char *method, char *path, cJSON *body, bool auth,
+static int json_call(struct api *a, const char *method, char *path, cJSON *body, bool auth,
                      enum call_decode decode, api_json_cb cb, void *userdata, struct api_call **ret) {
         struct api_call *c = call_new(a, userdata);
         c->json_cb = cb;
@@ -401,11 +441,6 @@ int api_json_call(struct api *a, const char *method, char *path, cJSON *body, bo
         return 0;
 }
 
-static bool arg_id_valid(const char *id) {
-        return id && id[0] && strlen(id) <= API_ID_MAX &&
-               strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == strlen(id);
-}
-
 int api_login(struct api *a, const char *email, const char *password,
               api_json_cb cb, void *userdata, struct api_call **ret) {
         if (!email || !email[0] || !password || !password[0])
@@ -413,18 +448,18 @@ int api_login(struct api *a, const char *email, const char *password,
         cJSON *body = cJSON_CreateObject();
         cJSON_AddStringToObject(body, "email", email);
         cJSON_AddStringToObject(body, "password", password);
-        int r = api_json_call(a, "POST", xstrdup("/login"), body, false, DECODE_LOGIN, cb, userdata, ret);
+        int r = json_call(a, "POST", xstrdup("/login"), body, false, DECODE_LOGIN, cb, userdata, ret);
         struct api_call *c = LIST_FIRST(&a->calls);
         c->name = xstrdup(email);      /* for the log line */
         return r;
 }
 
 int api_account_show(struct api *a, api_json_cb cb, void *userdata, struct api_call **ret) {
-        return api_json_call(a, "GET", NULL, NULL, true, DECODE_USER, cb, userdata, ret);
+        return json_call(a, "GET", NULL, NULL, true, DECODE_USER, cb, userdata, ret);
 }
 
 int api_socket_list(struct api *a, api_json_cb cb, void *userdata, struct api_call **ret) {
-        return api_json_call(a, "GET", xstrdup("/connect"), NULL, true, DECODE_SOCKET_LIST, cb, userdata, ret);
+        return json_call(a, "GET", xstrdup("/connect"), NULL, true, DECODE_SOCKET_LIST, cb, userdata, ret);
 }
 
 int api_socket_create(struct api *a, const struct api_binding_request *spec,
@@ -434,38 +469,90 @@ int api_socket_create(struct api *a, const struct api_binding_request *spec,
                 return -EINVAL;
         cJSON *body = socket_body(spec->display_name ? spec->display_name : spec->name, spec->type,
                                   spec->protected_, spec->username, spec->password);
-        return api_json_call(a, "POST", xstrdup("/socket"), body, true, DECODE_SOCKET, cb, userdata, ret);
+        int r = json_call(a, "POST", xstrdup("/socket"), body, true, DECODE_SOCKET, cb, userdata, ret);
+        struct api_call *c = LIST_FIRST(&a->calls);
+        c->password = xstrdup(spec->password);      /* scrubbed from any text while in use */
+        scrub_add(c->password);
+        return r;
 }
 
 int api_socket_delete(struct api *a, const char *socket_id,
                       api_json_cb cb, void *userdata, struct api_call **ret) {
-        if (!arg_id_valid(socket_id))
+        if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        return api_json_call(a, "DELETE", xasprintf("/socket/%s", socket_id), NULL, true, DECODE_DELETE,
+        return json_call(a, "DELETE", xasprintf("/socket/%s", socket_id), NULL, true, DECODE_DELETE,
                          cb, userdata, ret);
 }
 
 int api_tunnel_list(struct api *a, const char *socket_id,
                     api_json_cb cb, void *userdata, struct api_call **ret) {
-        if (!arg_id_valid(socket_id))
+        if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        return api_json_call(a, "GET", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
+        return json_call(a, "GET", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
                          DECODE_TUNNEL_LIST, cb, userdata, ret);
 }
 
 int api_tunnel_create(struct api *a, const char *socket_id,
                       api_json_cb cb, void *userdata, struct api_call **ret) {
-        if (!arg_id_valid(socket_id))
+        if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        return api_json_call(a, "POST", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
+        return json_call(a, "POST", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
                          DECODE_TUNNEL, cb, userdata, ret);
 }
 
 int api_tunnel_delete(struct api *a, const char *socket_id, const char *tunnel_id,
                       api_json_cb cb, void *userdata, struct api_call **ret) {
-        if (!arg_id_valid(socket_id) || !arg_id_valid(tunnel_id))
+        if (!remote_id_valid(socket_id) || !remote_id_valid(tunnel_id))
                 return -EINVAL;
-        return api_json_call(a, "DELETE", xasprintf("/socket/%s/tunnel/%s", socket_id, tunnel_id), NULL,
+        return json_call(a, "DELETE", xasprintf("/socket/%s/tunnel/%s", socket_id, tunnel_id), NULL,
                          true, DECODE_DELETE, cb, userdata, ret);
 }
 
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+int api_new(sd_event *e, const struct config *c, struct api **ret) {
+        struct api *a = xcalloc(1, sizeof(*a));
+        int r = token_new(e, c, &a->token);
+        if (r < 0) {
+                free(a);
+                return r;
+        }
+        LIST_INIT(&a->calls);
+        a->state_dir = xstrdup(c->state_dir ? c->state_dir : LOCALSTATEDIR "/lib/mysocketd");
+        *ret = a;
+        return 0;
+}
+
+void api_free(struct api *a) {
+        if (!a)
+                return;
+        while (!LIST_EMPTY(&a->calls))
+                call_free(LIST_FIRST(&a->calls));
+        token_free(a->token);
+        free(a->state_dir);
+        free(a->user_name);
+        free(a->user_name_of);
+        free(a);
+}
+
+void api_set_timeouts(struct api *a, uint64_t connect_usec, uint64_t total_usec) {
+        token_set_timeouts(a->token, connect_usec, total_usec);
+}
+
+int api_start(struct api *a) {
+        /* Learn the SSH user early, so `status` can show it before any binding needs it. */
+        if (token_start(a->token))
+                (void) json_call(a, "GET", NULL, NULL, true, DECODE_USER, NULL, NULL, &a->user_call);
+        return 0;
+}
+
+uint64_t api_token_expiry(struct api *a) {
+        return token_expiry(a->token);
+}
+
+const char *api_user_name(struct api *a) {
+        const char *uid = token_user_id(a->token);
+        /* Another account's token (mysocketctl login as someone else): not ours any more. */
+        return !uid || streq(uid, a->user_name_of) ? a->user_name : NULL;
+}

@@ -1,24 +1,30 @@
-/* The mysocket REST API client (SPEC §8). Only api.c includes libcurl.
+/* The mysocket REST API client (SPEC §8): the face of agent/api/. Inside, http.c is the
+ * transport (the only file that includes libcurl), token.c the token's life and the
+ * requests that wait for it, json.c the API's JSON, calls.c (this header) the calls.
  *
  * Everything runs on the caller's sd-event loop through libcurl's multi-socket interface;
  * nothing blocks. Every call completes through its callback, never before the function
  * that started it has returned (so *ret is always set first). A callback fires exactly once
  * unless the call is cancelled; the struct api_call handle is freed right after it fires.
  *
- * The token lives here: login (email + password_file, or token_file), persisted in
+ * The token (token.h): login (email + password_file, or token_file), persisted in
  * STATE_DIR/token (0600), reused after a restart while valid, refreshed before it expires,
- * and on a 401 a fresh login plus one retry of the request. Token events are logged with
- * MYSOCKETD_EVENT=token-refresh / login; neither password nor token is ever logged.
+ * and on a 401 a fresh login plus one retry of the request; failed logins back off.
+ * Token events are logged with MYSOCKETD_EVENT=token-refresh / login; neither password
+ * nor token is ever logged.
  *
  * Errors: negative errno plus a sentence for people (the `message` of the callbacks):
  *   -EACCES      HTTP 401 after a fresh login (or no way to log in again); bad credentials
  *   -ENOKEY      no credentials configured and no valid token (run `mysocketctl login`)
  *   -EPERM       HTTP 403, or a credentials file readable by others (refused)
  *   -ENOENT      HTTP 404 (delete calls treat it as success)
- *   -EINVAL      HTTP 400/409/422 and other 4xx (the API's own message is quoted)
+ *   -EINVAL      HTTP 400/409/422 and other 4xx (a short, sanitised part of the API's own
+ *                message is quoted, never one that echoes what we sent)
+ *   -EKEYEXPIRED the API issued a token that is already expired (clock?)
+ *   -EAGAIN      the last login failed and the next is not due yet (that failure is said)
  *   -EREMOTEIO   HTTP 5xx (whatever the body: an HTML error page is named in the message)
  *   -EBADMSG     a 2xx body that is not JSON, or JSON of the wrong shape
- *   -EFBIG       a reply larger than API_REPLY_MAX
+ *   -EFBIG       a reply larger than HTTP_REPLY_MAX (1 MiB)
  *   -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -ECONNRESET, -EPROTO (TLS), -EIO: transport
  */
 #pragma once
@@ -31,78 +37,8 @@
 
 #include "conf.h"
 
-#define API_REPLY_MAX (1024 * 1024)
-#define API_ID_MAX 128
-
 struct api;
 struct api_call;
-
-/* ---- decoded API objects (strings owned by the struct) --------------------------------- */
-
-struct api_tunnel {
-        char *tunnel_id;
-        uint16_t local_port;           /* the relay port */
-        char *tunnel_server;           /* may be NULL */
-};
-
-struct api_socket {
-        char *socket_id;
-        char *dnsname;
-        char *name;                    /* may be NULL */
-        char *socket_type;             /* http|https|tcp|tls (others are kept as given) */
-        uint16_t tcp_port;             /* socket_tcp_ports[0], 0 when none */
-        bool protected_;
-        bool cloud_auth;
-        struct api_tunnel *tunnels;
-        size_t n_tunnels;
-        char *user_name;               /* POST /connect only */
-};
-
-struct api_user {
-        char *user_id;
-        char *user_name;               /* the SSH login user */
-        char *name;                    /* may be NULL */
-        char *email;                   /* may be NULL */
-};
-
-struct api_jwt_claims {
-        uint64_t exp;                  /* realtime usec */
-        uint64_t iat;                  /* realtime usec, 0 when absent */
-        char *user_id;                 /* NULL when absent; numbers are turned into strings */
-        char *email;                   /* NULL when absent */
-};
-
-/* Each decoder validates types and shapes and returns 0, or -EBADMSG with *error set to a
- * sentence naming the field ("socket: field \"dnsname\" is missing"; caller frees). On
- * failure the output struct is left cleared. Identifiers (ids, user_name, dnsname) are also
- * checked for a safe character set, since they end up in URLs, file names and SSH. */
-int api_decode_tunnel(const cJSON *j, struct api_tunnel *ret, char **error);
-int api_decode_socket(const cJSON *j, struct api_socket *ret, char **error);
-int api_decode_user(const cJSON *j, struct api_user *ret, char **error);
-int api_decode_token(const cJSON *j, char **ret, char **error);        /* {token} */
-int api_decode_socket_list(const cJSON *j, char **error);               /* validates only */
-int api_decode_tunnel_list(const cJSON *j, char **error);               /* validates only */
-void api_tunnel_clear(struct api_tunnel *t);
-void api_socket_clear(struct api_socket *s);
-void api_user_clear(struct api_user *u);
-
-/* Reads the claims of a JWT without verifying its signature (we hold no key): base64url of
- * the middle segment, a JSON object with a numeric `exp`. Returns 0, -EINVAL (not a JWT,
- * bad base64, not JSON) or -EBADMSG (no/bad exp). Fuzzed; accepts any input. */
-int api_jwt_claims(const char *token, struct api_jwt_claims *ret);
-void api_jwt_claims_clear(struct api_jwt_claims *c);
-
-/* ---- the remote ids of each binding: STATE_DIR/ids/NAME.json (0600, atomic) ------------ */
-
-/* Loads the ids recorded for binding `name`. Returns 0 (strings owned by the caller, tunnel_id
- * may be NULL), -ENOENT when none are recorded, -EBADMSG for a damaged file. */
-int api_ids_load(const char *state_dir, const char *name, char **socket_id, char **tunnel_id,
-                 bool *created);
-/* Records them atomically (creates STATE_DIR/ids 0700). tunnel_id may be NULL. Returns 0 or -errno. */
-int api_ids_save(const char *state_dir, const char *name, const char *socket_id,
-                 const char *tunnel_id, bool created);
-/* Forgets them (missing is success). Returns 0 or -errno. */
-int api_ids_remove(const char *state_dir, const char *name);
 
 /* ---- the client ----------------------------------------------------------------------- */
 
@@ -129,7 +65,7 @@ void api_call_cancel(struct api_call *call);
 
 struct api_binding_request {
         const char *name;              /* binding name: the key of its ids file, log prefix */
-        const char *display_name;      /* the socket's name at the API */
+        const char *display_name;      /* the socket's name at the API (NULL: name) */
         enum socket_type type;
         bool protected_;
         const char *username;
@@ -154,8 +90,8 @@ typedef void (*api_binding_cb)(int error, const struct api_binding_result *r,
                                const char *message, void *userdata);
 
 /* Makes sure binding req->name has a socket and a tunnel at the API and returns them:
- * uses the ids in STATE_DIR/ids/NAME.json (or req->config_socket_id) when the API still
- * knows them, otherwise creates the socket (POST /socket) and/or the tunnel
+ * uses the ids recorded in the state dir (state_ids_load) or req->config_socket_id when
+ * the API still knows them, otherwise creates the socket (POST /socket) and/or the tunnel
  * (POST /socket/{id}/tunnel) and records the ids at once. A recorded socket that is gone
  * (404) or whose type/protection no longer matches is replaced with a warning logged;
  * a config socket_id that is gone is an error (-ENOENT). req is copied. Returns 0 and

@@ -1,28 +1,17 @@
-/* The shapes of the mysocket API objects, the JWT claims and the per-binding ids file.
- * Pure functions (no I/O but the ids file), so they can be unit-tested and fuzzed apart
- * from the HTTP machinery in api.c. */
+/* The JSON of the mysocket API's replies: the objects, the JWT claims, and the meaning of
+ * an HTTP reply (status and body) as an errno and a sentence that is safe to show. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>   /* isfinite: a macro, no -lm */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "api.h"
+#include "json.h"
+#include "scrub.h"
 #include "util.h"
 
 #define JWT_MAX 8192
-
-/* Ids end up in URL paths and file names: no '/', '.', '%' or spaces. */
-static bool id_valid(const char *s) {
-        size_t n = strlen(s);
-        if (n == 0 || n > API_ID_MAX)
-                return false;
-        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
-}
 
 static bool hostname_valid(const char *s) {
         size_t n = strlen(s);
@@ -41,15 +30,20 @@ static bool integral(double d) {
         return d > -1e15 && d < 1e15 && d == (double) (long long) d;
 }
 
-enum field_check { CHECK_NONE, CHECK_ID, CHECK_HOSTNAME, CHECK_USER };
+enum field_check { CHECK_NONE, CHECK_ID, CHECK_HOSTNAME, CHECK_HOST, CHECK_USER };
 
-/* A string field. required: missing/null is an error; otherwise *ret stays NULL. */
-static int get_string(const cJSON *obj, const char *what, const char *key, bool required,
+/* A host name or an address (IPv6 too): what a tunnel_server may hold once connected. */
+static bool host_valid(const char *s) {
+        size_t n = strlen(s);
+        return n > 0 && n <= 253 && s[0] != '-' && s[0] != '.' &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") == n;
+}
+
+/* A string field the daemon uses: missing, null or not passing `check` is an error. */
+static int get_string(const cJSON *obj, const char *what, const char *key,
                       enum field_check check, char **ret, char **error) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
         if (!v || cJSON_IsNull(v)) {
-                if (!required)
-                        return 0;
                 *error = xasprintf("%s: field \"%s\" is missing", what, key);
                 return -EBADMSG;
         }
@@ -58,8 +52,9 @@ static int get_string(const cJSON *obj, const char *what, const char *key, bool 
                 return -EBADMSG;
         }
         const char *s = v->valuestring;
-        if ((check == CHECK_ID && !id_valid(s)) || (check == CHECK_HOSTNAME && !hostname_valid(s)) ||
-            (check == CHECK_USER && !user_name_valid(s)) || strlen(s) > 4096) {
+        if ((check == CHECK_ID && !remote_id_valid(s)) || (check == CHECK_HOSTNAME && !hostname_valid(s)) ||
+            (check == CHECK_HOST && !host_valid(s)) || (check == CHECK_USER && !user_name_valid(s)) ||
+            strlen(s) > 4096) {
                 *error = xasprintf("%s: field \"%s\" has an unexpected value", what, key);
                 return -EBADMSG;
         }
@@ -81,6 +76,22 @@ static int get_bool(const cJSON *obj, const char *what, const char *key, bool *r
         return 0;
 }
 
+/* An informational field: taken when it is a string that passes `check`, else left NULL
+ * (empty, null, missing, another shape: the API's informational fields vary, SPEC §8). */
+static void get_info_string(const cJSON *obj, const char *key, enum field_check check, char **ret) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+        const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+        *ret = NULL;
+        if (!s || !s[0] || strlen(s) > 4096 || (check == CHECK_HOSTNAME && !hostname_valid(s)) ||
+            (check == CHECK_HOST && !host_valid(s)) || (check == CHECK_USER && !user_name_valid(s)))
+                return;
+        *ret = xstrdup(s);
+}
+
+static bool get_info_bool(const cJSON *obj, const char *key) {
+        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
+}
+
 static bool port_value(const cJSON *v, uint16_t *ret) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 65535 ||
             !integral(v->valuedouble))
@@ -96,7 +107,7 @@ static int need_object(const cJSON *j, const char *what, char **error) {
         return -EBADMSG;
 }
 
-void api_tunnel_clear(struct api_tunnel *t) {
+void apijson_tunnel_clear(struct api_tunnel *t) {
         if (!t)
                 return;
         free(t->tunnel_id);
@@ -104,12 +115,12 @@ void api_tunnel_clear(struct api_tunnel *t) {
         *t = (struct api_tunnel) {};
 }
 
-int api_decode_tunnel(const cJSON *j, struct api_tunnel *ret, char **error) {
+int apijson_tunnel(const cJSON *j, struct api_tunnel *ret, char **error) {
         struct api_tunnel t = {};
         int r = need_object(j, "tunnel", error);
         if (r < 0)
                 goto out;
-        r = get_string(j, "tunnel", "tunnel_id", true, CHECK_ID, &t.tunnel_id, error);
+        r = get_string(j, "tunnel", "tunnel_id", CHECK_ID, &t.tunnel_id, error);
         if (r < 0)
                 goto out;
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "local_port");
@@ -118,15 +129,16 @@ int api_decode_tunnel(const cJSON *j, struct api_tunnel *ret, char **error) {
                 r = -EBADMSG;
                 goto out;
         }
-        r = get_string(j, "tunnel", "tunnel_server", false, CHECK_HOSTNAME, &t.tunnel_server, error);
+        /* Informational: empty on a new tunnel, an address once it has connected. */
+        get_info_string(j, "tunnel_server", CHECK_HOST, &t.tunnel_server);
 out:
         if (r < 0)
-                api_tunnel_clear(&t);
+                apijson_tunnel_clear(&t);
         *ret = t;
         return r;
 }
 
-void api_socket_clear(struct api_socket *s) {
+void apijson_socket_clear(struct api_socket *s) {
         if (!s)
                 return;
         free(s->socket_id);
@@ -135,25 +147,25 @@ void api_socket_clear(struct api_socket *s) {
         free(s->socket_type);
         free(s->user_name);
         for (size_t i = 0; i < s->n_tunnels; i++)
-                api_tunnel_clear(&s->tunnels[i]);
+                apijson_tunnel_clear(&s->tunnels[i]);
         free(s->tunnels);
         *s = (struct api_socket) {};
 }
 
-int api_decode_socket(const cJSON *j, struct api_socket *ret, char **error) {
+int apijson_socket(const cJSON *j, struct api_socket *ret, char **error) {
         struct api_socket s = {};
         const char *what = "socket";
         int r = need_object(j, what, error);
         if (r < 0)
                 goto out;
-        if ((r = get_string(j, what, "socket_id", true, CHECK_ID, &s.socket_id, error)) < 0 ||
-            (r = get_string(j, what, "dnsname", true, CHECK_HOSTNAME, &s.dnsname, error)) < 0 ||
-            (r = get_string(j, what, "socket_type", true, CHECK_NONE, &s.socket_type, error)) < 0 ||
-            (r = get_string(j, what, "name", false, CHECK_NONE, &s.name, error)) < 0 ||
-            (r = get_string(j, what, "user_name", false, CHECK_USER, &s.user_name, error)) < 0 ||
-            (r = get_bool(j, what, "protected_socket", &s.protected_, error)) < 0 ||
-            (r = get_bool(j, what, "cloud_authentication_enabled", &s.cloud_auth, error)) < 0)
+        if ((r = get_string(j, what, "socket_id", CHECK_ID, &s.socket_id, error)) < 0 ||
+            (r = get_string(j, what, "dnsname", CHECK_HOSTNAME, &s.dnsname, error)) < 0 ||
+            (r = get_string(j, what, "socket_type", CHECK_NONE, &s.socket_type, error)) < 0 ||
+            (r = get_bool(j, what, "protected_socket", &s.protected_, error)) < 0)
                 goto out;
+        get_info_string(j, "name", CHECK_NONE, &s.name);
+        get_info_string(j, "user_name", CHECK_USER, &s.user_name);
+        s.cloud_auth = get_info_bool(j, "cloud_authentication_enabled");
 
         const cJSON *ports = cJSON_GetObjectItemCaseSensitive(j, "socket_tcp_ports"), *p;
         if (ports && !cJSON_IsNull(ports)) {
@@ -184,7 +196,7 @@ int api_decode_socket(const cJSON *j, struct api_socket *ret, char **error) {
                 s.tunnels = xcalloc((size_t) cJSON_GetArraySize(tunnels) + 1, sizeof(*s.tunnels));
                 cJSON_ArrayForEach(t, tunnels) {
                         char *e = NULL;
-                        r = api_decode_tunnel(t, &s.tunnels[s.n_tunnels], &e);
+                        r = apijson_tunnel(t, &s.tunnels[s.n_tunnels], &e);
                         if (r < 0) {
                                 *error = xasprintf("socket: tunnels[%zu]: %s", s.n_tunnels, e);
                                 free(e);
@@ -195,12 +207,12 @@ int api_decode_socket(const cJSON *j, struct api_socket *ret, char **error) {
         }
 out:
         if (r < 0)
-                api_socket_clear(&s);
+                apijson_socket_clear(&s);
         *ret = s;
         return r;
 }
 
-void api_user_clear(struct api_user *u) {
+void apijson_user_clear(struct api_user *u) {
         if (!u)
                 return;
         free(u->user_id);
@@ -210,7 +222,7 @@ void api_user_clear(struct api_user *u) {
         *u = (struct api_user) {};
 }
 
-int api_decode_user(const cJSON *j, struct api_user *ret, char **error) {
+int apijson_user(const cJSON *j, struct api_user *ret, char **error) {
         struct api_user u = {};
         int r = need_object(j, "user", error);
         if (r < 0)
@@ -219,25 +231,25 @@ int api_decode_user(const cJSON *j, struct api_user *ret, char **error) {
         if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < 1e15 &&
             integral(id->valuedouble))
                 u.user_id = xasprintf("%.0f", id->valuedouble);
-        else if ((r = get_string(j, "user", "user_id", true, CHECK_ID, &u.user_id, error)) < 0)
+        else if ((r = get_string(j, "user", "user_id", CHECK_ID, &u.user_id, error)) < 0)
                 goto out;
-        if ((r = get_string(j, "user", "user_name", true, CHECK_USER, &u.user_name, error)) < 0 ||
-            (r = get_string(j, "user", "name", false, CHECK_NONE, &u.name, error)) < 0 ||
-            (r = get_string(j, "user", "email", false, CHECK_NONE, &u.email, error)) < 0)
+        if ((r = get_string(j, "user", "user_name", CHECK_USER, &u.user_name, error)) < 0)
                 goto out;
+        get_info_string(j, "name", CHECK_NONE, &u.name);
+        get_info_string(j, "email", CHECK_NONE, &u.email);
 out:
         if (r < 0)
-                api_user_clear(&u);
+                apijson_user_clear(&u);
         *ret = u;
         return r;
 }
 
-int api_decode_token(const cJSON *j, char **ret, char **error) {
+int apijson_token(const cJSON *j, char **ret, char **error) {
         char *token = NULL;
         int r = need_object(j, "login reply", error);
         if (r < 0)
                 return r;
-        r = get_string(j, "login reply", "token", true, CHECK_NONE, &token, error);
+        r = get_string(j, "login reply", "token", CHECK_NONE, &token, error);
         if (r < 0)
                 return r;
         /* A token goes into an HTTP header and a file: printable ASCII only. */
@@ -266,12 +278,12 @@ static int decode_list(const cJSON *j, const char *what, bool sockets, char **er
                 int r;
                 if (sockets) {
                         struct api_socket s;
-                        r = api_decode_socket(item, &s, &e);
-                        api_socket_clear(&s);
+                        r = apijson_socket(item, &s, &e);
+                        apijson_socket_clear(&s);
                 } else {
                         struct api_tunnel t;
-                        r = api_decode_tunnel(item, &t, &e);
-                        api_tunnel_clear(&t);
+                        r = apijson_tunnel(item, &t, &e);
+                        apijson_tunnel_clear(&t);
                 }
                 if (r < 0) {
                         *error = xasprintf("%s[%zu]: %s", what, i, e);
@@ -283,11 +295,11 @@ static int decode_list(const cJSON *j, const char *what, bool sockets, char **er
         return 0;
 }
 
-int api_decode_socket_list(const cJSON *j, char **error) {
+int apijson_socket_list(const cJSON *j, char **error) {
         return decode_list(j, "socket list", true, error);
 }
 
-int api_decode_tunnel_list(const cJSON *j, char **error) {
+int apijson_tunnel_list(const cJSON *j, char **error) {
         return decode_list(j, "tunnel list", false, error);
 }
 
@@ -347,7 +359,7 @@ static int claim_time(const cJSON *v, uint64_t *ret) {
         return 0;
 }
 
-void api_jwt_claims_clear(struct api_jwt_claims *c) {
+void apijson_jwt_claims_clear(struct api_jwt_claims *c) {
         if (!c)
                 return;
         free(c->user_id);
@@ -355,7 +367,7 @@ void api_jwt_claims_clear(struct api_jwt_claims *c) {
         *c = (struct api_jwt_claims) {};
 }
 
-int api_jwt_claims(const char *token, struct api_jwt_claims *ret) {
+int apijson_jwt_claims(const char *token, struct api_jwt_claims *ret) {
         struct api_jwt_claims c = {};
         _cleanup_(freep) char *payload = NULL;
         cJSON *j = NULL;
@@ -383,7 +395,7 @@ int api_jwt_claims(const char *token, struct api_jwt_claims *ret) {
         if (iat && claim_time(iat, &c.iat) < 0)
                 goto out;
         const cJSON *uid = cJSON_GetObjectItemCaseSensitive(j, "user_id");
-        if (cJSON_IsString(uid) && id_valid(uid->valuestring))
+        if (cJSON_IsString(uid) && remote_id_valid(uid->valuestring))
                 c.user_id = xstrdup(uid->valuestring);
         else if (cJSON_IsNumber(uid) && uid->valuedouble >= 0 && uid->valuedouble < 1e15 &&
                  integral(uid->valuedouble))
@@ -397,84 +409,93 @@ int api_jwt_claims(const char *token, struct api_jwt_claims *ret) {
         *ret = c;
 out:
         if (r < 0)
-                api_jwt_claims_clear(&c);
+                apijson_jwt_claims_clear(&c);
         cJSON_Delete(j);
         return r;
 }
 
-/* ---- STATE_DIR/ids/NAME.json ---------------------------------------------------------- */
+/* ---- the meaning of a reply --------------------------------------------------------------- */
 
-static char *ids_path(const char *state_dir, const char *name) {
-        return xasprintf("%s/ids/%s.json", state_dir, name);
+#define QUOTE_MIN 6            /* a sent string this long found in a message: it quotes us */
+#define QUOTE_WINDOW 16        /* ... or this many bytes of the body we sent */
+
+static bool quotes_value(const cJSON *j, const char *msg) {
+        const cJSON *i;
+        if (cJSON_IsString(j) && j->valuestring && strlen(j->valuestring) >= QUOTE_MIN &&
+            strstr(msg, j->valuestring))
+                return true;
+        cJSON_ArrayForEach(i, j)
+                if (quotes_value(i, msg))
+                        return true;
+        return false;
 }
 
-int api_ids_load(const char *state_dir, const char *name, char **socket_id, char **tunnel_id,
-                 bool *created) {
-        if (!binding_name_valid(name))
-                return -EINVAL;
-        _cleanup_(freep) char *path = ids_path(state_dir, name);
-        char buf[4096];
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return -errno;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        int saved = errno;
-        close(fd);
-        if (n < 0)
-                return -saved;
-        buf[n] = '\0';
-
-        cJSON *j = cJSON_ParseWithLength(buf, (size_t) n);
-        char *sid = NULL, *tid = NULL, *e = NULL;
-        bool c = false;
-        int r = -EBADMSG;
-        if (!cJSON_IsObject(j) ||
-            get_string(j, "ids", "socket_id", true, CHECK_ID, &sid, &e) < 0 ||
-            get_string(j, "ids", "tunnel_id", false, CHECK_ID, &tid, &e) < 0 ||
-            get_bool(j, "ids", "created", &c, &e) < 0)
-                goto out;
-        *socket_id = sid;
-        *tunnel_id = tid;
-        *created = c;
-        sid = tid = NULL;
-        r = 0;
-out:
-        free(e);
-        free(sid);
-        free(tid);
+/* Whether msg holds any part of `sent` worth hiding: one of its string values, or a
+ * stretch of its text (an API that echoes the raw body, escaped or not). */
+static bool quotes_sent(const char *msg, const char *sent) {
+        if (!sent)
+                return false;
+        size_t n = strlen(msg), sn = strlen(sent);
+        for (size_t i = 0; i + QUOTE_WINDOW <= n; i++)
+                if (memmem(sent, sn, msg + i, QUOTE_WINDOW))
+                        return true;
+        cJSON *j = cJSON_Parse(sent);
+        bool r = quotes_value(j, msg);
         cJSON_Delete(j);
         return r;
 }
 
-int api_ids_save(const char *state_dir, const char *name, const char *socket_id,
-                 const char *tunnel_id, bool created) {
-        if (!binding_name_valid(name) || !socket_id || !id_valid(socket_id) ||
-            (tunnel_id && !id_valid(tunnel_id)))
-                return -EINVAL;
-        _cleanup_(freep) char *dir = xasprintf("%s/ids", state_dir);
-        int r = mkdir_p(dir, 0700);
-        if (r < 0)
-                return r;
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "socket_id", socket_id);
-        if (tunnel_id)
-                cJSON_AddStringToObject(j, "tunnel_id", tunnel_id);
+static const char *json_message(const cJSON *j) {
+        static const char *const keys[] = { "message", "error" };
+        for (size_t i = 0; cJSON_IsObject(j) && i < ELEMENTSOF(keys); i++) {
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+                if (cJSON_IsString(v) && v->valuestring[0])
+                        return v->valuestring;
+        }
+        return NULL;
+}
+
+static int map_status(long status) {
+        if (status == 401)
+                return -EACCES;
+        if (status == 403)
+                return -EPERM;
+        if (status == 404)
+                return -ENOENT;
+        if (status >= 500)
+                return -EREMOTEIO;
+        return -EINVAL;
+}
+
+int apijson_reply(const char *what, long status, const char *body, size_t len, const char *ctype,
+                  const char *sent, cJSON **json, char **message) {
+        cJSON *j = len > 0 ? cJSON_ParseWithLengthOpts(body, len + 1, NULL, true) : NULL;
+        _cleanup_(freep) char *ctype_safe = sanitize_text(ctype ? ctype : "no content type", 64);
+
+        *json = NULL;
+        *message = NULL;
+        if (len > 0 && !j) {
+                *message = xasprintf("API returned HTTP %ld with a non-JSON body (%s) for %s",
+                                     status, ctype_safe, what);
+                return status >= 200 && status < 300 ? -EBADMSG : map_status(status);
+        }
+        if (status >= 200 && status < 300) {
+                *json = j;
+                return 0;
+        }
+        const char *m = json_message(j);
+        /* Scrubbed whole, then cut: a secret cut in half would no longer be found. */
+        _cleanup_(freep) char *whole = m ? scrub_secrets(xstrdup(m)) : NULL;
+        _cleanup_(freep) char *safe = whole ? sanitize_text(whole, API_MESSAGE_MAX) : NULL;
+        if (safe && quotes_sent(safe, sent))
+                *message = xasprintf("API returned HTTP %ld for %s (its message quoted our request, "
+                                     "so it is not shown)", status, what);
+        else if (safe)
+                *message = xasprintf("API returned HTTP %ld for %s: %s", status, what, safe);
         else
-                cJSON_AddNullToObject(j, "tunnel_id");
-        cJSON_AddBoolToObject(j, "created", created);
-        char *text = cJSON_Print(j);
+                *message = xasprintf("API returned HTTP %ld for %s", status, what);
+        if (whole)
+                explicit_bzero(whole, strlen(whole));
         cJSON_Delete(j);
-        if (!text)
-                abort();
-        _cleanup_(freep) char *data = xasprintf("%s\n", text);
-        cJSON_free(text);
-        _cleanup_(freep) char *path = ids_path(state_dir, name);
-        return write_file_atomic(path, data, strlen(data), 0600);
-}
-
-int api_ids_remove(const char *state_dir, const char *name) {
-        if (!binding_name_valid(name))
-                return -EINVAL;
-        _cleanup_(freep) char *path = ids_path(state_dir, name);
-        return unlink_durable(path);
+        return map_status(status);
 }
