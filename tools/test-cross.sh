@@ -15,7 +15,7 @@
 #   deb      tools/build-deb.sh --arch ARCH --lintian (lintian clean).
 # and, unless --no-packages, the release's amd64 .deb: built, lintian clean, installed with
 # apt in its root, the user created, `mysocketd --check-config` of the shipped config, a
-# short foreground run, Depends naming libssh2-1 (12) or libssh2-1t64 (13), purged with
+# foreground run answering `mysocketctl list`, Depends naming libssh2-1 (12) or libssh2-1t64 (13), purged with
 # nothing left behind. The .debs land in dist/. Ends with "N passed, N failed"; exit 1 on
 # any failure. Logs: $MYSOCKETD_CI_CACHE/logs/ (default /var/cache/mysocketd-ci/logs).
 # MYSOCKETD_CROSS_CFLAGS is appended to the cross builds' CFLAGS (default -g -O2).
@@ -133,14 +133,17 @@ install_check() {
 		test -z \"\$(mysocketd --check-config -c /etc/mysocketd/mysocketd.ini 2>&1)\"
 		mysocketctl --help >/dev/null
 		install -d -m 0700 -o mysocketd -g mysocketd /var/lib/mysocketd /run/mysocketd
-		rc=0; timeout -s TERM 3 setpriv --reuid=mysocketd --regid=mysocketd --init-groups \
-			mysocketd -c /etc/mysocketd/mysocketd.ini || rc=\$?
-		echo \"foreground run: exit \$rc (124: still running after 3 s, then stopped)\"
-		test \$rc = 124
+		setpriv --reuid=mysocketd --regid=mysocketd --init-groups \
+			mysocketd -c /etc/mysocketd/mysocketd.ini & pid=\$!
+		i=0; while [ ! -S /run/mysocketd/control.sock ] && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i + 1)); done
+		mysocketctl list | grep -qx 'No bindings.'
+		kill -TERM \$pid; wait \$pid
 		dpkg -L mysocketd >/tmp/files
 		DEBIAN_FRONTEND=noninteractive apt-get purge -y -q mysocketd
-		test -z \"\$(dpkg-query -W -f='\${db:Status-Abbrev}' mysocketd 2>/dev/null | grep -v '^un\|^pn')\"
-		left=\$(while read -r f; do [ -f \"\$f\" ] || [ -L \"\$f\" ] && echo \"\$f\"; done </tmp/files)
+		if dpkg-query -W -f='\${db:Status-Abbrev}\n' mysocketd 2>/dev/null | grep -qv '^.n'; then
+			echo 'still installed'; exit 1
+		fi
+		left=\$(while read -r f; do [ -f \"\$f\" ] || [ -L \"\$f\" ] && echo \"\$f\"; done </tmp/files; true)
 		test -z \"\$left\" || { echo \"left behind: \$left\"; exit 1; }
 		test ! -e /etc/mysocketd && test ! -e /var/lib/mysocketd
 		! ls /etc/systemd/system/*.wants/mysocketd.* 2>/dev/null"
