@@ -46,6 +46,8 @@ if [ -n "$arch" ]; then
 	# check:ARCH from the Build-Depends.
 	nocheck
 	DEB_BUILD_PROFILES="${DEB_BUILD_PROFILES:+$DEB_BUILD_PROFILES }cross nocheck"; export DEB_BUILD_PROFILES
+	# The cross compiler, named, or dpkg-architecture warns that CC (gcc) builds for amd64.
+	CC=${CC:-$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null)-gcc}; export CC
 fi
 
 # The Debian release this runs on names the package: 12 -> ~deb12u1, 13 -> ~deb13u1.
