@@ -15,8 +15,8 @@
 #   deb      tools/build-deb.sh --arch ARCH --lintian (lintian clean).
 # and, unless --no-packages, the release's amd64 .deb: built, lintian clean, installed with
 # apt in its root, the user created, `mysocketd --check-config` of the shipped config, a
-# foreground run answering `mysocketctl list`, Depends naming libssh2-1 (12) or libssh2-1t64 (13), purged with
-# nothing left behind. The .debs land in dist/. Ends with "N passed, N failed"; exit 1 on
+# foreground run answering `mysocketctl list`, Depends naming libssh2-1 (12) or
+# libssh2-1t64 (13), purged with nothing left behind. The .debs land in dist/. Ends with "N passed, N failed"; exit 1 on
 # any failure. Logs: $MYSOCKETD_CI_CACHE/logs/ (default /var/cache/mysocketd-ci/logs).
 # MYSOCKETD_CROSS_CFLAGS is appended to the CFLAGS of the cross builds and the .debs.
 set -euo pipefail
@@ -29,7 +29,7 @@ for arg in "$@"; do
 	--no-packages) packages=no ;;
 	--no-bookworm) suites=trixie ;;
 	arm64|armhf) arches+=("$arg") ;;
-	-h|--help) sed -n '2,21s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,22s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "test-cross.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
 	esac
 done
@@ -53,7 +53,7 @@ cross_pkgs() {
 declare -A extra=([trixie]="systemd-dev qemu-user-static" [bookworm]="")
 declare -A triplet=([arm64]=aarch64-linux-gnu [armhf]=arm-linux-gnueabihf)
 declare -A qemu=([arm64]=qemu-aarch64 [armhf]=qemu-arm)
-unit_tests="test-util test-protocol test-conf test-state test-api test-cpu"
+unit_tests=$(cd "$top/tests/unit" && ls test-*.c | sed 's/\.c$//')
 
 logs=$CI_CACHE/logs
 mkdir -p "$logs"
