@@ -16,8 +16,8 @@
 # and, unless --no-packages, the release's amd64 .deb: built, lintian clean, installed with
 # apt in its root, the user created, `mysocketd --check-config` of the shipped config, a
 # foreground run answering `mysocketctl list`, Depends naming libssh2-1 (12) or
-# libssh2-1t64 (13), purged with nothing left behind. The .debs land in dist/. Ends with "N passed, N failed"; exit 1 on
-# any failure. Logs: $MYSOCKETD_CI_CACHE/logs/ (default /var/cache/mysocketd-ci/logs).
+# libssh2-1t64 (13), purged with nothing left behind. The .debs land in dist/.
+# Ends with "N passed, N failed"; exit 1 on any failure. Logs: $MYSOCKETD_CI_CACHE/logs/ (default /var/cache/mysocketd-ci/logs).
 # MYSOCKETD_CROSS_CFLAGS is appended to the CFLAGS of the cross builds and the .debs.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
