@@ -17,7 +17,8 @@
 # apt in its root, the user created, `mysocketd --check-config` of the shipped config, a
 # foreground run answering `mysocketctl list`, Depends naming libssh2-1 (12) or
 # libssh2-1t64 (13), purged with nothing left behind. The .debs land in dist/.
-# Ends with "N passed, N failed"; exit 1 on any failure. Logs: $MYSOCKETD_CI_CACHE/logs/ (default /var/cache/mysocketd-ci/logs).
+# Ends with "N passed, N failed"; exit 1 on any failure.
+# Logs: $MYSOCKETD_CI_CACHE/logs/ (default /var/cache/mysocketd-ci/logs).
 # MYSOCKETD_CROSS_CFLAGS is appended to the CFLAGS of the cross builds and the .debs.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +30,7 @@ for arg in "$@"; do
 	--no-packages) packages=no ;;
 	--no-bookworm) suites=trixie ;;
 	arm64|armhf) arches+=("$arg") ;;
-	-h|--help) sed -n '2,22s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,23s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "test-cross.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
 	esac
 done
