@@ -3,12 +3,12 @@
 #
 #   tools/ci-root.sh SUITE [PACKAGE...]     prints the root's path once it is ready
 #
-# SUITE is bookworm or trixie. The root is debootstrapped (minbase) from deb.debian.org into
-# $MYSOCKETD_CI_CACHE/SUITE (default /var/cache/mysocketd-ci), with arm64 and armhf as
-# foreign architectures, and the PACKAGEs (NAME or NAME:ARCH) installed. A stamp of the
-# package list skips apt-get when nothing changed, so a second run costs nothing; a
-# changed list installs only what is new. Needs root. Sourced by tools/test-cross.sh, which
-# also uses ci_chroot and ci_umount from here.
+# SUITE is bookworm or trixie. The root is debootstrapped (minbase) from deb.debian.org
+# into $MYSOCKETD_CI_CACHE/cross-SUITE (the cache defaults to /var/cache/mysocketd-ci), with
+# arm64 and armhf as foreign architectures, and the PACKAGEs (NAME or NAME:ARCH) installed.
+# A stamp of the package list skips apt-get when nothing changed, so a second run costs
+# nothing; a changed list installs only what is new. Needs root. Sourced by
+# tools/test-cross.sh, which also uses ci_chroot and ci_umount from here.
 set -euo pipefail
 
 CI_CACHE=${MYSOCKETD_CI_CACHE:-/var/cache/mysocketd-ci}
@@ -19,15 +19,15 @@ ci_log() { printf '==> %s\n' "$*" >&2; }
 # ci_root SUITE PACKAGE...: creates or updates the root; prints its path.
 ci_root() {
 	local suite=$1; shift
-	local root=$CI_CACHE/$suite
+	local root=$CI_CACHE/cross-$suite
 	mkdir -p "$CI_CACHE"
 	if [ ! -x "$root/usr/bin/apt-get" ]; then
 		command -v debootstrap >/dev/null || apt-get install -y -q --no-install-recommends debootstrap >&2
 		ci_log "debootstrap $suite into $root"
 		rm -rf "$root.tmp"
 		debootstrap --variant=minbase --include=ca-certificates "$suite" "$root.tmp" "$CI_MIRROR" \
-			>"$CI_CACHE/$suite.debootstrap.log" 2>&1 ||
-			{ tail -20 "$CI_CACHE/$suite.debootstrap.log" >&2; return 1; }
+			>"$root.debootstrap.log" 2>&1 ||
+			{ tail -20 "$root.debootstrap.log" >&2; return 1; }
 		mv "$root.tmp" "$root"
 	fi
 	local stamp=$root/var/lib/mysocketd-ci.packages want

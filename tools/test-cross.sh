@@ -5,7 +5,7 @@
 #   tools/test-cross.sh [--no-packages] [--no-bookworm] [ARCH...]    (default: arm64 armhf)
 #
 # In a trixie root and a bookworm root (tools/ci-root.sh: debootstrapped once into
-# /var/cache/mysocketd-ci, reused), for each release and ARCH:
+# /var/cache/mysocketd-ci/cross-SUITE, reused), for each release and ARCH:
 #   build    cross-compile with --enable-werror (crossbuild-essential-ARCH, -dev:ARCH);
 #   unit     every unit test under trixie's qemu-user (10.x; bookworm's 7.2 hangs Check's
 #            fork mode), CK_TIMEOUT_MULTIPLIER=10 for emulation; test-cpu checks the
@@ -18,7 +18,7 @@
 # foreground run answering `mysocketctl list`, Depends naming libssh2-1 (12) or
 # libssh2-1t64 (13), purged with nothing left behind. The .debs land in dist/.
 # Ends with "N passed, N failed"; exit 1 on any failure.
-# Logs: $MYSOCKETD_CI_CACHE/logs/ (default /var/cache/mysocketd-ci/logs).
+# Logs: $MYSOCKETD_CI_CACHE/cross-logs/ (default /var/cache/mysocketd-ci/cross-logs).
 # MYSOCKETD_CROSS_CFLAGS is appended to the CFLAGS of the cross builds and the .debs.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,8 +56,11 @@ declare -A triplet=([arm64]=aarch64-linux-gnu [armhf]=arm-linux-gnueabihf)
 declare -A qemu=([arm64]=qemu-aarch64 [armhf]=qemu-arm)
 unit_tests=$(cd "$top/tests/unit" && ls test-*.c | sed 's/\.c$//')
 
-logs=$CI_CACHE/logs
+logs=$CI_CACHE/cross-logs
 mkdir -p "$logs"
+# One run at a time per cache (the roots and dist/ copies are shared).
+exec 9>"$CI_CACHE/cross.lock"
+flock -w 1800 9 || { echo "test-cross.sh: another run holds $CI_CACHE/cross.lock" >&2; exit 1; }
 passed=0 failed=0 failures=()
 roots=()
 cleanup() { local r; for r in "${roots[@]}"; do ci_umount "$r"; done; }
@@ -168,7 +171,7 @@ for suite in $suites; do
 	roots+=("$root")
 	# trixie's static qemu-user runs both roots' binaries (bookworm's 7.2 would hang).
 	for q in qemu-aarch64 qemu-arm; do
-		install -D -m 755 "$CI_CACHE/trixie/usr/bin/$q" "$root/usr/local/bin/$q-static" 2>/dev/null ||
+		install -D -m 755 "$CI_CACHE/cross-trixie/usr/bin/$q" "$root/usr/local/bin/$q-static" 2>/dev/null ||
 			{ [ "$suite" = trixie ] || echo "no trixie root yet for $q" >&2; }
 	done
 	copy_sources "$root"
