@@ -237,15 +237,19 @@ static void set_pref(LIBSSH2_SESSION *session, int method, const char *const *wa
                 (void) libssh2_session_method_pref(session, method, pref);
 }
 
-/* Whether this CPU hashes SHA-256 in hardware (x86 SHA extensions, ARMv8 SHA2), which is
- * what OpenSSL then uses. */
-static bool cpu_has_sha256(void) {
+/* glibc's <sys/auxv.h> names aarch64's HWCAP_SHA2 but none of 32-bit arm's AT_HWCAP2 bits
+ * (they are in the kernel's <asm/hwcap.h>, which armhf's libc6-dev does not ship). */
+#if defined(__arm__) && !defined(HWCAP2_SHA2)
+#define HWCAP2_SHA2 (1 << 3)
+#endif
+
+bool cpu_has_sha256(void) {
 #if defined(__x86_64__) || defined(__i386__)
         unsigned a, b, c, d;
         return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
 #elif defined(__aarch64__) && defined(HWCAP_SHA2)
         return getauxval(AT_HWCAP) & HWCAP_SHA2;
-#elif defined(__arm__) && defined(HWCAP2_SHA2)
+#elif defined(__arm__)
         return getauxval(AT_HWCAP2) & HWCAP2_SHA2;
 #else
         return false;

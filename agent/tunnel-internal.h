@@ -285,6 +285,9 @@ void resolve_free(struct resolve *r);          /* cancels a lookup still running
 int parse_literal(const char *host, uint16_t port, struct addr *a);   /* 0 for an address literal */
 void connect_next(struct session *s);           /* tries the next relay address */
 void connect_done(struct session *s);           /* TCP is up: start the SSH session */
+/* Whether this CPU hashes SHA-256 in hardware (x86 SHA extensions: cpuid; ARMv8 SHA2:
+ * AT_HWCAP on arm64, AT_HWCAP2 on armhf), which OpenSSL then uses; picks the MAC order. */
+bool cpu_has_sha256(void);
 
 /* tunnel-setup.c: handshake, host key, auth, forwards, log shell. */
 int check_identity(struct session *s);

@@ -58,15 +58,16 @@ def deb():
         pytest.skip("a mysocketd package is already installed; not touching it")
     if os.environ.get("MYSOCKETD_DEB"):
         return Path(os.environ["MYSOCKETD_DEB"])
-    version = run("dpkg-parsechangelog", "-l", str(REPO / "packaging/debian/changelog"),
-                  "-S", "Version").stdout.strip() if shutil.which("dpkg-parsechangelog") else None
     r = run(str(REPO / "tools/build-deb.sh"), "--nocheck", check=False, timeout=1800)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    # One package per release (issue 12): the version ends in ~deb12u1 or ~deb13u1.
     arch = run("dpkg", "--print-architecture").stdout.strip()
-    if version is None:
-        version = run("dpkg-parsechangelog", "-l", str(REPO / "packaging/debian/changelog"),
-                      "-S", "Version").stdout.strip()
-    path = REPO / "dist" / f"mysocketd_{version}_{arch}.deb"
+    built = [l.split()[1] for l in r.stdout.splitlines()
+             if l.startswith("built dist/mysocketd_") and l.endswith(f"_{arch}.deb")]
+    assert len(built) == 1, r.stdout[-4000:]
+    path = REPO / built[0]
+    release = run("sh", "-c", ". /etc/os-release && echo $VERSION_ID").stdout.strip()
+    assert f"~deb{release}u1_" in path.name, path.name
     assert path.exists(), f"{path} not built"
     return path
 
