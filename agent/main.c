@@ -20,6 +20,7 @@
 #include "eventlog.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics.h"
 #include "notify.h"
 #include "state.h"
 #include "tunnel.h"
@@ -95,6 +96,7 @@ static int run(struct config *config) {
         struct manager *m = NULL;
         struct control *ctl = NULL;
         struct eventlog *events = NULL;
+        struct metrics *mx = NULL;
         sd_event *e = NULL;
         sigset_t mask;
         bool tunnel_ready = false;
@@ -139,6 +141,15 @@ static int run(struct config *config) {
                 log_error("%s", error);
                 goto out;
         }
+        /* After the control socket: a daemon that cannot listen for metrics says so and
+         * stops, as for the control socket, rather than run unwatched. */
+        if (config->metrics_listen) {
+                r = metrics_new(e, config->metrics_listen, m, &mx, &error);
+                if (r < 0) {
+                        log_error("%s", error);
+                        goto out;
+                }
+        }
         sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL);
         sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL);
         sd_event_add_signal(e, NULL, SIGHUP, on_reload_signal, m);
@@ -152,14 +163,16 @@ static int run(struct config *config) {
         }
         tunnel_ready = true;
         manager_start(m);
-        log_info("mysocketd %s started: %s mode, %zu binding%s, control socket %s%s", PACKAGE_VERSION,
+        log_info("mysocketd %s started: %s mode, %zu binding%s, control socket %s%s%s%s", PACKAGE_VERSION,
                  config->api ? "API" : "direct", m->n_bindings, m->n_bindings == 1 ? "" : "s",
-                 control_path, listen_fd >= 0 ? " (from systemd)" : "");
+                 control_path, listen_fd >= 0 ? " (from systemd)" : "",
+                 mx ? ", metrics on http://" : "", mx ? config->metrics_listen : "");
         /* Ready means: the control socket answers and the state is loaded, not tunnels up. */
         notify_ready();
         r = sd_event_loop(e);
         ret = r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 out:
+        metrics_free(mx);
         control_free(ctl);
         manager_free(m);
         /* After the sessions are freed: libssh2_exit() tears down what they use. */
@@ -223,5 +236,6 @@ int main(int argc, char *argv[]) {
                 return EXIT_SUCCESS;
         }
         log_set_max_level(config->log_level);
+        log_set_format(config->log_format);
         return run(config);
 }

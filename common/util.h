@@ -60,6 +60,11 @@ int socket_type_from_string(const char *s);          /* or -EINVAL */
 /* "host:port", or "[host]:port" when host is an IPv6 address (has a ':'). Caller frees. */
 char *format_host_port(const char *host, uint16_t port);
 
+/* Parses a listening address "IPV4:PORT" or "[IPV6]:PORT" (numeric literals only, port
+ * 1-65535) into *ret and *len. Returns 0 or -EINVAL. */
+struct sockaddr_storage;
+int parse_listen_address(const char *s, struct sockaddr_storage *ret, unsigned *len);
+
 /* Parses a decimal port 1-65535 (the whole string). Returns 0 or -EINVAL. */
 int parse_port(const char *s, uint16_t *ret);
 /* Parses a decimal unsigned in [min, max] (the whole string). Returns 0, -EINVAL or -ERANGE. */
