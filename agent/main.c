@@ -222,20 +222,24 @@ int main(int argc, char *argv[]) {
         struct config *config = NULL;
         struct strv errors = { 0 }, warnings = { 0 };
         int r = conf_load(path, &config, &errors, &warnings);
-        print_list(&warnings, "warning: ");
         if (r < 0) {
+                print_list(&warnings, "warning: ");
                 print_list(&errors, "");
                 fprintf(stderr, "%s: %zu error%s\n", path, errors.n, errors.n == 1 ? "" : "s");
                 strv_clear(&errors);
                 strv_clear(&warnings);
                 return EX_CONFIG;
         }
+        /* From here on every line on stderr is in the configured format (log_format = json
+         * makes the warnings JSON objects too). */
+        log_set_format(config->log_format);
+        for (size_t i = 0; i < warnings.n; i++)
+                log_warning("%s", warnings.items[i]);
         strv_clear(&warnings);
         if (check) {
                 conf_free(config);
                 return EXIT_SUCCESS;
         }
         log_set_max_level(config->log_level);
-        log_set_format(config->log_format);
         return run(config);
 }
