@@ -10,16 +10,22 @@ import datetime
 import http.client
 import json
 import math
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import MYSOCKETD, binding, free_port, http_site, new_daemon, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from emulator.harness import Emulator  # noqa: E402
 
 # ---- a strict reader of the Prometheus text format (0.0.4) --------------------------------
 # https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
@@ -122,6 +128,24 @@ SPEC_BINDING_FAMILIES = {
     "mysocketd_binding_received_bytes_total": "counter",
     "mysocketd_binding_sent_bytes_total": "counter",
 }
+
+
+def test_the_parser_itself_rejects_what_the_format_forbids():
+    """The checker must be able to fail: each text breaks one rule of the format."""
+    good = '# HELP a_total A.\n# TYPE a_total counter\na_total{b="x\\"y"} 1\n'
+    assert value_of(parse_exposition(good), "a_total", b='x"y') == 1
+    for bad in ('a 1',                                         # no final line feed
+                'a{b="x"} 1\na{b="x"} 2\n',                    # duplicate series
+                'a 1\nb 1\na 2\n',                              # family not contiguous
+                'a{b="x\ny"} 1\n',                              # raw line feed in a label
+                'a{b="\\q"} 1\n',                              # unknown escape
+                'a{b=x} 1\n', 'a{1b="x"} 1\n', '1a 1\n', 'a one\n',
+                '# TYPE a counter\na -1\n',                     # negative counter
+                '# TYPE a gauge\n# TYPE a gauge\na 1\n',        # second TYPE
+                'a 1\n# TYPE a gauge\n',                        # TYPE after samples
+                '# TYPE a meter\na 1\n'):
+        with pytest.raises(AssertionError):
+            parse_exposition(bad)
 
 
 def value_of(families, family, **labels):
@@ -271,6 +295,11 @@ def test_other_paths_404_other_methods_405(daemon):
         status, headers, _ = http_get(port, "/metrics", method=method)
         assert status == 405, method
         assert headers["Allow"] == "GET, HEAD"
+    # Not HTTP at all: an error, and the daemon does not care.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"\x16\x03\x01 garbage\r\n\r\n")
+        answer = c.recv(4096)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:80]
     # Keep-alive: several requests on one connection, all answered.
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     for path in ("/metrics", "/health", "/ready", "/nope"):
@@ -493,3 +522,30 @@ def test_text_logs_stay_text_by_default(daemon):
     for line in daemon.log_text().splitlines():
         assert not line.startswith("{"), line
         assert re.match(r"(debug|info|notice|warning|error): ", line), line
+
+
+def test_token_expiry_metric_in_api_mode(tmp_path):
+    """API mode: mysocketd_token_expiry_timestamp_seconds is the expiry `status` shows."""
+    email, password = "ops@example.com", "metrics-pw-1"
+    (tmp_path / "api").mkdir()
+    api = Emulator(tmp_path / "api", users=((email, password, "root"),)).start()
+    d = new_daemon(tmp_path / "d")
+    try:
+        d.make_identity()
+        pw = d.root / "password"
+        pw.write_text(password + "\n")
+        os.chmod(pw, 0o600)
+        port = free_port()
+        d.write_config(binding("web", 8000), daemon_extra=f"metrics_listen = 127.0.0.1:{port}\n",
+                       api={"url": api.url, "email": email, "password_file": str(pw)})
+        d.start()
+        expiry = wait_for(lambda: d.json("status")["token_expiry"], timeout=20, what="a token")
+        fams, body = scrape(port)
+        want = datetime.datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp()
+        assert fams["mysocketd_token_expiry_timestamp_seconds"]["type"] == "gauge"
+        assert value_of(fams, "mysocketd_token_expiry_timestamp_seconds") == want
+        assert want > time.time()
+        assert password not in body and "eyJhbGciOi" not in body
+    finally:
+        d.stop()
+        api.stop()
