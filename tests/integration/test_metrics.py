@@ -549,3 +549,14 @@ def test_token_expiry_metric_in_api_mode(tmp_path):
     finally:
         d.stop()
         api.stop()
+
+
+def test_reload_keeps_the_listener_and_says_a_change_needs_a_restart(daemon):
+    port = metrics_daemon(daemon, binding("web", 8000, 9000))
+    other = free_port()
+    daemon.config.write_text(daemon.config.read_text().replace(f"127.0.0.1:{port}", f"127.0.0.1:{other}"))
+    p = daemon.ctl("reload")
+    assert "metrics_listen changed: takes effect at the next restart" in p.stdout + p.stderr
+    assert http_get(port, "/health")[0] == 503          # still the old address, still serving
+    with pytest.raises(OSError):
+        http_get(other, "/health", timeout=2)
