@@ -104,9 +104,10 @@ static void send_journal(int priority, const struct log_fields *f, const char *m
                 free(fields[i]);
 }
 
-/* A JSON string body: the message is already sanitized, but names and ids come from
- * callers, so every character JSON forbids raw is escaped here. */
-static void json_put_string(FILE *out, const char *key, const char *value) {
+/* A JSON string member. Ids may come from the API as any bytes: invalid UTF-8 becomes
+ * '?' (as in the text format), and what JSON forbids raw is escaped. */
+static void json_put_string(FILE *out, const char *key, const char *raw) {
+        _cleanup_(freep) char *value = sanitize_text(raw, 8192);
         fprintf(out, ",\"%s\":\"", key);
         for (const unsigned char *p = (const unsigned char *) value; *p; p++) {
                 if (*p == '"' || *p == '\\')

@@ -244,6 +244,13 @@ def test_metrics_health_ready_while_up_then_degraded(relay_daemon, relay, site):
                                  "max_connections": 0, "connections_capacity_percent": 0})
     assert http_get(mport, "/ready")[0] == 200
 
+    # A connection held open through the tunnel is active in both.
+    with socket.create_connection(("127.0.0.1", rp), timeout=5):
+        wait_for(lambda: health(mport)[1]["connections"] == 1, timeout=10, what="/health to count it")
+        fams, _ = scrape(mport)
+        assert value_of(fams, "mysocketd_binding_connections_active", binding="web") == 1
+    wait_for(lambda: health(mport)[1]["connections"] == 0, timeout=10, what="/health to see it closed")
+
     # A second binding whose relay port is taken on the relay cannot come up: degraded.
     # (Taken on both loopbacks: sshd grants a "localhost" forward if either bind works.)
     taken, busy = [], free_port()
