@@ -129,10 +129,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        struct metrics *mx = userdata;
-        MHD_run(mx->mhd);
-        schedule(mx);
-        return 0;
+        return on_io(NULL, -1, 0, userdata);
 }
 
 int metrics_new(sd_event *e, const char *listen, struct manager *m, struct metrics **ret, char **error) {
