@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -143,8 +144,11 @@ int metrics_new(sd_event *e, const char *listen, struct manager *m, struct metri
         struct metrics *mx = xcalloc(1, sizeof(*mx));
         *mx = (struct metrics) { .manager = m, .starting = true };
         unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+        /* MHD binds SOCK_ADDR; the port argument only names it in MHD's messages. */
+        uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
+                                                       : ((struct sockaddr_in *) &ss)->sin_port);
         errno = 0;
-        mx->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, mx,
+        mx->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_request, mx,
                                    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, mx,
                                    MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
                                    MHD_OPTION_CONNECTION_LIMIT, (unsigned) CONNECTION_LIMIT,
