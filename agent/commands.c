@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "api/api.h"
 #include "log.h"
+#include "metrics.h"
 #include "state.h"
 
 struct command {
@@ -136,6 +137,14 @@ static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const c
         cJSON_AddNumberToObject(s, PROTO_KEY_BINDINGS, (double) m->n_bindings);
         cJSON_AddNumberToObject(s, PROTO_KEY_UP, up);
         cJSON_AddNumberToObject(s, PROTO_KEY_FAILED, failed);
+        return reply;
+}
+
+/* The text /metrics serves, for node_exporter's textfile collector without a listener. */
+static cJSON *cmd_metrics(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        _cleanup_(freep) char *text = metrics_render(ctx->manager);
+        cJSON *reply = proto_reply_ok();
+        cJSON_AddStringToObject(reply, PROTO_KEY_METRICS, text);
         return reply;
 }
 
@@ -269,6 +278,7 @@ static const struct command commands[] = {
         { PROTO_CMD_SHOW,    false, cmd_show },
         { PROTO_CMD_STATUS,  false, cmd_status },
         { PROTO_CMD_LOGS,    false, cmd_logs },
+        { PROTO_CMD_METRICS, false, cmd_metrics },
         { PROTO_CMD_ADD,     true,  cmd_add },
         { PROTO_CMD_REMOVE,  true,  cmd_remove },
         { PROTO_CMD_RELOAD,  true,  cmd_reload },

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <ini.h>
 
@@ -91,6 +92,27 @@ static char *parse_log_level(const struct key *k, const char *v, void *base) {
         return NULL;
 }
 
+static char *parse_log_format(const struct key *k, const char *v, void *base) {
+        int f = log_format_from_string(v);
+        if (f < 0)
+                return xasprintf("\"%s\" is not a log format (text, json)", v);
+        *FIELD(base, k, int) = f;
+        return NULL;
+}
+
+/* Empty means off, as the default; anything else must be a numeric address to listen on. */
+static char *parse_listen(const struct key *k, const char *v, void *base) {
+        struct sockaddr_storage ss;
+        unsigned len;
+        char **p = FIELD(base, k, char *);
+        if (v[0] && parse_listen_address(v, &ss, &len) < 0)
+                return xasprintf("\"%s\" is not an address to listen on (IPV4:PORT or [IPV6]:PORT, "
+                                 "e.g. 127.0.0.1:9431 or [::1]:9431; empty = off)", v);
+        free(*p);
+        *p = v[0] ? xstrdup(v) : NULL;
+        return NULL;
+}
+
 static char *parse_type(const struct key *k, const char *v, void *base) {
         int t = socket_type_from_string(v);
         if (t < 0)
@@ -137,6 +159,8 @@ static const struct key keys[] = {
         CFG(DAEMON, "control_socket", parse_path, control_socket, 0, 0),
         CFG(DAEMON, "control_group", parse_string, control_group, 0, 0),
         CFG(DAEMON, "log_level", parse_log_level, log_level, 0, 0),
+        CFG(DAEMON, "log_format", parse_log_format, log_format, 0, 0),
+        CFG(DAEMON, "metrics_listen", parse_listen, metrics_listen, 0, 0),
         CFG(API, "url", parse_url, api_url, 0, 0),
         CFG(API, "email", parse_string, api_email, 0, 0),
         CFG(API, "password_file", parse_path, api_password_file, 0, 0),
@@ -620,6 +644,7 @@ void conf_free(struct config *c) {
                 &c->state_dir, &c->control_socket, &c->control_group, &c->api_url, &c->api_email,
                 &c->api_password_file, &c->api_token_file, &c->ssh_server, &c->ssh_user,
                 &c->identity_file, &c->known_hosts, &c->host_key_fingerprint, &c->path,
+                &c->metrics_listen,
         };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 free(*strs[i]);

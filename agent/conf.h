@@ -44,6 +44,8 @@ struct config {
         char *control_socket;        /* /run/mysocketd/control.sock */
         char *control_group;         /* mysocketd */
         int log_level;               /* LOG_INFO */
+        int log_format;              /* enum log_format: LOG_FORMAT_TEXT */
+        char *metrics_listen;        /* "127.0.0.1:9431", "[::1]:9431"; NULL = no HTTP listener */
 
         /* [api]: present => API mode */
         bool api;

@@ -20,6 +20,7 @@
 #include "eventlog.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics.h"
 #include "notify.h"
 #include "state.h"
 #include "tunnel.h"
@@ -95,6 +96,7 @@ static int run(struct config *config) {
         struct manager *m = NULL;
         struct control *ctl = NULL;
         struct eventlog *events = NULL;
+        struct metrics *mx = NULL;
         sd_event *e = NULL;
         sigset_t mask;
         bool tunnel_ready = false;
@@ -139,6 +141,15 @@ static int run(struct config *config) {
                 log_error("%s", error);
                 goto out;
         }
+        /* After the control socket: a daemon that cannot listen for metrics says so and
+         * stops, as for the control socket, rather than run unwatched. */
+        if (config->metrics_listen) {
+                r = metrics_new(e, config->metrics_listen, m, &mx, &error);
+                if (r < 0) {
+                        log_error("%s", error);
+                        goto out;
+                }
+        }
         sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL);
         sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL);
         sd_event_add_signal(e, NULL, SIGHUP, on_reload_signal, m);
@@ -152,14 +163,16 @@ static int run(struct config *config) {
         }
         tunnel_ready = true;
         manager_start(m);
-        log_info("mysocketd %s started: %s mode, %zu binding%s, control socket %s%s", PACKAGE_VERSION,
+        log_info("mysocketd %s started: %s mode, %zu binding%s, control socket %s%s%s%s", PACKAGE_VERSION,
                  config->api ? "API" : "direct", m->n_bindings, m->n_bindings == 1 ? "" : "s",
-                 control_path, listen_fd >= 0 ? " (from systemd)" : "");
+                 control_path, listen_fd >= 0 ? " (from systemd)" : "",
+                 mx ? ", metrics on http://" : "", mx ? config->metrics_listen : "");
         /* Ready means: the control socket answers and the state is loaded, not tunnels up. */
         notify_ready();
         r = sd_event_loop(e);
         ret = r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 out:
+        metrics_free(mx);
         control_free(ctl);
         manager_free(m);
         /* After the sessions are freed: libssh2_exit() tears down what they use. */
@@ -209,14 +222,19 @@ int main(int argc, char *argv[]) {
         struct config *config = NULL;
         struct strv errors = { 0 }, warnings = { 0 };
         int r = conf_load(path, &config, &errors, &warnings);
-        print_list(&warnings, "warning: ");
         if (r < 0) {
+                print_list(&warnings, "warning: ");
                 print_list(&errors, "");
                 fprintf(stderr, "%s: %zu error%s\n", path, errors.n, errors.n == 1 ? "" : "s");
                 strv_clear(&errors);
                 strv_clear(&warnings);
                 return EX_CONFIG;
         }
+        /* From here on every line on stderr is in the configured format (log_format = json
+         * makes the warnings JSON objects too). */
+        log_set_format(config->log_format);
+        for (size_t i = 0; i < warnings.n; i++)
+                log_warning("%s", warnings.items[i]);
         strv_clear(&warnings);
         if (check) {
                 conf_free(config);

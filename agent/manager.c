@@ -286,6 +286,8 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
         if (!streq(m->config->control_socket, nc->control_socket))
                 strv_pushf(&res->warnings, "control_socket changed to %s: takes effect at the next restart",
                            nc->control_socket);
+        if (!streq_ptr(m->config->metrics_listen, nc->metrics_listen))
+                strv_pushf(&res->warnings, "metrics_listen changed: takes effect at the next restart");
 
         /* Old bindings: keep, restart or stop. */
         for (size_t i = m->n_bindings; i > 0; i--) {
@@ -337,6 +339,7 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
         m->config = nc;
         m->control_gid = gid;
         log_set_max_level(nc->log_level);
+        log_set_format(nc->log_format);
 
         for (size_t i = 0; i < res->changed.n; i++)
                 binding_attempt(manager_find(m, res->changed.items[i]));

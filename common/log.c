@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SD_JOURNAL_SUPPRESS_LOCATION 1
@@ -16,6 +17,7 @@
 static const char *log_ident = "mysocketd";
 static int max_level = LOG_INFO;
 static bool to_journal;
+static enum log_format format = LOG_FORMAT_TEXT;
 static log_sink_t sink;
 static void *sink_userdata;
 
@@ -38,6 +40,18 @@ static bool stderr_is_journal(void) {
 void log_open(const char *ident) {
         log_ident = ident;
         to_journal = stderr_is_journal();
+}
+
+void log_set_format(enum log_format f) {
+        format = f;
+}
+
+int log_format_from_string(const char *s) {
+        if (streq(s, "text"))
+                return LOG_FORMAT_TEXT;
+        if (streq(s, "json"))
+                return LOG_FORMAT_JSON;
+        return -EINVAL;
 }
 
 void log_set_max_level(int priority) {
@@ -91,6 +105,58 @@ static void send_journal(int priority, const struct log_fields *f, const char *m
                 free(fields[i]);
 }
 
+/* A JSON string member. Ids may come from the API as any bytes: invalid UTF-8 becomes
+ * '?' (as in the text format), and what JSON forbids raw is escaped. */
+static void json_put_string(FILE *out, const char *key, const char *raw) {
+        _cleanup_(freep) char *value = sanitize_text(raw, 8192);
+        fprintf(out, ",\"%s\":\"", key);
+        for (const unsigned char *p = (const unsigned char *) value; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        fprintf(out, "\\%c", *p);
+                else if (*p < 0x20 || *p == 0x7f)
+                        fprintf(out, "\\u%04x", *p);
+                else
+                        fputc(*p, out);
+        }
+        fputc('"', out);
+}
+
+/* One JSON object a line (log_format = json): for containers and hosts without journald.
+ * The line is built in memory and written with one call, so lines never interleave. */
+static void write_json(int priority, const struct log_fields *f, const char *message) {
+        char *buf = NULL, stamp[40];
+        size_t len = 0;
+        uint64_t usec = now_realtime_usec();
+        time_t sec = (time_t) (usec / USEC_PER_SEC);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(stamp + n, sizeof(stamp) - n, ".%06uZ", (unsigned) (usec % USEC_PER_SEC));
+        FILE *out = open_memstream(&buf, &len);
+        if (!out) {
+                fprintf(stderr, "%s: %s\n", level_names[priority], message);
+                return;
+        }
+        fprintf(out, "{\"time\":\"%s\"", stamp);
+        json_put_string(out, "priority", level_names[priority]);
+        json_put_string(out, "ident", log_ident);
+        json_put_string(out, "message", message);
+        if (f && f->binding)
+                json_put_string(out, "binding", f->binding);
+        if (f && f->event)
+                json_put_string(out, "event", f->event);
+        if (f && f->socket_id)
+                json_put_string(out, "socket_id", f->socket_id);
+        if (f && f->tunnel_id)
+                json_put_string(out, "tunnel_id", f->tunnel_id);
+        if (f && f->message_id)
+                json_put_string(out, "message_id", f->message_id);
+        fputs("}\n", out);
+        if (fclose(out) == 0)
+                (void) !write(STDERR_FILENO, buf, len);
+        free(buf);
+}
+
 void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_list ap) {
         if (priority > max_level && !sink)
                 return;
@@ -104,6 +170,10 @@ void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_lis
                 return;
         if (to_journal) {
                 send_journal(priority, f, message);
+                return;
+        }
+        if (format == LOG_FORMAT_JSON) {
+                write_json(priority, f, message);
                 return;
         }
         if (f && f->binding)

@@ -25,7 +25,16 @@ struct log_fields {
  * `mysocketctl logs`). Called after the message is formatted; must not log itself. */
 typedef void (*log_sink_t)(int priority, const struct log_fields *f, const char *message, void *userdata);
 
+/* The stderr format when stderr is not the journal (SPEC §10 log_format). */
+enum log_format {
+        LOG_FORMAT_TEXT,         /* "<level> NAME: message" */
+        LOG_FORMAT_JSON,         /* one object a line: time, priority, message, binding, event, ... */
+        _LOG_FORMAT_MAX,
+};
+
 void log_open(const char *ident);          /* decides journal vs stderr */
+void log_set_format(enum log_format format);
+int log_format_from_string(const char *s); /* "text|json" -> LOG_FORMAT_*, or -EINVAL */
 void log_set_max_level(int priority);       /* LOG_DEBUG..LOG_ERR */
 int log_get_max_level(void);
 int log_level_from_string(const char *s);  /* "debug|info|notice|warning|error" -> LOG_*, or -EINVAL */

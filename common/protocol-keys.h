@@ -29,6 +29,7 @@
 #define PROTO_CMD_ACCOUNT        "account"
 #define PROTO_CMD_SOCKET         "socket"
 #define PROTO_CMD_TUNNEL         "tunnel"
+#define PROTO_CMD_METRICS        "metrics"
 
 /* The "action" of socket and tunnel. */
 #define PROTO_ACTION_LS          "ls"
@@ -55,6 +56,7 @@
 #define PROTO_KEY_SOCKET         "socket"
 #define PROTO_KEY_TUNNELS        "tunnels"         /* also a socket's field at the API */
 #define PROTO_KEY_TUNNEL         "tunnel"
+#define PROTO_KEY_METRICS        "metrics"         /* metrics: the Prometheus text */
 
 /* The reload object. */
 #define PROTO_KEY_ADDED          "added"

@@ -1,11 +1,14 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -159,6 +162,35 @@ int socket_type_from_string(const char *s) {
 char *format_host_port(const char *host, uint16_t port) {
         bool v6 = strchr(host, ':');
         return xasprintf("%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
+int parse_listen_address(const char *s, struct sockaddr_storage *ret, unsigned *len) {
+        const char *colon = strrchr(s, ':');
+        char host[INET6_ADDRSTRLEN + 2];
+        uint16_t port;
+        if (!colon || (size_t) (colon - s) >= sizeof(host) || parse_port(colon + 1, &port) < 0)
+                return -EINVAL;
+        memcpy(host, s, (size_t) (colon - s));
+        host[colon - s] = '\0';
+        memset(ret, 0, sizeof(*ret));
+        size_t n = strlen(host);
+        if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *) ret;
+                host[n - 1] = '\0';
+                if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+                        return -EINVAL;
+                a->sin6_family = AF_INET6;
+                a->sin6_port = htons(port);
+                *len = sizeof(*a);
+                return 0;
+        }
+        struct sockaddr_in *a = (struct sockaddr_in *) ret;
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+                return -EINVAL;
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        *len = sizeof(*a);
+        return 0;
 }
 
 int parse_port(const char *s, uint16_t *ret) {

@@ -66,6 +66,11 @@ bool remote_id_valid(const char *id);
 
 #define USEC_PER_SEC 1000000ULL
 
+/* Parses a listening address "IPV4:PORT" or "[IPV6]:PORT" (numeric literals only, port
+ * 1-65535) into *ret and *len. Returns 0 or -EINVAL. */
+struct sockaddr_storage;
+int parse_listen_address(const char *s, struct sockaddr_storage *ret, unsigned *len);
+
 /* Parses a decimal port 1-65535 (the whole string). Returns 0 or -EINVAL. */
 int parse_port(const char *s, uint16_t *ret);
 /* Parses a decimal unsigned in [min, max] (the whole string). Returns 0, -EINVAL or -ERANGE. */

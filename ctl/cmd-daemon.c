@@ -1,5 +1,5 @@
-/* The commands on the daemon itself: status, reload, and logs (recent events, or a stream
- * of them with -f). */
+/* The commands on the daemon itself: status, reload, metrics, and logs (recent events, or
+ * a stream of them with -f). */
 #include "commands.h"
 
 #include <getopt.h>
@@ -45,6 +45,28 @@ int ctl_cmd_status(struct ctl_context *ctx, int argc, char **argv) {
         cJSON_Delete(copy);
         cJSON_Delete(reply);
         return 0;
+}
+
+/* The Prometheus text as the daemon rendered it, byte for byte: node_exporter's textfile
+ * collector reads it from a file (`mysocketctl metrics > DIR/mysocketd.prom.tmp && mv ...`). */
+int ctl_cmd_metrics(struct ctl_context *ctx, int argc, char **argv) {
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
+        cJSON *reply = NULL;
+        const cJSON *text;
+        int r;
+
+        if ((r = ctl_parse_common(ctx, argc, argv)) >= 0 || (r = ctl_check_args(ctx, argc, argv, 0, 0, "")) >= 0)
+                return r;
+
+        req = proto_request_new(PROTO_CMD_METRICS);
+        if ((r = ctl_call_for(ctx, req, PROTO_KEY_METRICS, cJSON_IsString, "a string", &reply, &text)) != 0)
+                return r;
+        if (ctx->json)
+                ctl_print_result_json(reply);
+        else
+                fputs(text->valuestring, stdout);
+        cJSON_Delete(reply);
+        return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static void print_names(const char *label, const cJSON *list) {

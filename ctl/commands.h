@@ -1,6 +1,6 @@
 /* mysocketctl's subcommands: one table (commands.c), one function per command. The
  * command functions live by concern: cmd-bindings.c (add, remove, list, show),
- * cmd-daemon.c (status, reload, logs), cmd-connect.c (connect), cmd-login.c (login) and
+ * cmd-daemon.c (status, reload, metrics, logs), cmd-connect.c (connect), cmd-login.c (login) and
  * cmd-api.c (account, socket, tunnel). */
 #pragma once
 
@@ -43,6 +43,7 @@ int ctl_cmd_show(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_status(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_reload(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_logs(struct ctl_context *ctx, int argc, char **argv);
+int ctl_cmd_metrics(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_connect(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_login(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_account(struct ctl_context *ctx, int argc, char **argv);

@@ -209,7 +209,8 @@ def test_remove_config_binding_exits_1_naming_file_and_line(d):
     assert [b["name"] for b in d.json("list")] == ["web"]
 
 
-@pytest.mark.parametrize("cmd", ["add", "remove", "rm", "list", "ls", "show", "status", "reload", "logs"])
+@pytest.mark.parametrize("cmd", ["add", "remove", "rm", "list", "ls", "show", "status", "reload", "logs",
+                                 "metrics"])
 def test_help_for_each_command_exits_0(cmd, tmp_path):
     # No daemon needed: --help never touches the socket.
     p = subprocess.run([str(MYSOCKETCTL), "-s", str(tmp_path / "none.sock"), cmd, "--help"],

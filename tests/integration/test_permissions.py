@@ -67,6 +67,8 @@ def test_outsider_may_read_but_not_change(d):
     p = ctl_as(d, "show", "rt", json_out=True)
     assert p.returncode == 0 and '"name": "rt"' in p.stdout
     assert ctl_as(d, "status").returncode == 0
+    p = ctl_as(d, "metrics")
+    assert p.returncode == 0 and 'mysocketd_binding_up{binding="rt"} ' in p.stdout, p.stderr
 
     for args in (["add", "x", "--port", "1", "--remote-port", "2"], ["remove", "rt"], ["rm", "web"],
                  ["remove", "nonexistent"], ["reload"]):

@@ -181,7 +181,7 @@ def test_no_password_token_or_key_in_any_log_or_output(tmp_path, relay, site):
         d.remember_token()
         relay.emit("GET / 200 edge-request")
         wait_for(lambda: "edge-request" in d.log_text(), timeout=10, what="the relay's log line in our log")
-        for args in (("list",), ("show", "web"), ("show", "rt"), ("status",), ("logs",), ("logs", "web"),
+        for args in (("list",), ("show", "web"), ("show", "rt"), ("status",), ("logs",), ("logs", "web"), ("metrics",),
                      ("account", "show"), ("socket", "ls"), ("reload",)):
             d.ctl(*args, check=False)
             d.ctl(*args, check=False, json_out=True)

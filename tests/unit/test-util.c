@@ -1,8 +1,11 @@
 #include <check.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -284,6 +287,35 @@ START_TEST(test_scrub) {
 }
 END_TEST
 
+START_TEST(test_listen_address) {
+        struct sockaddr_storage ss;
+        unsigned len;
+        char buf[INET6_ADDRSTRLEN];
+        ck_assert_int_eq(parse_listen_address("127.0.0.1:9431", &ss, &len), 0);
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *) &ss;
+        ck_assert_int_eq(ss.ss_family, AF_INET);
+        ck_assert_uint_eq(len, sizeof(struct sockaddr_in));
+        ck_assert_uint_eq(ntohs(a4->sin_port), 9431);
+        ck_assert_str_eq(inet_ntop(AF_INET, &a4->sin_addr, buf, sizeof(buf)), "127.0.0.1");
+        ck_assert_int_eq(parse_listen_address("[::1]:65535", &ss, &len), 0);
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *) &ss;
+        ck_assert_int_eq(ss.ss_family, AF_INET6);
+        ck_assert_uint_eq(len, sizeof(struct sockaddr_in6));
+        ck_assert_uint_eq(ntohs(a6->sin6_port), 65535);
+        ck_assert_str_eq(inet_ntop(AF_INET6, &a6->sin6_addr, buf, sizeof(buf)), "::1");
+        ck_assert_int_eq(parse_listen_address("[::]:1", &ss, &len), 0);
+        ck_assert_int_eq(parse_listen_address("0.0.0.0:80", &ss, &len), 0);
+        static const char *const bad[] = {
+                "", ":80", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:8x",
+                "localhost:80", "::1:80", "[::1]", "[::1]:", "[]:80", "[127.0.0.1]:80", "1.2.3:80",
+                "[::1]80", "[[::1]]:80", "127.0.0.1 :80", "[ffff::1::2]:80",
+                "[0000:0000:0000:0000:0000:0000:0000:0000:0000]:80",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_msg(parse_listen_address(bad[i], &ss, &len) == -EINVAL, "accepted \"%s\"", bad[i]);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("util");
         TCase *tc = tcase_create("core");
@@ -298,6 +330,7 @@ int main(void) {
         tcase_add_test(tc, test_host_port_and_display_name);
         tcase_add_test(tc, test_secret_file);
         tcase_add_test(tc, test_scrub);
+        tcase_add_test(tc, test_listen_address);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
