@@ -23,7 +23,7 @@ static int read_secret_file(const char *path, const char *what, char **ret, char
         char buf[CRED_FILE_MAX + 1];
         struct stat st;
         int r = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);   /* a FIFO must not block */
         if (fd < 0) {
                 r = -errno;
                 *error = xasprintf("cannot open %s file %s: %s", what, path, strerror(-r));

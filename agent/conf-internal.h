@@ -18,3 +18,6 @@ struct issue {
 /* Checks b (with the mode rules of c, if c is not NULL); fills out[] (at most ISSUES_MAX,
  * msg owned by the caller) and returns how many problems there are. */
 size_t conf_binding_check(const struct config *c, const struct binding_conf *b, struct issue *out);
+
+/* NULL if host is an IPv4 or IPv6 address or a host name, else what is wrong (caller frees). */
+char *conf_host_problem(const char *host);

@@ -4,6 +4,7 @@
  * reader wrapped around each file counts lines, reads section headers itself and reports
  * the syntax errors inih would only count (it returns the first one). The handler then
  * sees only well-formed "key = value" lines of the section the reader last entered. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -11,12 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 
 #include "conf-internal.h"
 #include "conf.h"
 #include "log.h"
+#include "state.h"
 #include "util.h"
 
 enum section {
@@ -61,6 +65,22 @@ static char *parse_path(const struct key *k, const char *v, void *base) {
 static char *parse_url(const struct key *k, const char *v, void *base) {
         if ((strncmp(v, "http://", 7) != 0 || !v[7]) && (strncmp(v, "https://", 8) != 0 || !v[8]))
                 return xasprintf("\"%s\" is not an http:// or https:// URL", v);
+        return parse_string(k, v, base);
+}
+
+/* A host as people write it in URLs: an IPv6 address may come in brackets, which go. The
+ * relay is checked here; a binding's host with the rest of the binding. */
+static char *parse_host(const struct key *k, const char *v, void *base) {
+        size_t len = strlen(v);
+        _cleanup_(freep) char *bare = v[0] == '[' && len > 2 && v[len - 1] == ']' ? strndup(v + 1, len - 2) : NULL;
+        struct in6_addr a6;
+        if (bare && inet_pton(AF_INET6, bare, &a6) == 1)
+                v = bare;
+        if (k->section == SECTION_SSH) {
+                char *why = conf_host_problem(v);
+                if (why)
+                        return why;
+        }
         return parse_string(k, v, base);
 }
 
@@ -140,7 +160,7 @@ static const struct key keys[] = {
         CFG(API, "email", parse_string, api_email, 0, 0),
         CFG(API, "password_file", parse_path, api_password_file, 0, 0),
         CFG(API, "token_file", parse_path, api_token_file, 0, 0),
-        CFG(SSH, "server", parse_string, ssh_server, 0, 0),
+        CFG(SSH, "server", parse_host, ssh_server, 0, 0),
         CFG(SSH, "port", parse_port16, ssh_port, 0, 0),
         CFG(SSH, "user", parse_string, ssh_user, 0, 0),
         CFG(SSH, "identity_file", parse_path, identity_file, 0, 0),
@@ -152,7 +172,7 @@ static const struct key keys[] = {
         CFG(BACKOFF, "max", parse_unsigned, backoff_max, 1, 86400),
         CFG(BACKOFF, "stable_after", parse_unsigned, stable_after, 1, 86400),
         BND("port", parse_port16, port),
-        BND("host", parse_string, host),
+        BND("host", parse_host, host),
         BND("type", parse_type, type),
         BND("name", parse_string, display_name),
         BND("protected", parse_boolean, protected_),
@@ -184,7 +204,8 @@ struct ctx {
 
         /* the file being read */
         const char *file;
-        FILE *f;
+        const char *data;                /* its whole text, read up front */
+        size_t pos, len;
         unsigned line;
         char *buf;
         size_t bufsz;
@@ -303,10 +324,27 @@ static enum section section_header(struct ctx *x, const char *label) {
  * continuation lines; lines with syntax errors are reported here and passed on blank. */
 static char *reader(char *str, int num, void *stream) {
         struct ctx *x = stream;
-        if (getline(&x->buf, &x->bufsz, x->f) < 0)
+        if (x->pos >= x->len)
                 return NULL;
+        const char *start = x->data + x->pos, *nl = memchr(start, '\n', x->len - x->pos);
+        size_t n = nl ? (size_t) (nl - start) + 1 : x->len - x->pos;
+        x->pos += n;
+        if (n + 1 > x->bufsz) {
+                x->bufsz = n + 1;
+                x->buf = xrealloc(x->buf, x->bufsz);
+        }
+        memcpy(x->buf, start, n);
+        x->buf[n] = '\0';
         x->line++;
         char *s = x->buf;
+        /* inih would take a NUL for the end of the line and read what is before it as the value. */
+        if (memchr(x->buf, '\0', n)) {
+                report(x->errors, x->file, x->line, NULL, NULL, "contains a NUL byte");
+                if (s[strspn(s, " \t\v\f")] == '[')
+                        x->sec = SECTION_IGNORED;
+                snprintf(str, (size_t) num, "\n");
+                return str;
+        }
         if (x->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
                 s += 3;
         s += strspn(s, " \t\v\f");
@@ -380,33 +418,49 @@ static int handler(void *user, const char *section, const char *name, const char
         return 1;
 }
 
+/* A runtime binding is read back as configuration: like sshd's StrictModes, only a file
+ * of our own uid that nobody else can write is trusted. Returns 0 or -EPERM (reported). */
+static int check_owner(struct ctx *x, const char *path, const struct stat *st) {
+        if (st->st_uid != geteuid()) {
+                report(x->errors, path, 0, NULL, NULL, "is owned by uid %u, not by uid %u that mysocketd runs as; "
+                       "not trusted (chown %u %s, or remove it)", (unsigned) st->st_uid, (unsigned) geteuid(),
+                       (unsigned) geteuid(), path);
+                return -EPERM;
+        }
+        if (st->st_mode & 022) {
+                report(x->errors, path, 0, NULL, NULL, "is writable by group or others (mode %04o); not trusted "
+                       "(chmod 600 %s)", (unsigned) (st->st_mode & 07777), path);
+                return -EPERM;
+        }
+        return 0;
+}
+
 /* Returns 0, or -errno when the file cannot be opened or read (also reported). */
 static int parse_file(struct ctx *x, const char *path) {
         size_t n_errors = x->errors->n;
-        int r = 0;
-
-        x->f = fopen(path, "re");
-        if (!x->f) {
-                r = -errno;
-                report(x->errors, path, 0, NULL, NULL, "cannot open: %s", strerror(-r));
+        _cleanup_(freep) char *text = NULL, *problem = NULL;
+        struct stat st;
+        int r = read_file_checked(path, CONF_FILE_MAX, x->runtime, &text, &x->len, &st, &problem);
+        if (r < 0) {
+                report(x->errors, path, 0, NULL, NULL, "%s", problem);
                 return r;
         }
+        if (x->runtime && (r = check_owner(x, path, &st)) < 0)
+                return r;
+        x->data = text;
+        x->pos = 0;
         x->file = path;
         x->line = 0;
         x->sec = SECTION_NONE;
         x->cur = NULL;
         memset(x->file_seen, 0, sizeof(x->file_seen));
         int k = ini_parse_stream(reader, x, handler, x);
-        if (ferror(x->f)) {
-                r = -errno;
-                report(x->errors, path, 0, NULL, NULL, "cannot read: %s", strerror(-r));
-        } else if (k < 0) {
+        if (k < 0) {
                 r = -ENOMEM;
                 report(x->errors, path, 0, NULL, NULL, "cannot parse: out of memory");
         } else if (k > 0 && x->errors->n == n_errors)
                 report(x->errors, path, (unsigned) k, NULL, NULL, "syntax error");
-        fclose(x->f);
-        x->f = NULL;
+        x->data = NULL;
         return r;
 }
 
@@ -485,6 +539,21 @@ static void check_config(struct ctx *x) {
                         x->pb[i]->b->host = xstrdup("127.0.0.1");
                 report_binding(c, x->pb[i], x->errors);
         }
+        /* One relay, one listener per port: the second forward could never be granted. */
+        int rk = key_find(SECTION_BINDING, "remote_port");
+        for (size_t i = 0; !c->api && i < x->n_pb; i++) {
+                const struct binding_conf *b = x->pb[i]->b;
+                const struct binding_conf *other = NULL;
+                for (size_t j = 0; j < i && !other; j++)
+                        if (b->remote_port && x->pb[j]->b->remote_port == b->remote_port)
+                                other = x->pb[j]->b;
+                if (other) {
+                        _cleanup_(freep) char *label = xasprintf("binding \"%s\"", b->name);
+                        report(x->errors, b->file, x->pb[i]->key_line[rk] ? x->pb[i]->key_line[rk] : b->line, label,
+                               "remote_port", "%u is already used by binding \"%s\" (%s:%u) on the same relay",
+                               b->remote_port, other->name, other->file, other->line);
+                }
+        }
 }
 
 static void add_binding(struct config *c, struct binding_conf *b) {
@@ -525,6 +594,10 @@ static void load_runtime(struct config *c, size_t n_config, const char *path, st
                 else if (clash)
                         report(&problems, path, p->b->line, NULL, NULL, "binding \"%s\" is already defined "
                                "at %s:%u, which wins", p->b->name, clash->file, clash->line);
+                else if ((clash = conf_remote_port_clash(c->bindings, c->n_bindings, p->b)))
+                        report(&problems, path, p->b->line, NULL, "remote_port", "%u is already used by binding "
+                               "\"%s\" (%s:%u) on the same relay", p->b->remote_port, clash->name, clash->file,
+                               clash->line);
                 else {
                         if (!p->b->host)
                                 p->b->host = xstrdup("127.0.0.1");
@@ -567,7 +640,7 @@ int conf_load(const char *path, struct config **ret, struct strv *errors, struct
         struct config *c = config_new(path);
         struct ctx x = { .c = c, .errors = errors };
         struct strv dropins = {}, runtime = {};
-        _cleanup_(freep) char *dir = NULL, *rdir = NULL;
+        _cleanup_(freep) char *dir = NULL, *rdir = NULL, *problem = NULL;
         size_t n_errors = errors->n;
         int r;
 
@@ -592,10 +665,15 @@ int conf_load(const char *path, struct config **ret, struct strv *errors, struct
                 x.pb[i]->b = NULL;
         }
 
-        rdir = xasprintf("%s/bindings.d", c->state_dir);
+        rdir = state_bindings_dir(c->state_dir);
         r = c->state_dir[0] == '/' ? list_ini(rdir, &runtime) : 0;
         if (r < 0)
                 report(warnings, rdir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));
+        if (runtime.n > 0 && state_trusted(c->state_dir, &problem) < 0) {
+                strv_push(warnings, xasprintf("%s; its %zu runtime binding%s skipped", problem, runtime.n,
+                                              runtime.n == 1 ? "" : "s"));
+                strv_clear(&runtime);
+        }
         size_t n_config = c->n_bindings;
         for (size_t i = 0; i < runtime.n; i++)
                 load_runtime(c, n_config, runtime.items[i], warnings);

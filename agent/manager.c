@@ -171,6 +171,17 @@ int manager_add(struct manager *m, struct binding_conf *bc, bool temporary, enum
                 *error = xasprintf("direct mode needs [ssh] user in %s before bindings can be added", m->config->path);
                 return -EINVAL;
         }
+        for (size_t i = 0; i < m->n_bindings; i++) {
+                const struct binding_conf *o = m->bindings[i]->conf;
+                if (!conf_remote_port_clash(&m->bindings[i]->conf, 1, bc))
+                        continue;
+                *code = PROTO_CODE_INVALID;
+                *error = xasprintf("[binding \"%s\"] remote_port: %u is already used by binding \"%s\" (%s%s%.0u) "
+                                   "on the same relay", bc->name, bc->remote_port, o->name, o->file,
+                                   o->source == BINDING_SOURCE_CONFIG ? ":" : "",
+                                   o->source == BINDING_SOURCE_CONFIG ? o->line : 0);
+                return -EADDRINUSE;
+        }
         if (conf_binding_validate(m->config, bc, &errors) < 0) {
                 *code = PROTO_CODE_INVALID;
                 *error = xstrdup(errors.n > 0 ? errors.items[0] : "invalid binding");

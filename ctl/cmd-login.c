@@ -33,7 +33,7 @@ static int read_password_file(const char *path, char **ret) {
         size_t len = 0;
         int fd, r = CTL_EXIT_FAILURE;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);   /* a FIFO must not block */
         if (fd < 0) {
                 fprintf(stderr, "mysocketctl login: cannot open %s: %s\n", path, strerror(errno));
                 return errno == EACCES ? CTL_EXIT_NOPERM : CTL_EXIT_FAILURE;
