@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -223,6 +224,30 @@ static void follower_closed(struct control_client *c, void *userdata) {
         free(f);
 }
 
+static cJSON *dropped_notice(uint64_t n) {
+        _cleanup_(freep) char *msg = xasprintf("%" PRIu64 " event%s dropped: this reader fell behind", n,
+                                               n == 1 ? "" : "s");
+        struct proto_event pe = { .time = now_realtime_usec(), .priority = (char *) "warning",
+                                  .event = (char *) "dropped", .message = msg };
+        return proto_event_line(proto_event_to_json(&pe));
+}
+
+/* Sends `first` (consumed) and streams to c for f, or returns the refusal (and frees f). */
+static cJSON *start_follow(struct commands *ctx, struct control_client *c, cJSON *first, struct follower *f) {
+        int r = control_client_stream(c, first, follower_closed, dropped_notice, f);
+        cJSON_Delete(first);
+        if (r < 0) {
+                free(f->binding);
+                free(f);
+                return proto_reply_error(PROTO_CODE_UNAVAILABLE, r == -EUSERS
+                                         ? "too many streams open (%u); try again later"
+                                         : "too many streams open for your uid (%u); close some",
+                                         r == -EUSERS ? CONTROL_MAX_STREAMS : CONTROL_MAX_STREAMS_PER_UID);
+        }
+        eventlog_subscribe(ctx->eventlog, follow_event, f);
+        return NULL;
+}
+
 static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJSON *req) {
         const char *name;
         bool follow;
@@ -239,11 +264,7 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
                 return reply;
         struct follower *f = xcalloc(1, sizeof(*f));
         *f = (struct follower) { .client = c, .eventlog = ctx->eventlog, .binding = xstrdup(name) };
-        control_client_send(c, reply);
-        cJSON_Delete(reply);
-        control_client_stream(c, follower_closed, f);
-        eventlog_subscribe(ctx->eventlog, follow_event, f);
-        return NULL;
+        return start_follow(ctx, c, reply, f);
 }
 
 /* Quick connect: a temporary binding (never in the state dir) whose events stream to the
@@ -265,17 +286,21 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         cJSON *reply = add_binding(ctx, copy, true);
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")))
                 return reply;
-        control_client_send(c, reply);
-        cJSON_Delete(reply);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(copy, "name"));
         struct follower *f = xcalloc(1, sizeof(*f));
         *f = (struct follower) {
-                .client = c, .eventlog = ctx->eventlog,
-                .binding = xstrdup(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(copy, "name"))),
+                .client = c, .eventlog = ctx->eventlog, .binding = xstrdup(name),
                 .remove_on_close = ctx->manager,
         };
-        control_client_stream(c, follower_closed, f);
-        eventlog_subscribe(ctx->eventlog, follow_event, f);
-        return NULL;
+        cJSON *refused = start_follow(ctx, c, reply, f);
+        if (refused) {
+                /* Nobody would hold the binding: it goes at once. */
+                enum proto_code code;
+                char *why = NULL;
+                if (manager_remove(ctx->manager, name, true, &code, &why) < 0)
+                        free(why);
+        }
+        return refused;
 }
 
 static const struct command commands[] = {
