@@ -90,12 +90,55 @@ static void send_journal(int priority, const struct log_fields *f, const char *m
                 free(fields[i]);
 }
 
-void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_list ap) {
-        if (priority > max_level && !sink)
-                return;
-        _cleanup_(freep) char *raw = xvasprintf(fmt, ap);
-        /* Relay lines and peer-supplied text end up here: never let them forge lines. */
-        _cleanup_(freep) char *message = sanitize_text(raw, 8192);
+/* Repeated lines are rate-limited: one per LOG_RATELIMIT_USEC for each kind, and the
+ * next one after that says how many were held back. Two lines are of one kind when they
+ * differ in digits only (counts, ports, uids, seconds) and share priority and binding. */
+#define RATELIMIT_SLOTS 64
+
+struct ratelimit {
+        uint64_t key;
+        uint64_t since;         /* monotonic usec of the last line let through; 0: free */
+        unsigned suppressed;
+};
+static struct ratelimit ratelimits[RATELIMIT_SLOTS];
+
+static uint64_t kind_of(int priority, const char *binding, const char *message) {
+        uint64_t h = 14695981039346656037ull ^ (uint64_t) priority;
+        for (const char *s = binding ? binding : ""; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull;
+        for (const char *s = message; *s; s++)
+                if (*s < '0' || *s > '9')
+                        h = (h ^ (unsigned char) *s) * 1099511628211ull;
+        return h;
+}
+
+/* Returns false to hold the line back; *held is what to report first (0: nothing). */
+static bool ratelimit_pass(uint64_t key, unsigned *held, uint64_t *held_usec) {
+        uint64_t now = now_monotonic_usec();
+        struct ratelimit *slot = &ratelimits[0];
+        *held = 0;
+        for (size_t i = 0; i < RATELIMIT_SLOTS; i++) {
+                struct ratelimit *r = &ratelimits[i];
+                if (r->since && r->key == key) {
+                        if (now - r->since < LOG_RATELIMIT_USEC) {
+                                r->suppressed++;
+                                return false;
+                        }
+                        *held = r->suppressed;
+                        *held_usec = now - r->since;
+                        r->since = now;
+                        r->suppressed = 0;
+                        return true;
+                }
+                if (r->since < slot->since)
+                        slot = r;
+        }
+        *slot = (struct ratelimit) { .key = key, .since = now };
+        return true;
+}
+
+static void emit(int priority, const struct log_fields *f, const char *message) {
         if (sink)
                 sink(priority, f, message, sink_userdata);
         if (priority > max_level)
@@ -108,6 +151,28 @@ void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_lis
                 fprintf(stderr, "%s: %s: %s\n", level_names[priority], f->binding, message);
         else
                 fprintf(stderr, "%s: %s\n", level_names[priority], message);
+}
+
+void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_list ap) {
+        if (priority > max_level && !sink)
+                return;
+        _cleanup_(freep) char *raw = xvasprintf(fmt, ap);
+        /* Relay lines and peer-supplied text end up here: never let them forge lines. */
+        _cleanup_(freep) char *message = sanitize_text(raw, 8192);
+        /* A binding's up and down are its story: never held back. */
+        if (!(f && f->message_id)) {
+                unsigned held;
+                uint64_t usec = 0;
+                if (!ratelimit_pass(kind_of(priority, f ? f->binding : NULL, message), &held, &usec))
+                        return;
+                if (held > 0) {
+                        _cleanup_(freep) char *note = xasprintf("suppressed %u similar message%s in %.0f s", held,
+                                                                held == 1 ? "" : "s", (double) usec / 1e6);
+                        const struct log_fields nf = { .binding = f ? f->binding : NULL, .event = "suppressed" };
+                        emit(priority, &nf, note);
+                }
+        }
+        emit(priority, f, message);
 }
 
 void log_full(int priority, const struct log_fields *f, const char *fmt, ...) {

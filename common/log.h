@@ -13,6 +13,10 @@
 #define LOG_MESSAGE_ID_UP   "6c1e8a7b0f2d4b5e9a3c1d2e3f405162"
 #define LOG_MESSAGE_ID_DOWN "a4b3c2d1e0f94a8b8c7d6e5f40312233"
 
+/* A line that repeats (give or take its digits) is let through once per this interval; the
+ * next one after it is preceded by "suppressed N similar messages in T s". */
+#define LOG_RATELIMIT_USEC (5 * 1000000ull)
+
 struct log_fields {
         const char *binding;      /* MYSOCKETD_BINDING */
         const char *event;        /* MYSOCKETD_EVENT: up, down, backoff, resolve, token-refresh, edge-log, ... */
