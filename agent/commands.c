@@ -170,6 +170,7 @@ static cJSON *cmd_reload(struct commands *ctx, struct control_client *c, const c
                 cJSON_AddItemToObject(r, "removed", strv_json(&res.removed));
                 cJSON_AddItemToObject(r, "changed", strv_json(&res.changed));
                 cJSON_AddItemToObject(r, "unchanged", strv_json(&res.unchanged));
+                cJSON_AddItemToObject(r, "retried", strv_json(&res.retried));
         }
         cJSON_AddItemToObject(reply, "warnings", strv_json(&res.warnings));
         reload_result_clear(&res);
@@ -186,6 +187,10 @@ static cJSON *event_json(const struct eventlog_entry *e) {
                 .message = e->message,
         };
         return proto_event_to_json(&pe);
+}
+
+static void count_event(const struct eventlog_entry *e, void *userdata) {
+        (*(unsigned *) userdata)++;
 }
 
 static void collect_event(const struct eventlog_entry *e, void *userdata) {
@@ -257,6 +262,13 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
             proto_get_bool(req, "follow", false, &follow, &error) < 0 ||
             proto_get_uint(req, "lines", EVENTLOG_SIZE, 100, &lines, &error) < 0)
                 return error_reply(PROTO_CODE_INVALID, error);
+        if (name && !manager_find(ctx->manager, name)) {
+                /* A binding removed a moment ago still has its story in the ring. */
+                unsigned n = 0;
+                eventlog_foreach(ctx->eventlog, name, 1, count_event, &n);
+                if (n == 0)
+                        return error_reply(PROTO_CODE_NOT_FOUND, xasprintf("no binding named \"%s\"", name));
+        }
         cJSON *reply = proto_reply_ok();
         eventlog_foreach(ctx->eventlog, name, (unsigned) lines, collect_event,
                          cJSON_AddArrayToObject(reply, "events"));

@@ -66,10 +66,11 @@ void log_set_sink(log_sink_t s, void *userdata) {
 }
 
 static void send_journal(int priority, const struct log_fields *f, const char *message) {
-        struct iovec iov[8];
-        char *fields[8];
+        struct iovec iov[9];
+        char *fields[9];
         size_t n = 0;
-        fields[n++] = xasprintf("MESSAGE=%s", message);
+        fields[n++] = f && f->binding ? xasprintf("MESSAGE=%s: %s", f->binding, message)
+                                      : xasprintf("MESSAGE=%s", message);
         fields[n++] = xasprintf("PRIORITY=%d", priority);
         fields[n++] = xasprintf("SYSLOG_IDENTIFIER=%s", log_ident);
         if (f && f->binding)
@@ -80,6 +81,8 @@ static void send_journal(int priority, const struct log_fields *f, const char *m
                 fields[n++] = xasprintf("MYSOCKETD_SOCKET_ID=%s", f->socket_id);
         if (f && f->tunnel_id)
                 fields[n++] = xasprintf("MYSOCKETD_TUNNEL_ID=%s", f->tunnel_id);
+        if (f && f->relay)
+                fields[n++] = xasprintf("MYSOCKETD_RELAY=%s", f->relay);
         if (f && f->message_id)
                 fields[n++] = xasprintf("MESSAGE_ID=%s", f->message_id);
         for (size_t i = 0; i < n; i++)

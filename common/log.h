@@ -3,6 +3,7 @@
  * When stderr is the journal ($JOURNAL_STREAM names stderr's device:inode) entries go to
  * journald with structured fields; otherwise one readable line per event goes to stderr:
  *   "<level> web: up (relay port 6054)"   (binding-scoped)
+ * In the journal a binding-scoped MESSAGE starts with "NAME: " too.
  * Secrets never go through here: callers pass only names, states and error texts. */
 #pragma once
 
@@ -22,6 +23,7 @@ struct log_fields {
         const char *event;        /* MYSOCKETD_EVENT: up, down, backoff, resolve, token-refresh, edge-log, ... */
         const char *socket_id;    /* MYSOCKETD_SOCKET_ID */
         const char *tunnel_id;    /* MYSOCKETD_TUNNEL_ID */
+        const char *relay;        /* MYSOCKETD_RELAY: "relay HOST port N[, socket S, tunnel T]" */
         const char *message_id;   /* MESSAGE_ID */
 };
 

@@ -35,11 +35,10 @@ int ctl_cmd_status(struct ctl_context *ctx, int argc, char **argv) {
         copy = cJSON_Duplicate(status, true);
         uptime = cJSON_GetObjectItemCaseSensitive(copy, "uptime");
         if (cJSON_IsNumber(uptime) && uptime->valuedouble >= 0) {
-                char buf[32], *s;
+                char buf[32];
 
-                s = xasprintf("%s (%.0f s)", format_duration((uint64_t) uptime->valuedouble, buf), uptime->valuedouble);
-                cJSON_ReplaceItemInObjectCaseSensitive(copy, "uptime", cJSON_CreateString(s));
-                free(s);
+                cJSON_ReplaceItemInObjectCaseSensitive(copy, "uptime",
+                                                       cJSON_CreateString(format_duration((uint64_t) uptime->valuedouble, buf)));
         }
         output_object(copy, stdout);
         cJSON_Delete(copy);
@@ -90,6 +89,7 @@ int ctl_cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
                 print_names("removed:", cJSON_GetObjectItemCaseSensitive(rl, "removed"));
                 print_names("changed:", cJSON_GetObjectItemCaseSensitive(rl, "changed"));
                 print_names("unchanged:", cJSON_GetObjectItemCaseSensitive(rl, "unchanged"));
+                print_names("retried:", cJSON_GetObjectItemCaseSensitive(rl, "retried"));
         }
         cJSON_Delete(reply);
         return 0;

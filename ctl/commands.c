@@ -122,6 +122,24 @@ int ctl_parse_common(struct ctl_context *ctx, int argc, char **argv) {
 
 /* ---- requests and replies ------------------------------------------------------------- */
 
+int ctl_check_remote_port(const struct ctl_context *ctx, const struct proto_add *a) {
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
+        cJSON *reply = NULL;
+        if (a->remote_port)
+                return -1;
+        /* Only the daemon knows its mode; if it cannot say, it will answer the add itself. */
+        req = proto_request_new("status");
+        if (client_call(ctx->socket_path, req, &reply) != 0)
+                return -1;
+        const char *mode = ctl_str_of(cJSON_GetObjectItemCaseSensitive(reply, "status"), "mode");
+        bool direct = streq(mode, "direct");
+        cJSON_Delete(reply);
+        if (!direct)
+                return -1;
+        return ctl_usage_error(ctx, "missing --remote-port PORT: the daemon runs in direct mode, where each "
+                               "binding names the port it listens on at the relay");
+}
+
 const char *ctl_str_of(const cJSON *o, const char *key) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
         return cJSON_IsString(v) ? v->valuestring : NULL;
