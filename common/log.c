@@ -93,15 +93,18 @@ static void send_journal(int priority, const struct log_fields *f, const char *m
                 free(fields[i]);
 }
 
-/* Repeated lines are rate-limited: one per LOG_RATELIMIT_USEC for each kind, and the
- * next one after that says how many were held back. Two lines are of one kind when they
- * differ in digits only (counts, ports, uids, seconds) and share priority and binding. */
+/* Repeated lines are rate-limited: one per LOG_RATELIMIT_USEC for each kind (same
+ * priority, binding and text), and the next one after that, or log_flush_suppressed(),
+ * says how many were held back. */
 #define RATELIMIT_SLOTS 64
 
 struct ratelimit {
         uint64_t key;
         uint64_t since;         /* monotonic usec of the last line let through; 0: free */
         unsigned suppressed;
+        int priority;
+        char binding[BINDING_NAME_MAX + 1];
+        char sample[81];        /* the start of the text, for a summary on its own */
 };
 static struct ratelimit ratelimits[RATELIMIT_SLOTS];
 
@@ -111,16 +114,25 @@ static uint64_t kind_of(int priority, const char *binding, const char *message) 
                 h = (h ^ (unsigned char) *s) * 1099511628211ull;
         h = (h ^ 0xff) * 1099511628211ull;
         for (const char *s = message; *s; s++)
-                if (*s < '0' || *s > '9')
-                        h = (h ^ (unsigned char) *s) * 1099511628211ull;
+                h = (h ^ (unsigned char) *s) * 1099511628211ull;
         return h;
 }
 
-/* Returns false to hold the line back; *held is what to report first (0: nothing). */
-static bool ratelimit_pass(uint64_t key, unsigned *held, uint64_t *held_usec) {
-        uint64_t now = now_monotonic_usec();
+static void emit(int priority, const struct log_fields *f, const char *message);
+
+static void emit_summary(struct ratelimit *r, uint64_t now, bool alone) {
+        _cleanup_(freep) char *note = xasprintf("suppressed %u similar message%s in %.0f s%s%s%s", r->suppressed,
+                                                r->suppressed == 1 ? "" : "s", (double) (now - r->since) / 1e6,
+                                                alone ? " (\"" : "", alone ? r->sample : "", alone ? "...\")" : "");
+        const struct log_fields nf = { .binding = r->binding[0] ? r->binding : NULL, .event = "suppressed" };
+        r->suppressed = 0;
+        emit(r->priority, &nf, note);
+}
+
+/* Returns false to hold the line back; first reports what an earlier window held back. */
+static bool ratelimit_pass(int priority, const char *binding, const char *message) {
+        uint64_t now = now_monotonic_usec(), key = kind_of(priority, binding, message);
         struct ratelimit *slot = &ratelimits[0];
-        *held = 0;
         for (size_t i = 0; i < RATELIMIT_SLOTS; i++) {
                 struct ratelimit *r = &ratelimits[i];
                 if (r->since && r->key == key) {
@@ -128,17 +140,31 @@ static bool ratelimit_pass(uint64_t key, unsigned *held, uint64_t *held_usec) {
                                 r->suppressed++;
                                 return false;
                         }
-                        *held = r->suppressed;
-                        *held_usec = now - r->since;
+                        if (r->suppressed)
+                                emit_summary(r, now, false);
                         r->since = now;
-                        r->suppressed = 0;
                         return true;
                 }
                 if (r->since < slot->since)
                         slot = r;
         }
-        *slot = (struct ratelimit) { .key = key, .since = now };
+        if (slot->suppressed)
+                emit_summary(slot, now, true);
+        *slot = (struct ratelimit) { .key = key, .since = now, .priority = priority };
+        snprintf(slot->binding, sizeof(slot->binding), "%s", binding ? binding : "");
+        snprintf(slot->sample, sizeof(slot->sample), "%s", message);
         return true;
+}
+
+void log_flush_suppressed(void) {
+        uint64_t now = now_monotonic_usec();
+        for (size_t i = 0; i < RATELIMIT_SLOTS; i++) {
+                struct ratelimit *r = &ratelimits[i];
+                if (r->suppressed && now - r->since >= LOG_RATELIMIT_USEC) {
+                        emit_summary(r, now, true);
+                        r->since = now;
+                }
+        }
 }
 
 static void emit(int priority, const struct log_fields *f, const char *message) {
@@ -163,18 +189,8 @@ void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_lis
         /* Relay lines and peer-supplied text end up here: never let them forge lines. */
         _cleanup_(freep) char *message = sanitize_text(raw, 8192);
         /* A binding's up and down are its story: never held back. */
-        if (!(f && f->message_id)) {
-                unsigned held;
-                uint64_t usec = 0;
-                if (!ratelimit_pass(kind_of(priority, f ? f->binding : NULL, message), &held, &usec))
-                        return;
-                if (held > 0) {
-                        _cleanup_(freep) char *note = xasprintf("suppressed %u similar message%s in %.0f s", held,
-                                                                held == 1 ? "" : "s", (double) usec / 1e6);
-                        const struct log_fields nf = { .binding = f ? f->binding : NULL, .event = "suppressed" };
-                        emit(priority, &nf, note);
-                }
-        }
+        if (!(f && f->message_id) && !ratelimit_pass(priority, f ? f->binding : NULL, message))
+                return;
         emit(priority, f, message);
 }
 

@@ -14,8 +14,8 @@
 #define LOG_MESSAGE_ID_UP   "6c1e8a7b0f2d4b5e9a3c1d2e3f405162"
 #define LOG_MESSAGE_ID_DOWN "a4b3c2d1e0f94a8b8c7d6e5f40312233"
 
-/* A line that repeats (give or take its digits) is let through once per this interval; the
- * next one after it is preceded by "suppressed N similar messages in T s". */
+/* A line that repeats (same priority, binding and text) is let through once per this
+ * interval; the next one after it is preceded by "suppressed N similar messages in T s". */
 #define LOG_RATELIMIT_USEC (5 * 1000000ull)
 
 struct log_fields {
@@ -37,6 +37,9 @@ int log_get_max_level(void);
 int log_level_from_string(const char *s);  /* "debug|info|notice|warning|error" -> LOG_*, or -EINVAL */
 const char *log_level_to_string(int priority);
 void log_set_sink(log_sink_t sink, void *userdata);
+/* Reports the lines held back by the rate limit whose interval is over (call it from a
+ * timer: without it a count waits for the next line of its kind). */
+void log_flush_suppressed(void);
 
 void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_list ap)
         __attribute__((format(printf, 3, 0)));
