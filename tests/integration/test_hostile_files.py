@@ -200,3 +200,17 @@ def test_add_on_a_relay_port_in_use_is_refused_naming_the_other(daemon):
     daemon.ctl("add", "db", "--port", "5432", "--remote-port", "9001")
     p = daemon.ctl("add", "db2", "--port", "5432", "--remote-port", "9001", check=False)
     assert 'remote_port: 9001 is already used by binding "db"' in p.stderr
+
+
+def test_runtime_binding_on_a_relay_port_in_use_is_skipped(daemon):
+    direct(daemon, binding("web", 8000, 9000)).start()
+    daemon.stop()
+    f = daemon.state_dir / "bindings.d" / "rt.ini"
+    f.write_text(binding("rt", 8001, 9000))
+    os.chmod(f, 0o600)
+    daemon.start()
+    web = daemon.config.read_text().splitlines().index('[binding "web"]') + 1
+    assert (f'{f}:1: remote_port: 9000 is already used by binding "web" ({daemon.config}:{web}) on the same relay'
+            in daemon.log_text()), daemon.log_text()
+    assert daemon.ctl("show", "rt", check=False).returncode != 0
+    assert f.exists()      # kept, as every skipped runtime file
