@@ -414,7 +414,7 @@ int api_ids_load(const char *state_dir, const char *name, char **socket_id, char
                 return -EINVAL;
         _cleanup_(freep) char *path = ids_path(state_dir, name);
         char buf[4096];
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);   /* a FIFO must not block */
         if (fd < 0)
                 return -errno;
         ssize_t n = read(fd, buf, sizeof(buf) - 1);
