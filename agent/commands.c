@@ -237,6 +237,13 @@ static cJSON *dropped_notice(uint64_t n) {
         return proto_event_line(proto_event_to_json(&pe));
 }
 
+static cJSON *stream_refusal(int r) {
+        return proto_reply_error(PROTO_CODE_UNAVAILABLE, r == -EUSERS
+                                 ? "too many streams open (%u); try again later"
+                                 : "too many streams open for your uid (%u); close some",
+                                 r == -EUSERS ? CONTROL_MAX_STREAMS : CONTROL_MAX_STREAMS_PER_UID);
+}
+
 /* Sends `first` (consumed) and streams to c for f, or returns the refusal (and frees f). */
 static cJSON *start_follow(struct commands *ctx, struct control_client *c, cJSON *first, struct follower *f) {
         int r = control_client_stream(c, first, follower_closed, dropped_notice, f);
@@ -244,10 +251,7 @@ static cJSON *start_follow(struct commands *ctx, struct control_client *c, cJSON
         if (r < 0) {
                 free(f->binding);
                 free(f);
-                return proto_reply_error(PROTO_CODE_UNAVAILABLE, r == -EUSERS
-                                         ? "too many streams open (%u); try again later"
-                                         : "too many streams open for your uid (%u); close some",
-                                         r == -EUSERS ? CONTROL_MAX_STREAMS : CONTROL_MAX_STREAMS_PER_UID);
+                return stream_refusal(r);
         }
         eventlog_subscribe(ctx->eventlog, follow_event, f);
         return NULL;
@@ -262,6 +266,10 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
             proto_get_bool(req, "follow", false, &follow, &error) < 0 ||
             proto_get_uint(req, "lines", EVENTLOG_SIZE, 100, &lines, &error) < 0)
                 return error_reply(PROTO_CODE_INVALID, error);
+        /* Refused before the reply of up to 1000 events is built: a crowd of refusals is cheap. */
+        int r = follow ? control_client_may_stream(c) : 0;
+        if (r < 0)
+                return stream_refusal(r);
         if (name && !manager_find(ctx->manager, name)) {
                 /* A binding removed a moment ago still has its story in the ring. */
                 unsigned n = 0;
@@ -286,6 +294,9 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         const cJSON *o = binding_arg(req, &error);
         if (!o)
                 return error;
+        int r = control_client_may_stream(c);
+        if (r < 0)
+                return stream_refusal(r);
         /* The daemon names it, never reusing a name in its lifetime: the follower removes
          * its binding by name when the client goes, and must not hit a newer namesake. */
         _cleanup_(proto_json_freep) cJSON *copy = cJSON_Duplicate(o, true);

@@ -461,19 +461,25 @@ bool control_client_in_group(const struct control_client *c, gid_t gid) {
         return false;
 }
 
-int control_client_stream(struct control_client *c, const cJSON *first,
-                          void (*on_close)(struct control_client *c, void *userdata),
-                          control_dropped_fn dropped_line, void *userdata) {
-        struct control *ctl = c->control;
+int control_client_may_stream(const struct control_client *c) {
+        const struct control *ctl = c->control;
         unsigned mine = 0;
         if (c->streaming)
                 return -EALREADY;
         if (ctl->n_streams >= CONTROL_MAX_STREAMS)
                 return -EUSERS;
-        for (struct control_client *o = ctl->clients; o; o = o->next)
+        for (const struct control_client *o = ctl->clients; o; o = o->next)
                 mine += o->counted && o->cred.uid == c->cred.uid;
-        if (mine >= CONTROL_MAX_STREAMS_PER_UID)
-                return -EDQUOT;
+        return mine >= CONTROL_MAX_STREAMS_PER_UID ? -EDQUOT : 0;
+}
+
+int control_client_stream(struct control_client *c, const cJSON *first,
+                          void (*on_close)(struct control_client *c, void *userdata),
+                          control_dropped_fn dropped_line, void *userdata) {
+        struct control *ctl = c->control;
+        int r = control_client_may_stream(c);
+        if (r < 0)
+                return r;
         /* The first reply (recent events) may be large: it is not one to drop. */
         control_client_send(c, first);
         ctl->n_streams++;

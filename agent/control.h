@@ -42,6 +42,9 @@ uid_t control_client_uid(const struct control_client *c);
 bool control_client_in_group(const struct control_client *c, gid_t gid);
 /* Queues one line. Returns 0, or -ENOBUFS if the client does not read and was dropped. */
 int control_client_send(struct control_client *c, const cJSON *o);
+/* Whether control_client_stream would take c now: 0, -EUSERS or -EDQUOT (see there), so
+ * that a refusal costs nothing. */
+int control_client_may_stream(const struct control_client *c);
 /* Builds the line telling a stream's reader that n lines before it were dropped (NULL: none). */
 typedef cJSON *(*control_dropped_fn)(uint64_t n);
 /* Queues `first`, then marks the connection as a stream: no request timeout; lines queued with
