@@ -183,7 +183,9 @@ static void emit(int priority, const struct log_fields *f, const char *message) 
 }
 
 void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_list ap) {
-        if (priority > max_level && !sink)
+        /* Debug chatter below the level goes nowhere (the sink keeps info and up): it must
+         * not take the rate limit's slots either. */
+        if (priority > max_level && (!sink || priority > LOG_INFO))
                 return;
         _cleanup_(freep) char *raw = xvasprintf(fmt, ap);
         /* Relay lines and peer-supplied text end up here: never let them forge lines. */
