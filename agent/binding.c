@@ -117,9 +117,32 @@ static char *public_url(const struct binding *b) {
         return xasprintf("%s:%u", b->dnsname, b->public_port);
 }
 
+/* "relay HOST port N", and the API's ids when there are some: what the catalog shows. */
+static char *relay_text(const struct binding *b) {
+        const char *server = b->manager->config->ssh_server;
+        if (b->socket_id)
+                return xasprintf("relay %s port %u, socket %s, tunnel %s", server, b->relay_port, b->socket_id,
+                                 b->tunnel_id ? b->tunnel_id : "-");
+        return xasprintf("relay %s port %u", server, b->relay_port);
+}
+
+/* The one place a binding's `down` is told: only a binding that was up goes down. */
+static void log_down(struct binding *b, int priority, const char *why) {
+        _cleanup_(freep) char *relay = relay_text(b);
+        log_full(priority, &(struct log_fields) {
+                         .binding = b->conf->name, .event = "down", .message_id = LOG_MESSAGE_ID_DOWN,
+                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id, .relay = relay },
+                 "down: %s", why);
+}
+
+void binding_going_down(struct binding *b, const char *why) {
+        if (b->state == BINDING_STATE_UP)
+                log_down(b, LOG_NOTICE, why);
+}
+
 static void on_tunnel_up(struct tunnel *t, void *userdata) {
         struct binding *b = userdata;
-        _cleanup_(freep) char *url = public_url(b);
+        _cleanup_(freep) char *url = public_url(b), *relay = NULL;
         b->connected_since = now_realtime_usec();
         b->next_attempt = 0;
         free(b->last_error);
@@ -127,23 +150,24 @@ static void on_tunnel_up(struct tunnel *t, void *userdata) {
         set_state(b, BINDING_STATE_UP);
         sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC,
                                    (uint64_t) b->manager->config->stable_after * USEC_PER_SEC, 0, on_stable, b);
+        relay = relay_text(b);
         log_full(LOG_NOTICE, &(struct log_fields) {
                          .binding = b->conf->name, .event = PROTO_EVENT_UP, .message_id = LOG_MESSAGE_ID_UP,
-                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id },
+                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id, .relay = relay },
                  "up: %s:%u -> relay %s port %u%s%s", b->conf->host, b->conf->port,
                  b->manager->config->ssh_server, b->relay_port, url ? ", public at " : "", url ? url : "");
 }
 
 static void on_tunnel_down(struct tunnel *t, int error, bool permanent, const char *message, void *userdata) {
         struct binding *b = userdata;
-        bool was_up = b->state == BINDING_STATE_UP;
+        /* A failed attempt is no `down`: the binding was not up. It backs off, or fails. */
+        if (b->state == BINDING_STATE_UP)
+                log_down(b, LOG_WARNING, message);
         set_error(b, message);
         binding_stop(b);
-        log_full(was_up ? LOG_WARNING : LOG_NOTICE, &(struct log_fields) {
-                         .binding = b->conf->name, .event = "down", .message_id = LOG_MESSAGE_ID_DOWN,
-                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id },
-                 "down: %s%s", message, permanent ? "; not retrying until the binding or config changes" : "");
         if (permanent) {
+                log_binding(LOG_ERR, b->conf->name, "failed", "failed: %s; not retrying until the binding or "
+                            "config changes", message);
                 set_state(b, BINDING_STATE_FAILED);
                 return;
         }

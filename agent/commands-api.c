@@ -54,7 +54,7 @@ static cJSON *park(struct control_client *c, int r, struct pending *p) {
                 free(p);
                 return proto_reply_error(PROTO_CODE_INVALID, "cannot ask the API: %s", strerror(-r));
         }
-        control_client_stream(c, pending_closed, p);
+        control_client_park(c, pending_closed, p);
         return NULL;
 }
 

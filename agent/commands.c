@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -164,6 +165,7 @@ static cJSON *cmd_reload(struct commands *ctx, struct control_client *c, const c
                 cJSON_AddItemToObject(r, PROTO_KEY_REMOVED, strv_json(&res.removed));
                 cJSON_AddItemToObject(r, PROTO_KEY_CHANGED, strv_json(&res.changed));
                 cJSON_AddItemToObject(r, PROTO_KEY_UNCHANGED, strv_json(&res.unchanged));
+                cJSON_AddItemToObject(r, PROTO_KEY_RETRIED, strv_json(&res.retried));
         }
         cJSON_AddItemToObject(reply, PROTO_KEY_WARNINGS, strv_json(&res.warnings));
         reload_result_clear(&res);
@@ -180,6 +182,10 @@ static cJSON *event_json(const struct eventlog_entry *e) {
                 .message = e->message,
         };
         return proto_event_to_json(&pe);
+}
+
+static void count_event(const struct eventlog_entry *e, void *userdata) {
+        (*(unsigned *) userdata)++;
 }
 
 static void collect_event(const struct eventlog_entry *e, void *userdata) {
@@ -218,6 +224,34 @@ static void follower_closed(struct control_client *c, void *userdata) {
         free(f);
 }
 
+static cJSON *dropped_notice(uint64_t n) {
+        _cleanup_(freep) char *msg = xasprintf("%" PRIu64 " event%s dropped: this reader fell behind", n,
+                                               n == 1 ? "" : "s");
+        struct proto_event pe = { .time = now_realtime_usec(), .priority = (char *) "warning",
+                                  .event = (char *) "dropped", .message = msg };
+        return proto_event_line(proto_event_to_json(&pe));
+}
+
+static cJSON *stream_refusal(int r) {
+        return proto_reply_error(PROTO_CODE_UNAVAILABLE, r == -EUSERS
+                                 ? "too many streams open (%u); try again later"
+                                 : "too many streams open for your uid (%u); close some",
+                                 r == -EUSERS ? CONTROL_MAX_STREAMS : CONTROL_MAX_STREAMS_PER_UID);
+}
+
+/* Sends `first` (consumed) and streams to c for f, or returns the refusal (and frees f). */
+static cJSON *start_follow(struct commands *ctx, struct control_client *c, cJSON *first, struct follower *f) {
+        int r = control_client_stream(c, first, follower_closed, dropped_notice, f);
+        cJSON_Delete(first);
+        if (r < 0) {
+                free(f->binding);
+                free(f);
+                return stream_refusal(r);
+        }
+        eventlog_subscribe(ctx->eventlog, follow_event, f);
+        return NULL;
+}
+
 static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJSON *req) {
         const char *name;
         bool follow;
@@ -227,6 +261,17 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
             proto_get_bool(req, PROTO_KEY_FOLLOW, false, &follow, &error) < 0 ||
             proto_get_uint(req, PROTO_KEY_LINES, EVENTLOG_SIZE, 100, &lines, &error) < 0)
                 return proto_reply_error_take(PROTO_CODE_INVALID, error);
+        /* Refused before the reply of up to 1000 events is built: a crowd of refusals is cheap. */
+        int r = follow ? control_client_may_stream(c) : 0;
+        if (r < 0)
+                return stream_refusal(r);
+        if (name && !manager_find(ctx->manager, name)) {
+                /* A binding removed a moment ago still has its story in the ring. */
+                unsigned n = 0;
+                eventlog_foreach(ctx->eventlog, name, 1, count_event, &n);
+                if (n == 0)
+                        return proto_reply_error_take(PROTO_CODE_NOT_FOUND, xasprintf("no binding named \"%s\"", name));
+        }
         cJSON *reply = proto_reply_ok();
         eventlog_foreach(ctx->eventlog, name, (unsigned) lines, collect_event,
                          cJSON_AddArrayToObject(reply, PROTO_KEY_EVENTS));
@@ -234,11 +279,7 @@ static cJSON *cmd_logs(struct commands *ctx, struct control_client *c, const cJS
                 return reply;
         struct follower *f = xcalloc(1, sizeof(*f));
         *f = (struct follower) { .client = c, .eventlog = ctx->eventlog, .binding = xstrdup(name) };
-        control_client_send(c, reply);
-        cJSON_Delete(reply);
-        control_client_stream(c, follower_closed, f);
-        eventlog_subscribe(ctx->eventlog, follow_event, f);
-        return NULL;
+        return start_follow(ctx, c, reply, f);
 }
 
 /* Quick connect: a temporary binding (never in the state dir) whose events stream to the
@@ -248,6 +289,9 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         const cJSON *o = binding_arg(req, &error);
         if (!o)
                 return error;
+        int r = control_client_may_stream(c);
+        if (r < 0)
+                return stream_refusal(r);
         /* The daemon names it, never reusing a name in its lifetime: the follower removes
          * its binding by name when the client goes, and must not hit a newer namesake. */
         _cleanup_(proto_json_freep) cJSON *copy = cJSON_Duplicate(o, true);
@@ -260,17 +304,21 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         cJSON *reply = add_binding(ctx, copy, true);
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_OK)))
                 return reply;
-        control_client_send(c, reply);
-        cJSON_Delete(reply);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(copy, PROTO_KEY_NAME));
         struct follower *f = xcalloc(1, sizeof(*f));
         *f = (struct follower) {
-                .client = c, .eventlog = ctx->eventlog,
-                .binding = xstrdup(proto_str_of(copy, PROTO_KEY_NAME)),
+                .client = c, .eventlog = ctx->eventlog, .binding = xstrdup(name),
                 .remove_on_close = ctx->manager,
         };
-        control_client_stream(c, follower_closed, f);
-        eventlog_subscribe(ctx->eventlog, follow_event, f);
-        return NULL;
+        cJSON *refused = start_follow(ctx, c, reply, f);
+        if (refused) {
+                /* Nobody would hold the binding: it goes at once. */
+                enum proto_code code;
+                char *why = NULL;
+                if (manager_remove(ctx->manager, name, true, &code, &why) < 0)
+                        free(why);
+        }
+        return refused;
 }
 
 static const struct command commands[] = {

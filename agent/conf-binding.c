@@ -1,5 +1,6 @@
 /* One binding's settings as values: names of types, validation (shared by the config
  * parser and `mysocketctl add`), the INI text of a runtime binding, copy and compare. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +27,30 @@ static const char *unsafe_for_ini(const char *v) {
         return NULL;
 }
 
+char *conf_host_problem(const char *host) {
+        struct in6_addr a6;
+        size_t len = strlen(host), label = 0;
+        if (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
+                return NULL;
+        if (host[0] == '[')
+                return xasprintf("\"%s\" is not an IPv6 address in brackets", host);
+        const char *colon = strrchr(host, ':');
+        if (colon && colon > host && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
+                return xasprintf("\"%s\" looks like HOST:PORT; give the host alone and the port in its own key "
+                                 "(port = %s)", host, colon + 1);
+        bool ok = len > 0 && len <= 253 && host[0] != '.' && host[0] != '-';
+        for (const char *p = host; ok && *p; p++) {
+                if (*p == '.') {
+                        ok = label > 0;
+                        label = 0;
+                } else {
+                        ok = isalnum((unsigned char) *p) || *p == '-' || *p == '_';
+                        ok = ok && ++label <= 63;
+                }
+        }
+        return ok ? NULL : xasprintf("\"%s\" is not a host name or an IP address", host);
+}
+
 size_t conf_binding_check(const struct config *c, const struct binding_conf *b, struct issue *out) {
         size_t n = 0;
 #define ISSUE(k, ...) (out[n].key = (k), out[n++].msg = xasprintf(__VA_ARGS__))
@@ -44,8 +69,11 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
                 if (why)
                         ISSUE(strs[i].key, "%s", why);
         }
+        _cleanup_(freep) char *host_why = b->host && b->host[0] ? conf_host_problem(b->host) : NULL;
         if (b->host && !b->host[0])
                 ISSUE("host", "must not be empty");
+        else if (host_why)
+                ISSUE("host", "%s", host_why);
         if (b->username && strchr(b->username, ':'))
                 ISSUE("username", "must not contain ':' (HTTP basic auth)");
         bool has_user = b->username && *b->username, has_pass = b->password && *b->password;
@@ -81,6 +109,14 @@ int conf_binding_validate(const struct config *c, const struct binding_conf *b, 
                 free(is[i].msg);
         }
         return n > 0 ? -EINVAL : 0;
+}
+
+const struct binding_conf *conf_remote_port_clash(struct binding_conf *const *list, size_t n,
+                                                  const struct binding_conf *b) {
+        for (size_t i = 0; b->remote_port && i < n; i++)
+                if (list[i]->remote_port == b->remote_port && !streq(list[i]->name, b->name))
+                        return list[i];
+        return NULL;
 }
 
 void conf_binding_free(struct binding_conf *b) {

@@ -1,6 +1,7 @@
 /* What conf.c and conf-binding.c share; not for other modules. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "conf.h"
@@ -18,3 +19,37 @@ struct issue {
 /* Checks b (with the mode rules of c, if c is not NULL); fills out[] (at most ISSUES_MAX,
  * msg owned by the caller) and returns how many problems there are. */
 size_t conf_binding_check(const struct config *c, const struct binding_conf *b, struct issue *out);
+
+/* NULL if host is an IPv4 or IPv6 address or a host name, else what is wrong (caller frees). */
+char *conf_host_problem(const char *host);
+
+/* The sections a key may be in, and the states of the reader between them. */
+enum section {
+        SECTION_NONE,            /* before the first header */
+        SECTION_IGNORED,         /* a header that was already reported as wrong */
+        SECTION_DAEMON,
+        SECTION_API,
+        SECTION_SSH,
+        SECTION_BACKOFF,
+        SECTION_BINDING,
+        _SECTION_MAX,
+};
+
+struct key;
+/* Stores value into base (a struct config or struct binding_conf); returns NULL or
+ * the sentence saying what is wrong with it. */
+typedef char *(*parse_fn)(const struct key *k, const char *value, void *base);
+
+struct key {
+        enum section section;
+        const char *name;
+        parse_fn parse;
+        size_t offset;
+        unsigned min, max;
+};
+
+#define CONF_N_KEYS 30
+/* Every key of every section (conf-keys.c). */
+extern const struct key conf_keys[CONF_N_KEYS];
+/* The index of s's key `name` in conf_keys, or -1. */
+int conf_key_find(enum section s, const char *name);

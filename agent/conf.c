@@ -11,195 +11,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 
 #include "conf-internal.h"
 #include "conf.h"
-#include "state.h"
 #include "log.h"
+#include "state.h"
 #include "util.h"
-
-enum section {
-        SECTION_NONE,            /* before the first header */
-        SECTION_IGNORED,         /* a header that was already reported as wrong */
-        SECTION_DAEMON,
-        SECTION_API,
-        SECTION_SSH,
-        SECTION_BACKOFF,
-        SECTION_BINDING,
-        _SECTION_MAX,
-};
-
-struct key;
-/* Stores value into base (a struct config or struct binding_conf); returns NULL or
- * the sentence saying what is wrong with it. */
-typedef char *(*parse_fn)(const struct key *k, const char *value, void *base);
-
-struct key {
-        enum section section;
-        const char *name;
-        parse_fn parse;
-        size_t offset;
-        unsigned min, max;
-};
-
-#define FIELD(base, k, type) ((type *) ((char *) (base) + (k)->offset))
-
-static char *parse_string(const struct key *k, const char *v, void *base) {
-        char **p = FIELD(base, k, char *);
-        free(*p);
-        *p = xstrdup(v);
-        return NULL;
-}
-
-static char *parse_path(const struct key *k, const char *v, void *base) {
-        if (v[0] != '/')
-                return xasprintf("\"%s\" is not an absolute path", v);
-        return parse_string(k, v, base);
-}
-
-static char *parse_url(const struct key *k, const char *v, void *base) {
-        if ((strncmp(v, "http://", 7) != 0 || !v[7]) && (strncmp(v, "https://", 8) != 0 || !v[8]))
-                return xasprintf("\"%s\" is not an http:// or https:// URL", v);
-        return parse_string(k, v, base);
-}
-
-static char *parse_port16(const struct key *k, const char *v, void *base) {
-        if (parse_port(v, FIELD(base, k, uint16_t)) < 0)
-                return xasprintf("\"%s\" is not a port (1-65535)", v);
-        return NULL;
-}
-
-static char *parse_unsigned(const struct key *k, const char *v, void *base) {
-        if (parse_uint(v, k->min, k->max, FIELD(base, k, unsigned)) < 0)
-                return xasprintf("\"%s\" is not a number from %u to %u", v, k->min, k->max);
-        return NULL;
-}
-
-static char *parse_boolean(const struct key *k, const char *v, void *base) {
-        if (parse_bool(v, FIELD(base, k, bool)) < 0)
-                return xasprintf("\"%s\" is not a boolean (yes/no, true/false, on/off, 1/0)", v);
-        return NULL;
-}
-
-static char *parse_log_level(const struct key *k, const char *v, void *base) {
-        int l = log_level_from_string(v);
-        if (l < 0)
-                return xasprintf("\"%s\" is not a log level (debug, info, notice, warning, error)", v);
-        *FIELD(base, k, int) = l;
-        return NULL;
-}
-
-static char *parse_log_format(const struct key *k, const char *v, void *base) {
-        int f = log_format_from_string(v);
-        if (f < 0)
-                return xasprintf("\"%s\" is not a log format (text, json)", v);
-        *FIELD(base, k, int) = f;
-        return NULL;
-}
-
-/* Empty means off, as the default; anything else must be a numeric address to listen on. */
-static char *parse_listen(const struct key *k, const char *v, void *base) {
-        struct sockaddr_storage ss;
-        unsigned len;
-        char **p = FIELD(base, k, char *);
-        if (v[0] && parse_listen_address(v, &ss, &len) < 0)
-                return xasprintf("\"%s\" is not an address to listen on (IPV4:PORT or [IPV6]:PORT, "
-                                 "e.g. 127.0.0.1:9431 or [::1]:9431; empty = off)", v);
-        free(*p);
-        *p = v[0] ? xstrdup(v) : NULL;
-        return NULL;
-}
-
-static char *parse_type(const struct key *k, const char *v, void *base) {
-        int t = socket_type_from_string(v);
-        if (t < 0)
-                return xasprintf("\"%s\" is not a socket type (" SOCKET_TYPE_NAMES ")", v);
-        *FIELD(base, k, enum socket_type) = t;
-        return NULL;
-}
-
-/* OpenSSH prints SHA256 fingerprints as unpadded base64 of 32 bytes: 43 characters, the
- * last of which carries 4 bits only (its two low bits are zero). */
-static bool fingerprint_valid(const char *s) {
-        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        if (strncmp(s, "SHA256:", 7) != 0 || strlen(s + 7) != 43)
-                return false;
-        for (const char *p = s + 7; *p; p++) {
-                const char *q = strchr(b64, *p);
-                if (!q || (p[1] == '\0' && (q - b64) % 4 != 0))
-                        return false;
-        }
-        return true;
-}
-
-static char *parse_host_key_check(const struct key *k, const char *v, void *base) {
-        struct config *c = base;
-        (void) k;
-        if (streq(v, "strict"))
-                c->host_key_check = HOST_KEY_CHECK_STRICT;
-        else if (streq(v, "accept-new"))
-                c->host_key_check = HOST_KEY_CHECK_ACCEPT_NEW;
-        else if (fingerprint_valid(v))
-                c->host_key_check = HOST_KEY_CHECK_PINNED;
-        else
-                return xasprintf("\"%s\" is neither strict, accept-new nor SHA256:<43 base64 "
-                                 "characters of a host key fingerprint>", v);
-        free(c->host_key_fingerprint);
-        c->host_key_fingerprint = c->host_key_check == HOST_KEY_CHECK_PINNED ? xstrdup(v) : NULL;
-        return NULL;
-}
-
-#define CFG(sec, key, fn, f, ...) { SECTION_##sec, key, fn, offsetof(struct config, f), __VA_ARGS__ }
-#define BND(key, fn, f) { SECTION_BINDING, key, fn, offsetof(struct binding_conf, f), 0, 0 }
-static const struct key keys[] = {
-        CFG(DAEMON, "state_dir", parse_path, state_dir, 0, 0),
-        CFG(DAEMON, "control_socket", parse_path, control_socket, 0, 0),
-        CFG(DAEMON, "control_group", parse_string, control_group, 0, 0),
-        CFG(DAEMON, "log_level", parse_log_level, log_level, 0, 0),
-        CFG(DAEMON, "log_format", parse_log_format, log_format, 0, 0),
-        CFG(DAEMON, "metrics_listen", parse_listen, metrics_listen, 0, 0),
-        CFG(API, "url", parse_url, api_url, 0, 0),
-        CFG(API, "email", parse_string, api_email, 0, 0),
-        CFG(API, "password_file", parse_path, api_password_file, 0, 0),
-        CFG(API, "token_file", parse_path, api_token_file, 0, 0),
-        CFG(SSH, "server", parse_string, ssh_server, 0, 0),
-        CFG(SSH, "port", parse_port16, ssh_port, 0, 0),
-        CFG(SSH, "user", parse_string, ssh_user, 0, 0),
-        CFG(SSH, "identity_file", parse_path, identity_file, 0, 0),
-        CFG(SSH, "known_hosts", parse_path, known_hosts, 0, 0),
-        CFG(SSH, "host_key_check", parse_host_key_check, host_key_check, 0, 0),
-        CFG(SSH, "keepalive_interval", parse_unsigned, keepalive_interval, 1, 3600),
-        CFG(SSH, "keepalive_count", parse_unsigned, keepalive_count, 1, 100),
-        CFG(BACKOFF, "initial", parse_unsigned, backoff_initial, 1, 86400),
-        CFG(BACKOFF, "max", parse_unsigned, backoff_max, 1, 86400),
-        CFG(BACKOFF, "stable_after", parse_unsigned, stable_after, 1, 86400),
-        BND("port", parse_port16, port),
-        BND("host", parse_string, host),
-        BND("type", parse_type, type),
-        BND("name", parse_string, display_name),
-        BND("protected", parse_boolean, protected_),
-        BND("username", parse_string, username),
-        BND("password", parse_string, password),
-        BND("socket_id", parse_string, socket_id),
-        BND("remote_port", parse_port16, remote_port),
-};
-#define N_KEYS ELEMENTSOF(keys)
-
-static int key_find(enum section s, const char *name) {
-        for (size_t i = 0; i < N_KEYS; i++)
-                if (keys[i].section == s && streq(keys[i].name, name))
-                        return (int) i;
-        return -1;
-}
 
 /* A [binding] as parsed, with the line of each key for later messages. */
 struct pbinding {
         struct binding_conf *b;
-        unsigned key_line[N_KEYS];
-        bool key_bad[N_KEYS];            /* reported already: no "missing" on top */
+        unsigned key_line[CONF_N_KEYS];
+        bool key_bad[CONF_N_KEYS];            /* reported already: no "missing" on top */
 };
 
 struct ctx {
@@ -209,19 +36,20 @@ struct ctx {
 
         /* the file being read */
         const char *file;
-        FILE *f;
+        const char *data;                /* its whole text, read up front */
+        size_t pos, len;
         unsigned line;
         char *buf;
         size_t bufsz;
         enum section sec;
         char label[256];                 /* the current header, between the brackets */
         struct pbinding *cur;
-        unsigned file_seen[N_KEYS];      /* line of each [daemon]..[backoff] key in this file */
+        unsigned file_seen[CONF_N_KEYS];      /* line of each [daemon]..[backoff] key in this file */
 
         /* across files: where each global key was set, where each section starts */
-        const char *set_file[N_KEYS];
-        unsigned set_line[N_KEYS];
-        bool key_bad[N_KEYS];
+        const char *set_file[CONF_N_KEYS];
+        unsigned set_line[CONF_N_KEYS];
+        bool key_bad[CONF_N_KEYS];
         const char *sec_file[_SECTION_MAX];
         unsigned sec_line[_SECTION_MAX];
 
@@ -328,10 +156,27 @@ static enum section section_header(struct ctx *x, const char *label) {
  * continuation lines; lines with syntax errors are reported here and passed on blank. */
 static char *reader(char *str, int num, void *stream) {
         struct ctx *x = stream;
-        if (getline(&x->buf, &x->bufsz, x->f) < 0)
+        if (x->pos >= x->len)
                 return NULL;
+        const char *start = x->data + x->pos, *nl = memchr(start, '\n', x->len - x->pos);
+        size_t n = nl ? (size_t) (nl - start) + 1 : x->len - x->pos;
+        x->pos += n;
+        if (n + 1 > x->bufsz) {
+                x->bufsz = n + 1;
+                x->buf = xrealloc(x->buf, x->bufsz);
+        }
+        memcpy(x->buf, start, n);
+        x->buf[n] = '\0';
         x->line++;
         char *s = x->buf;
+        /* inih would take a NUL for the end of the line and read what is before it as the value. */
+        if (memchr(x->buf, '\0', n)) {
+                report(x->errors, x->file, x->line, NULL, NULL, "contains a NUL byte");
+                if (s[strspn(s, " \t\v\f")] == '[')
+                        x->sec = SECTION_IGNORED;
+                snprintf(str, (size_t) num, "\n");
+                return str;
+        }
         if (x->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
                 s += 3;
         s += strspn(s, " \t\v\f");
@@ -380,7 +225,7 @@ static int handler(void *user, const char *section, const char *name, const char
                 report(x->errors, x->file, x->line, NULL, name, "key outside of any section");
                 return 1;
         }
-        int i = key_find(x->sec, name);
+        int i = conf_key_find(x->sec, name);
         if (i < 0) {
                 report(x->errors, x->file, x->line, x->label, name, "unknown key");
                 return 1;
@@ -394,7 +239,7 @@ static int handler(void *user, const char *section, const char *name, const char
         if (!*value)      /* "key =" leaves the default, as in the example config */
                 return 1;
         void *base = x->sec == SECTION_BINDING ? (void *) x->cur->b : (void *) x->c;
-        _cleanup_(freep) char *msg = keys[i].parse(&keys[i], value, base);
+        _cleanup_(freep) char *msg = conf_keys[i].parse(&conf_keys[i], value, base);
         if (msg) {
                 report(x->errors, x->file, x->line, x->label, name, "%s", msg);
                 *(x->sec == SECTION_BINDING ? &x->cur->key_bad[i] : &x->key_bad[i]) = true;
@@ -405,33 +250,49 @@ static int handler(void *user, const char *section, const char *name, const char
         return 1;
 }
 
+/* A runtime binding is read back as configuration: like sshd's StrictModes, only a file
+ * of our own uid that nobody else can write is trusted. Returns 0 or -EPERM (reported). */
+static int check_owner(struct ctx *x, const char *path, const struct stat *st) {
+        if (st->st_uid != geteuid()) {
+                report(x->errors, path, 0, NULL, NULL, "is owned by uid %u, not by uid %u that mysocketd runs as; "
+                       "not trusted (chown %u %s, or remove it)", (unsigned) st->st_uid, (unsigned) geteuid(),
+                       (unsigned) geteuid(), path);
+                return -EPERM;
+        }
+        if (st->st_mode & 022) {
+                report(x->errors, path, 0, NULL, NULL, "is writable by group or others (mode %04o); not trusted "
+                       "(chmod 600 %s)", (unsigned) (st->st_mode & 07777), path);
+                return -EPERM;
+        }
+        return 0;
+}
+
 /* Returns 0, or -errno when the file cannot be opened or read (also reported). */
 static int parse_file(struct ctx *x, const char *path) {
         size_t n_errors = x->errors->n;
-        int r = 0;
-
-        x->f = fopen(path, "re");
-        if (!x->f) {
-                r = -errno;
-                report(x->errors, path, 0, NULL, NULL, "cannot open: %s", strerror(-r));
+        _cleanup_(freep) char *text = NULL, *problem = NULL;
+        struct stat st;
+        int r = read_file_checked(path, CONF_FILE_MAX, x->runtime, &text, &x->len, &st, &problem);
+        if (r < 0) {
+                report(x->errors, path, 0, NULL, NULL, "%s", problem);
                 return r;
         }
+        if (x->runtime && (r = check_owner(x, path, &st)) < 0)
+                return r;
+        x->data = text;
+        x->pos = 0;
         x->file = path;
         x->line = 0;
         x->sec = SECTION_NONE;
         x->cur = NULL;
         memset(x->file_seen, 0, sizeof(x->file_seen));
         int k = ini_parse_stream(reader, x, handler, x);
-        if (ferror(x->f)) {
-                r = -errno;
-                report(x->errors, path, 0, NULL, NULL, "cannot read: %s", strerror(-r));
-        } else if (k < 0) {
+        if (k < 0) {
                 r = -ENOMEM;
                 report(x->errors, path, 0, NULL, NULL, "cannot parse: out of memory");
         } else if (k > 0 && x->errors->n == n_errors)
                 report(x->errors, path, (unsigned) k, NULL, NULL, "syntax error");
-        fclose(x->f);
-        x->f = NULL;
+        x->data = NULL;
         return r;
 }
 
@@ -462,7 +323,7 @@ static size_t report_binding(const struct config *c, const struct pbinding *p, s
         size_t n = conf_binding_check(c, p->b, is);
         _cleanup_(freep) char *label = xasprintf("binding \"%s\"", p->b->name);
         for (size_t i = 0; i < n; i++) {
-                int k = is[i].key ? key_find(SECTION_BINDING, is[i].key) : -1;
+                int k = is[i].key ? conf_key_find(SECTION_BINDING, is[i].key) : -1;
                 unsigned line = k >= 0 && p->key_line[k] ? p->key_line[k] : p->b->line;
                 if (k < 0 || !p->key_bad[k])
                         report(v, p->b->file, line, label, is[i].key, "%s", is[i].msg);
@@ -474,18 +335,18 @@ static size_t report_binding(const struct config *c, const struct pbinding *p, s
 /* Rules that span keys of the global sections, once every config file is read. */
 static void check_config(struct ctx *x) {
         struct config *c = x->c;
-#define AT(s, k) x->set_file[key_find(SECTION_##s, k)], x->set_line[key_find(SECTION_##s, k)]
+#define AT(s, k) x->set_file[conf_key_find(SECTION_##s, k)], x->set_line[conf_key_find(SECTION_##s, k)]
 #define SEC(s) x->sec_file[SECTION_##s] ? x->sec_file[SECTION_##s] : c->path, x->sec_line[SECTION_##s]
         if (c->backoff_max < c->backoff_initial) {
-                if (x->set_line[key_find(SECTION_BACKOFF, "max")])
+                if (x->set_line[conf_key_find(SECTION_BACKOFF, "max")])
                         report(x->errors, AT(BACKOFF, "max"), "backoff", "max",
                                "%u is less than initial (%u)", c->backoff_max, c->backoff_initial);
                 else
                         report(x->errors, AT(BACKOFF, "initial"), "backoff", "initial",
                                "%u is more than max (%u)", c->backoff_initial, c->backoff_max);
         }
-        bool creds_bad = x->key_bad[key_find(SECTION_API, "email")] ||
-                x->key_bad[key_find(SECTION_API, "password_file")] || x->key_bad[key_find(SECTION_API, "token_file")];
+        bool creds_bad = x->key_bad[conf_key_find(SECTION_API, "email")] ||
+                x->key_bad[conf_key_find(SECTION_API, "password_file")] || x->key_bad[conf_key_find(SECTION_API, "token_file")];
         if (c->api && !creds_bad) {
                 bool email = c->api_email && *c->api_email, pw = !!c->api_password_file;
                 if (c->api_token_file && (email || pw))
@@ -509,6 +370,21 @@ static void check_config(struct ctx *x) {
                 if (!x->pb[i]->b->host)
                         x->pb[i]->b->host = xstrdup(BINDING_DEFAULT_HOST);
                 report_binding(c, x->pb[i], x->errors);
+        }
+        /* One relay, one listener per port: the second forward could never be granted. */
+        int rk = conf_key_find(SECTION_BINDING, "remote_port");
+        for (size_t i = 0; !c->api && i < x->n_pb; i++) {
+                const struct binding_conf *b = x->pb[i]->b;
+                const struct binding_conf *other = NULL;
+                for (size_t j = 0; j < i && !other; j++)
+                        if (b->remote_port && x->pb[j]->b->remote_port == b->remote_port)
+                                other = x->pb[j]->b;
+                if (other) {
+                        _cleanup_(freep) char *label = xasprintf("binding \"%s\"", b->name);
+                        report(x->errors, b->file, x->pb[i]->key_line[rk] ? x->pb[i]->key_line[rk] : b->line, label,
+                               "remote_port", "%u is already used by binding \"%s\" (%s:%u) on the same relay",
+                               b->remote_port, other->name, other->file, other->line);
+                }
         }
 }
 
@@ -550,6 +426,10 @@ static void load_runtime(struct config *c, size_t n_config, const char *path, st
                 else if (clash)
                         report(&problems, path, p->b->line, NULL, NULL, "binding \"%s\" is already defined "
                                "at %s:%u, which wins", p->b->name, clash->file, clash->line);
+                else if ((clash = conf_remote_port_clash(c->bindings, c->n_bindings, p->b)))
+                        report(&problems, path, p->b->line, NULL, "remote_port", "%u is already used by binding "
+                               "\"%s\" (%s:%u) on the same relay", p->b->remote_port, clash->name, clash->file,
+                               clash->line);
                 else {
                         if (!p->b->host)
                                 p->b->host = xstrdup(BINDING_DEFAULT_HOST);
@@ -592,7 +472,7 @@ int conf_load(const char *path, struct config **ret, struct strv *errors, struct
         struct config *c = config_new(path);
         struct ctx x = { .c = c, .errors = errors };
         struct strv dropins = {}, runtime = {};
-        _cleanup_(freep) char *dir = NULL, *rdir = NULL;
+        _cleanup_(freep) char *dir = NULL, *rdir = NULL, *problem = NULL;
         size_t n_errors = errors->n;
         int r;
 
@@ -621,6 +501,11 @@ int conf_load(const char *path, struct config **ret, struct strv *errors, struct
         r = c->state_dir[0] == '/' ? list_ini(rdir, &runtime) : 0;
         if (r < 0)
                 report(warnings, rdir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));
+        if (runtime.n > 0 && state_trusted(c->state_dir, &problem) < 0) {
+                strv_push(warnings, xasprintf("%s; its %zu runtime binding%s skipped", problem, runtime.n,
+                                              runtime.n == 1 ? "" : "s"));
+                strv_clear(&runtime);
+        }
         size_t n_config = c->n_bindings;
         for (size_t i = 0; i < runtime.n; i++)
                 load_runtime(c, n_config, runtime.items[i], warnings);

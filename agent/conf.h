@@ -8,6 +8,8 @@
 #include "util.h"
 
 #define CONF_DEFAULT_PATH "/etc/mysocketd/mysocketd.ini"
+/* A config file, drop-in or runtime binding larger than this is refused. */
+#define CONF_FILE_MAX (1u << 20)
 
 enum host_key_check {
         HOST_KEY_CHECK_STRICT,
@@ -91,6 +93,11 @@ void conf_free(struct config *c);
  * `[binding "NAME"] key: `. c == NULL skips the mode rules; host == NULL means the
  * default host. Returns 0 or -EINVAL. */
 int conf_binding_validate(const struct config *c, const struct binding_conf *b, struct strv *errors);
+
+/* The binding of list[0..n) (other than b's namesake) that asks the relay for b's
+ * remote_port, or NULL: in direct mode every binding shares the one relay. */
+const struct binding_conf *conf_remote_port_clash(struct binding_conf *const *list, size_t n,
+                                                  const struct binding_conf *b);
 
 /* The INI text of a runtime binding file: a comment, [binding "NAME"] and a line for every
  * set field; conf_load reads back an equal binding when b passed conf_binding_validate.

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,12 +27,19 @@ struct control_client {
         struct ucred cred;
         gid_t groups[MAX_PEER_GROUPS];
         int n_groups;
-        char *in;                       /* PROTO_LINE_MAX bytes */
-        size_t in_len;
+        char *in;                       /* grows to PROTO_LINE_MAX as a request needs */
+        size_t in_len, in_cap;
         char *out;
         size_t out_len, out_cap;
         bool closing;                   /* close once `out` is flushed */
-        bool streaming;
+        bool streaming;                 /* no request timeout; on_close when it goes */
+        bool counted;                   /* one of n_streams */
+        /* A stream's reader that falls behind loses its oldest lines, and a notice says how
+         * many: the notice sits right after the line being sent (at notice_off), and a
+         * later drop folds its count into the next one. */
+        control_dropped_fn dropped_line;
+        ssize_t notice_off;             /* -1: none queued */
+        uint64_t notice_count;
         uint64_t accepted;              /* monotonic usec, for choosing whom to evict */
         void (*on_close)(struct control_client *c, void *userdata);
         void *on_close_userdata;
@@ -47,6 +55,7 @@ struct control {
         void *userdata;
         struct control_client *clients, *clients_tail;     /* oldest first */
         unsigned n_clients;
+        unsigned n_streams;
 };
 
 static void client_free(struct control_client *c) {
@@ -55,12 +64,18 @@ static void client_free(struct control_client *c) {
                 c->on_close(c, c->on_close_userdata);
         LIST_REMOVE(ctl->clients, ctl->clients_tail, c);
         ctl->n_clients--;
+        if (c->counted)
+                ctl->n_streams--;
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->timer);
         close(c->fd);
         free(c->in);
         free(c->out);
+        bool last_stream = c->counted && ctl->n_streams == 0;
         free(c);
+        /* What a crowd of streams held goes back to the system, not only to malloc. */
+        if (last_stream)
+                malloc_trim(0);
 }
 
 static void client_update_events(struct control_client *c) {
@@ -84,6 +99,14 @@ static bool client_flush(struct control_client *c) {
                 }
                 memmove(c->out, c->out + n, c->out_len - (size_t) n);
                 c->out_len -= (size_t) n;
+                if (c->notice_off >= 0)
+                        c->notice_off = c->notice_off > n ? c->notice_off - n : 0;
+        }
+        /* A stream's big first reply is sent: do not hold its buffer for the stream's life. */
+        if (c->out_len == 0 && c->out_cap > CONTROL_STREAM_QUEUE_MAX) {
+                free(c->out);
+                c->out = NULL;
+                c->out_cap = 0;
         }
         if (c->closing && c->out_len == 0) {
                 client_free(c);
@@ -91,6 +114,15 @@ static bool client_flush(struct control_client *c) {
         }
         client_update_events(c);
         return true;
+}
+
+static void append(struct control_client *c, const char *line, size_t len) {
+        if (c->out_len + len > c->out_cap) {
+                c->out_cap = c->out_len + len + 4096;
+                c->out = xrealloc(c->out, c->out_cap);
+        }
+        memcpy(c->out + c->out_len, line, len);
+        c->out_len += len;
 }
 
 static int queue_line(struct control_client *c, const cJSON *o) {
@@ -102,13 +134,47 @@ static int queue_line(struct control_client *c, const cJSON *o) {
         }
         if (c->out_len + len > CONTROL_OUTPUT_MAX)
                 return -ENOBUFS;
-        if (c->out_len + len > c->out_cap) {
-                c->out_cap = c->out_len + len + 4096;
-                c->out = xrealloc(c->out, c->out_cap);
-        }
-        memcpy(c->out + c->out_len, line, len);
-        c->out_len += len;
+        append(c, line, len);
         return 0;
+}
+
+/* Drops every queued line after the one being sent (and `extra` more not queued), then
+ * queues the notice of how many went. */
+static void stream_drop(struct control_client *c, uint64_t extra) {
+        const char *nl = c->out_len ? memchr(c->out, '\n', c->out_len) : NULL;
+        size_t head = nl ? (size_t) (nl - c->out) + 1 : 0;
+        uint64_t n = extra;
+        for (const char *p = c->out + head; p < c->out + c->out_len; p++)
+                n += *p == '\n';
+        if (c->notice_off > 0) {         /* the last notice goes too: its count carries over */
+                n += c->notice_count - 1;
+                c->notice_off = -1;
+        }
+        c->out_len = head;
+        size_t len;
+        _cleanup_(proto_json_freep) cJSON *o = c->dropped_line(n);
+        _cleanup_(freep) char *line = o ? proto_encode_line(o, &len) : NULL;
+        if (!line)
+                return;
+        c->notice_off = (ssize_t) head;
+        c->notice_count = n;
+        append(c, line, len);
+}
+
+/* A stream never holds more than CONTROL_STREAM_QUEUE_MAX unread bytes (past its first
+ * reply): when its reader lags, the oldest lines go. */
+static void stream_queue(struct control_client *c, const cJSON *o) {
+        size_t len;
+        _cleanup_(freep) char *line = proto_encode_line(o, &len);
+        if (!line || len > CONTROL_STREAM_QUEUE_MAX / 2) {
+                stream_drop(c, 1);
+                return;
+        }
+        const char *nl = c->out_len ? memchr(c->out, '\n', c->out_len) : NULL;
+        size_t head = nl ? (size_t) (nl - c->out) + 1 : 0;
+        if (c->out_len - head + len > CONTROL_STREAM_QUEUE_MAX)
+                stream_drop(c, 0);
+        append(c, line, len);
 }
 
 int control_client_send(struct control_client *c, const cJSON *o) {
@@ -116,6 +182,11 @@ int control_client_send(struct control_client *c, const cJSON *o) {
          * client would pull the rug. The io callback writes and, if need be, closes. */
         if (c->closing)
                 return 0;
+        if (c->streaming && c->dropped_line) {
+                stream_queue(c, o);
+                client_update_events(c);
+                return 0;
+        }
         if (queue_line(c, o) < 0) {
                 /* A reader this far behind has stopped reading: drop it, not the daemon. */
                 c->closing = true;
@@ -198,7 +269,14 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 return 0;
         if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) || c->closing)
                 return 0;
-        ssize_t n = recv(fd, c->in + c->in_len, PROTO_LINE_MAX - c->in_len, MSG_DONTWAIT);
+        /* Most requests are short; only a long one pays for a long buffer. */
+        if (c->in_cap - c->in_len < 4096 && c->in_cap < PROTO_LINE_MAX) {
+                c->in_cap = c->in_cap ? c->in_cap * 2 : 4096;
+                if (c->in_cap > PROTO_LINE_MAX)
+                        c->in_cap = PROTO_LINE_MAX;
+                c->in = xrealloc(c->in, c->in_cap);
+        }
+        ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
         if (n <= 0) {
@@ -239,7 +317,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         c->control = ctl;
         c->fd = cfd;
         c->accepted = now_monotonic_usec();
-        c->in = xmalloc(PROTO_LINE_MAX);
+        c->notice_off = -1;
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0)
                 c->cred = (struct ucred) { .pid = 0, .uid = (uid_t) -1, .gid = (gid_t) -1 };
         len = sizeof(c->groups);
@@ -376,8 +454,36 @@ bool control_client_in_group(const struct control_client *c, gid_t gid) {
         return false;
 }
 
-void control_client_stream(struct control_client *c, void (*on_close)(struct control_client *c, void *userdata),
-                           void *userdata) {
+int control_client_may_stream(const struct control_client *c) {
+        const struct control *ctl = c->control;
+        unsigned mine = 0;
+        if (c->streaming)
+                return -EALREADY;
+        if (ctl->n_streams >= CONTROL_MAX_STREAMS)
+                return -EUSERS;
+        for (const struct control_client *o = ctl->clients; o; o = o->next)
+                mine += o->counted && o->cred.uid == c->cred.uid;
+        return mine >= CONTROL_MAX_STREAMS_PER_UID ? -EDQUOT : 0;
+}
+
+int control_client_stream(struct control_client *c, const cJSON *first,
+                          void (*on_close)(struct control_client *c, void *userdata),
+                          control_dropped_fn dropped_line, void *userdata) {
+        struct control *ctl = c->control;
+        int r = control_client_may_stream(c);
+        if (r < 0)
+                return r;
+        /* The first reply (recent events) may be large: it is not one to drop. */
+        control_client_send(c, first);
+        ctl->n_streams++;
+        c->counted = true;
+        c->dropped_line = dropped_line;
+        control_client_park(c, on_close, userdata);
+        return 0;
+}
+
+void control_client_park(struct control_client *c, void (*on_close)(struct control_client *c, void *userdata),
+                         void *userdata) {
         c->streaming = true;
         c->on_close = on_close;
         c->on_close_userdata = userdata;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <cjson/cJSON.h>
@@ -13,6 +14,11 @@
 #define CONTROL_MAX_CLIENTS 512
 #define CONTROL_REQUEST_TIMEOUT_USEC (10 * 1000000ull)   /* to finish a request line */
 #define CONTROL_OUTPUT_MAX (PROTO_REPLY_MAX + (1u << 20)) /* unsent bytes before we drop a reader */
+/* Anyone who can reach the socket may open `logs -f` streams: they are bounded in number
+ * and each in what it may hold unread (past its first reply), dropping its oldest lines. */
+#define CONTROL_MAX_STREAMS 64
+#define CONTROL_MAX_STREAMS_PER_UID 16
+#define CONTROL_STREAM_QUEUE_MAX (64u << 10)
 
 struct control;
 struct control_client;
@@ -36,6 +42,20 @@ uid_t control_client_uid(const struct control_client *c);
 bool control_client_in_group(const struct control_client *c, gid_t gid);
 /* Queues one line. Returns 0, or -ENOBUFS if the client does not read and was dropped. */
 int control_client_send(struct control_client *c, const cJSON *o);
-/* Marks the connection as a stream: no request timeout; on_close runs when it goes away. */
-void control_client_stream(struct control_client *c, void (*on_close)(struct control_client *c, void *userdata),
-                           void *userdata);
+/* Whether control_client_stream would take c now: 0, -EUSERS or -EDQUOT (see there), so
+ * that a refusal costs nothing. */
+int control_client_may_stream(const struct control_client *c);
+/* Builds the line telling a stream's reader that n lines before it were dropped (NULL: none). */
+typedef cJSON *(*control_dropped_fn)(uint64_t n);
+/* Queues `first`, then marks the connection as a stream: no request timeout; lines queued with
+ * control_client_send beyond CONTROL_STREAM_QUEUE_MAX unread bytes push out the oldest
+ * ones, replaced by dropped_line(n); on_close runs when it goes away. Returns 0, or
+ * -EUSERS (CONTROL_MAX_STREAMS open) or -EDQUOT (CONTROL_MAX_STREAMS_PER_UID of this
+ * peer's uid open), and then nothing changed. */
+int control_client_stream(struct control_client *c, const cJSON *first,
+                          void (*on_close)(struct control_client *c, void *userdata),
+                          control_dropped_fn dropped_line, void *userdata);
+/* Keeps the connection, with no request timeout, until the caller answers (an API call);
+ * on_close runs if it goes away first. Not a stream: no limits apply. */
+void control_client_park(struct control_client *c, void (*on_close)(struct control_client *c, void *userdata),
+                         void *userdata);

@@ -81,6 +81,15 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
+/* Counts of rate-limited log lines come out even when their kind stops repeating. */
+static int on_log_flush(sd_event_source *s, uint64_t usec, void *userdata) {
+        log_flush_suppressed();
+        if (sd_event_source_set_time(s, usec + LOG_RATELIMIT_USEC) < 0 ||
+            sd_event_source_set_enabled(s, SD_EVENT_ONESHOT) < 0)
+                log_warning("cannot re-arm the log flush timer; held-back counts wait for their next line");
+        return 0;
+}
+
 /* Tunnels and control clients each take a descriptor; the default soft limit of 1024 is
  * too small for a few hundred busy bindings. */
 static void raise_fd_limit(void) {
@@ -153,6 +162,8 @@ static int run(struct config *config) {
         sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL);
         sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL);
         sd_event_add_signal(e, NULL, SIGHUP, on_reload_signal, m);
+        if (sd_event_add_time_relative(e, NULL, CLOCK_MONOTONIC, LOG_RATELIMIT_USEC, 0, on_log_flush, NULL) < 0)
+                log_warning("cannot arm the log flush timer; held-back counts wait for their next line");
         /* WATCHDOG=1 from the loop itself: if the loop stalls, systemd notices. */
         sd_event_set_watchdog(e, true);
 

@@ -18,6 +18,8 @@ static void manager_forget_remote(struct manager *m, struct binding *b, bool pur
 
 void manager_update_status(struct manager *m) {
         unsigned up, failed;
+        if (m->status_hold)             /* a failed reload's error is being shown */
+                return;
         manager_count(m, &up, &failed);
         notify_bindings(up, (unsigned) m->n_bindings, failed);
 }
@@ -133,9 +135,12 @@ int manager_start(struct manager *m) {
 void manager_free(struct manager *m) {
         if (!m)
                 return;
-        for (size_t i = 0; i < m->n_bindings; i++)
+        for (size_t i = 0; i < m->n_bindings; i++) {
+                binding_going_down(m->bindings[i], "mysocketd is stopping");
                 binding_free(m->bindings[i]);
+        }
         free(m->bindings);
+        sd_event_source_disable_unref(m->status_hold);
         api_free(m->api);
         netwatch_free(m->netwatch);
         conf_free(m->config);
@@ -166,6 +171,17 @@ int manager_add(struct manager *m, struct binding_conf *bc, bool temporary, enum
                 *code = PROTO_CODE_INVALID;
                 *error = xasprintf("direct mode needs [ssh] user in %s before bindings can be added", m->config->path);
                 return -EINVAL;
+        }
+        for (size_t i = 0; i < m->n_bindings; i++) {
+                const struct binding_conf *o = m->bindings[i]->conf;
+                if (!conf_remote_port_clash(&m->bindings[i]->conf, 1, bc))
+                        continue;
+                *code = PROTO_CODE_INVALID;
+                *error = xasprintf("[binding \"%s\"] remote_port: %u is already used by binding \"%s\" (%s%s%.0u) "
+                                   "on the same relay", bc->name, bc->remote_port, o->name, o->file,
+                                   o->source == BINDING_SOURCE_CONFIG ? ":" : "",
+                                   o->source == BINDING_SOURCE_CONFIG ? o->line : 0);
+                return -EADDRINUSE;
         }
         if (conf_binding_validate(m->config, bc, &errors) < 0) {
                 *code = PROTO_CODE_INVALID;
@@ -247,6 +263,7 @@ int manager_remove(struct manager *m, const char *name, bool purge, enum proto_c
                 *error = xasprintf("cannot remove %s: %s; binding kept", b->conf->file, strerror(-r));
                 return r;
         }
+        binding_going_down(b, "removed");
         b->state = BINDING_STATE_REMOVING;
         binding_stop(b);
         manager_forget_remote(m, b, purge);
@@ -262,7 +279,15 @@ void reload_result_clear(struct reload_result *r) {
         strv_clear(&r->removed);
         strv_clear(&r->changed);
         strv_clear(&r->unchanged);
+        strv_clear(&r->retried);
         strv_clear(&r->warnings);
+}
+
+static int on_status_hold_done(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct manager *m = userdata;
+        m->status_hold = sd_event_source_disable_unref(m->status_hold);
+        manager_update_status(m);
+        return 0;
 }
 
 int manager_reload(struct manager *m, struct reload_result *res, struct strv *errors) {
@@ -278,6 +303,11 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                 notify_ready();
                 _cleanup_(freep) char *st = xasprintf("reload failed: %s", errors->n ? errors->items[0] : strerror(-r));
                 notify_status(st);
+                /* Shown for a while, then the status says again how the bindings are. */
+                m->status_hold = sd_event_source_disable_unref(m->status_hold);
+                if (sd_event_add_time_relative(m->event, &m->status_hold, CLOCK_MONOTONIC,
+                                               MANAGER_RELOAD_ERROR_USEC, 0, on_status_hold_done, m) < 0)
+                        m->status_hold = NULL;
                 return r;
         }
         for (size_t i = 0; i < res->warnings.n; i++)
@@ -290,6 +320,7 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                 strv_pushf(&res->warnings, "metrics_listen changed: takes effect at the next restart");
 
         /* Old bindings: keep, restart or stop. */
+        m->status_hold = sd_event_source_disable_unref(m->status_hold);
         for (size_t i = m->n_bindings; i > 0; i--) {
                 struct binding *b = m->bindings[i - 1];
                 const struct binding_conf *want = NULL;
@@ -300,6 +331,7 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                                 want = nc->bindings[j];
                 if (!want) {
                         strv_push(&res->removed, xstrdup(b->conf->name));
+                        binding_going_down(b, "removed by reload");
                         log_binding(LOG_INFO, b->conf->name, "remove", "removed by reload");
                         manager_detach(m, b);
                         binding_free(b);
@@ -312,7 +344,13 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                         strv_push(&res->unchanged, xstrdup(want->name));
                         continue;
                 }
-                strv_push(&res->changed, xstrdup(want->name));
+                /* A failed binding is tried again by any reload; that is no change of it. */
+                if (same) {
+                        strv_push(&res->retried, xstrdup(want->name));
+                } else {
+                        binding_going_down(b, "restarting with its changed settings");
+                        strv_push(&res->changed, xstrdup(want->name));
+                }
                 b->failures = 0;
                 b->attempts = 0;
         }
@@ -343,11 +381,13 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
 
         for (size_t i = 0; i < res->changed.n; i++)
                 binding_attempt(manager_find(m, res->changed.items[i]));
+        for (size_t i = 0; i < res->retried.n; i++)
+                binding_attempt(manager_find(m, res->retried.items[i]));
         for (size_t i = 0; i < res->added.n; i++)
                 binding_attempt(manager_find(m, res->added.items[i]));
         log_full(LOG_INFO, &(struct log_fields) { .event = "reload" },
-                 "reloaded: %zu added, %zu removed, %zu changed, %zu unchanged",
-                 res->added.n, res->removed.n, res->changed.n, res->unchanged.n);
+                 "reloaded: %zu added, %zu removed, %zu changed, %zu unchanged, %zu failed ones retried",
+                 res->added.n, res->removed.n, res->changed.n, res->unchanged.n, res->retried.n);
         notify_ready();
         manager_update_status(m);
         return 0;

@@ -76,7 +76,11 @@ struct manager {
         uint64_t started;               /* realtime usec */
         char hostname[65];              /* for default display names: "NAME on HOSTNAME" */
         gid_t control_gid;              /* (gid_t) -1 if control_group does not exist */
+        sd_event_source *status_hold;   /* a failed reload's STATUS= is shown until this fires */
 };
+
+/* How long STATUS= shows why a reload failed before it counts the bindings again. */
+#define MANAGER_RELOAD_ERROR_USEC (10 * 1000000ull)
 
 /* Takes ownership of config. Does not start anything yet. Returns 0 or -errno. */
 int manager_new(sd_event *event, struct config *config, struct manager **ret);
@@ -97,6 +101,7 @@ int manager_remove(struct manager *m, const char *name, bool purge, enum proto_c
 
 struct reload_result {
         struct strv added, removed, changed, unchanged;
+        struct strv retried;            /* unchanged but failed: tried again */
         struct strv warnings;
 };
 void reload_result_clear(struct reload_result *r);
@@ -115,5 +120,7 @@ void binding_free(struct binding *b);                                       /* s
 void binding_attempt(struct binding *b);
 /* Ends the session, the API call and the timers; the state is left to the caller. */
 void binding_stop(struct binding *b);
+/* Logs the binding's `down` (with why) if it is up; call before stopping it on purpose. */
+void binding_going_down(struct binding *b, const char *why);
 /* Fills the wire view of a binding (caller clears it with proto_binding_clear). */
 void binding_to_proto(const struct binding *b, struct proto_binding *ret);

@@ -27,25 +27,54 @@ static void sweep_temp_files(const char *dir) {
         closedir(d);
 }
 
-int state_init(const char *state_dir, char **error) {
-        _cleanup_(freep) char *dir = xasprintf("%s/bindings.d", state_dir);
+/* Like sshd's StrictModes: a directory another uid owns or may write to could hold a
+ * planted binding. */
+static int check_dir(const char *path, char **error) {
         struct stat st;
+        if (lstat(path, &st) < 0) {
+                int r = -errno;
+                *error = xasprintf("cannot stat %s: %s", path, strerror(-r));
+                return r;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                *error = xasprintf("%s is not a directory; remove it or set another [daemon] state_dir", path);
+                return -ENOTDIR;
+        }
+        if (st.st_uid != geteuid()) {
+                *error = xasprintf("%s is owned by uid %u, not by uid %u that mysocketd runs as; not trusted "
+                                   "(chown %u %s, or set another [daemon] state_dir)", path, (unsigned) st.st_uid,
+                                   (unsigned) geteuid(), (unsigned) geteuid(), path);
+                return -EPERM;
+        }
+        if (st.st_mode & 022) {
+                *error = xasprintf("%s is writable by group or others (mode %04o); not trusted (chmod 700 %s)",
+                                   path, (unsigned) (st.st_mode & 07777), path);
+                return -EPERM;
+        }
+        return 0;
+}
+
+int state_trusted(const char *state_dir, char **error) {
+        _cleanup_(freep) char *dir = state_bindings_dir(state_dir);
+        int r = check_dir(state_dir, error);
+        return r < 0 ? r : check_dir(dir, error);
+}
+
+char *state_bindings_dir(const char *state_dir) {
+        return xasprintf("%s/bindings.d", state_dir);
+}
+
+int state_init(const char *state_dir, char **error) {
+        _cleanup_(freep) char *dir = state_bindings_dir(state_dir);
         int r = mkdir_p(dir, 0700);
         if (r < 0) {
                 *error = xasprintf("cannot create state directory %s: %s", dir, strerror(-r));
                 return r;
         }
-        if (stat(state_dir, &st) < 0) {
-                r = -errno;
-                *error = xasprintf("cannot stat state directory %s: %s", state_dir, strerror(errno));
-                return r;
-        }
         /* Runtime bindings are read back as configuration: nobody else may plant one. */
-        if (st.st_mode & 022) {
-                *error = xasprintf("state directory %s is writable by others (mode %04o); chmod 700 %s",
-                                   state_dir, (unsigned) (st.st_mode & 07777), state_dir);
-                return -EPERM;
-        }
+        r = state_trusted(state_dir, error);
+        if (r < 0)
+                return r;
         const char *subdirs[] = { "", "/bindings.d", "/ids" };
         for (size_t i = 0; i < ELEMENTSOF(subdirs); i++) {
                 _cleanup_(freep) char *p = xasprintf("%s%s", state_dir, subdirs[i]);
@@ -66,10 +95,6 @@ int state_remove_binding(const char *state_dir, const char *name) {
 }
 
 /* ---- the layout, for the modules that read it (so that no other file spells a path) ---- */
-
-char *state_bindings_dir(const char *state_dir) {
-        return xasprintf("%s/bindings.d", state_dir);
-}
 
 char *state_known_hosts_path(const char *state_dir) {
         return xasprintf("%s/known_hosts", state_dir);

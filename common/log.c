@@ -81,10 +81,11 @@ void log_set_sink(log_sink_t s, void *userdata) {
 }
 
 static void send_journal(int priority, const struct log_fields *f, const char *message) {
-        struct iovec iov[8];
-        char *fields[8];
+        struct iovec iov[9];
+        char *fields[9];
         size_t n = 0;
-        fields[n++] = xasprintf("MESSAGE=%s", message);
+        fields[n++] = f && f->binding ? xasprintf("MESSAGE=%s: %s", f->binding, message)
+                                      : xasprintf("MESSAGE=%s", message);
         fields[n++] = xasprintf("PRIORITY=%d", priority);
         fields[n++] = xasprintf("SYSLOG_IDENTIFIER=%s", log_ident);
         if (f && f->binding)
@@ -95,6 +96,8 @@ static void send_journal(int priority, const struct log_fields *f, const char *m
                 fields[n++] = xasprintf("MYSOCKETD_SOCKET_ID=%s", f->socket_id);
         if (f && f->tunnel_id)
                 fields[n++] = xasprintf("MYSOCKETD_TUNNEL_ID=%s", f->tunnel_id);
+        if (f && f->relay)
+                fields[n++] = xasprintf("MYSOCKETD_RELAY=%s", f->relay);
         if (f && f->message_id)
                 fields[n++] = xasprintf("MESSAGE_ID=%s", f->message_id);
         for (size_t i = 0; i < n; i++)
@@ -149,6 +152,8 @@ static void write_json(int priority, const struct log_fields *f, const char *mes
                 json_put_string(out, "socket_id", f->socket_id);
         if (f && f->tunnel_id)
                 json_put_string(out, "tunnel_id", f->tunnel_id);
+        if (f && f->relay)
+                json_put_string(out, "relay", f->relay);
         if (f && f->message_id)
                 json_put_string(out, "message_id", f->message_id);
         fputs("}\n", out);
@@ -157,13 +162,81 @@ static void write_json(int priority, const struct log_fields *f, const char *mes
         free(buf);
 }
 
-void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_list ap) {
-        if (priority > max_level && !sink)
-                return;
-        _cleanup_(freep) char *raw = xvasprintf(fmt, ap);
-        /* Relay lines and peer-supplied text end up here: never let them forge lines. */
-        /* Scrubbed before it is cut, so no secret survives in part. */
-        _cleanup_(freep) char *message = sanitize_text(scrub_secrets(raw), 8192);
+/* Repeated lines are rate-limited: one per LOG_RATELIMIT_USEC for each kind (same
+ * priority, binding and text), and the next one after that, or log_flush_suppressed(),
+ * says how many were held back. */
+#define RATELIMIT_SLOTS 64
+
+struct ratelimit {
+        uint64_t key;
+        uint64_t since;         /* monotonic usec of the last line let through; 0: free */
+        unsigned suppressed;
+        int priority;
+        char binding[BINDING_NAME_MAX + 1];
+        char sample[81];        /* the start of the text, for a summary on its own */
+};
+static struct ratelimit ratelimits[RATELIMIT_SLOTS];
+
+static uint64_t kind_of(int priority, const char *binding, const char *message) {
+        uint64_t h = 14695981039346656037ull ^ (uint64_t) priority;
+        for (const char *s = binding ? binding : ""; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull;
+        for (const char *s = message; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ull;
+        return h;
+}
+
+static void emit(int priority, const struct log_fields *f, const char *message);
+
+static void emit_summary(struct ratelimit *r, uint64_t now, bool alone) {
+        _cleanup_(freep) char *note = xasprintf("suppressed %u similar message%s in %.0f s%s%s%s", r->suppressed,
+                                                r->suppressed == 1 ? "" : "s", (double) (now - r->since) / 1e6,
+                                                alone ? " (\"" : "", alone ? r->sample : "", alone ? "...\")" : "");
+        const struct log_fields nf = { .binding = r->binding[0] ? r->binding : NULL, .event = "suppressed" };
+        r->suppressed = 0;
+        emit(r->priority, &nf, note);
+}
+
+/* Returns false to hold the line back; first reports what an earlier window held back. */
+static bool ratelimit_pass(int priority, const char *binding, const char *message) {
+        uint64_t now = now_monotonic_usec(), key = kind_of(priority, binding, message);
+        struct ratelimit *slot = &ratelimits[0];
+        for (size_t i = 0; i < RATELIMIT_SLOTS; i++) {
+                struct ratelimit *r = &ratelimits[i];
+                if (r->since && r->key == key) {
+                        if (now - r->since < LOG_RATELIMIT_USEC) {
+                                r->suppressed++;
+                                return false;
+                        }
+                        if (r->suppressed)
+                                emit_summary(r, now, false);
+                        r->since = now;
+                        return true;
+                }
+                if (r->since < slot->since)
+                        slot = r;
+        }
+        if (slot->suppressed)
+                emit_summary(slot, now, true);
+        *slot = (struct ratelimit) { .key = key, .since = now, .priority = priority };
+        snprintf(slot->binding, sizeof(slot->binding), "%s", binding ? binding : "");
+        snprintf(slot->sample, sizeof(slot->sample), "%s", message);
+        return true;
+}
+
+void log_flush_suppressed(void) {
+        uint64_t now = now_monotonic_usec();
+        for (size_t i = 0; i < RATELIMIT_SLOTS; i++) {
+                struct ratelimit *r = &ratelimits[i];
+                if (r->suppressed && now - r->since >= LOG_RATELIMIT_USEC) {
+                        emit_summary(r, now, true);
+                        r->since = now;
+                }
+        }
+}
+
+static void emit(int priority, const struct log_fields *f, const char *message) {
         if (sink)
                 sink(priority, f, message, sink_userdata);
         if (priority > max_level)
@@ -180,6 +253,21 @@ void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_lis
                 fprintf(stderr, "%s: %s: %s\n", level_names[priority], f->binding, message);
         else
                 fprintf(stderr, "%s: %s\n", level_names[priority], message);
+}
+
+void log_fullv(int priority, const struct log_fields *f, const char *fmt, va_list ap) {
+        /* Debug chatter below the level goes nowhere (the sink keeps info and up): it must
+         * not take the rate limit's slots either. */
+        if (priority > max_level && (!sink || priority > LOG_INFO))
+                return;
+        _cleanup_(freep) char *raw = xvasprintf(fmt, ap);
+        /* Relay lines and peer-supplied text end up here: never let them forge lines.
+         * Scrubbed before it is cut, so no secret survives in part. */
+        _cleanup_(freep) char *message = sanitize_text(scrub_secrets(raw), 8192);
+        /* A binding's up and down are its story: never held back. */
+        if (!(f && f->message_id) && !ratelimit_pass(priority, f ? f->binding : NULL, message))
+                return;
+        emit(priority, f, message);
 }
 
 void log_full(int priority, const struct log_fields *f, const char *fmt, ...) {

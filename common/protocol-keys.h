@@ -62,6 +62,7 @@
 #define PROTO_KEY_ADDED          "added"
 #define PROTO_KEY_CHANGED        "changed"
 #define PROTO_KEY_UNCHANGED      "unchanged"
+#define PROTO_KEY_RETRIED        "retried"
 
 /* The status object. */
 #define PROTO_KEY_VERSION        "version"

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,71 @@ out:
         if (fd >= 0)
                 close(fd);
         unlink(tmp);
+        return r;
+}
+
+static const char *file_kind(mode_t m) {
+        return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" :
+                S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : S_ISLNK(m) ? "a symlink" : "special";
+}
+
+int read_file_checked(const char *path, size_t max, bool nofollow, char **ret, size_t *ret_len,
+                      struct stat *ret_st, char **problem) {
+        struct stat st;
+        char *buf = NULL;
+        size_t len = 0;
+        int r = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
+        if (fd < 0) {
+                r = -errno;
+                *problem = r == -ELOOP && nofollow ? xstrdup("is a symlink (refused here)")
+                                                   : xasprintf("cannot open: %s", strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                *problem = xasprintf("cannot stat: %s", strerror(-r));
+                goto out;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                r = -EINVAL;
+                *problem = xasprintf("is %s, not a regular file", file_kind(st.st_mode));
+                goto out;
+        }
+        if ((uint64_t) st.st_size > max) {
+                r = -EFBIG;
+                *problem = xasprintf("is larger than %zu KiB (%jd bytes)", max / 1024, (intmax_t) st.st_size);
+                goto out;
+        }
+        buf = xmalloc(max + 1);
+        /* Read to the end, not to st_size: the file may grow while we read; past max it is refused. */
+        while (len <= max) {
+                ssize_t n = read(fd, buf + len, max + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        *problem = xasprintf("cannot read: %s", strerror(-r));
+                        goto out;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        if (len > max) {
+                r = -EFBIG;
+                *problem = xasprintf("is larger than %zu KiB", max / 1024);
+                goto out;
+        }
+        buf[len] = '\0';
+        *ret = xrealloc(buf, len + 1);
+        buf = NULL;
+        *ret_len = len;
+        if (ret_st)
+                *ret_st = st;
+out:
+        free(buf);
+        close(fd);
         return r;
 }
 

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Out of memory is not recoverable for a daemon this small: these abort. */
@@ -82,6 +83,14 @@ int parse_bool(const char *s, bool *ret);
  * of the directory. The file gets `mode`. Returns 0 or -errno; on failure the old content
  * (if any) is untouched and no temp file is left behind. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Reads a whole regular file of at most `max` bytes into *ret (NUL-terminated; the length
+ * in *ret_len, which may count NUL bytes of the file). Opens without blocking, so a FIFO or
+ * a device never stalls the caller, and with `nofollow` refuses a symlink as the last part
+ * of the path. *ret_st (if not NULL) gets fstat of what was read, for owner checks.
+ * Returns 0, or -errno with *problem (caller frees) saying what is wrong with the file in
+ * a few words ("is a FIFO, not a regular file", "is larger than 1024 KiB"). */
+int read_file_checked(const char *path, size_t max, bool nofollow, char **ret, size_t *ret_len,
+                      struct stat *ret_st, char **problem);
 /* Removes path and fsyncs its directory. A missing file is success. Returns 0 or -errno. */
 int unlink_durable(const char *path);
 /* The length of s[0..len) without one final line end, "\n" or "\r\n". */

@@ -225,6 +225,8 @@ int ctl_cmd_add(struct ctl_context *ctx, int argc, char **argv) {
                 r = ctl_usage_error(ctx, "missing --port PORT");
                 goto out;
         }
+        if ((r = ctl_check_remote_port(ctx, &a)) >= 0)
+                goto out;
         a.name = xstrdup(argv[optind]);
 
         req = proto_request_new(PROTO_CMD_ADD);

@@ -117,6 +117,8 @@ int ctl_cmd_connect(struct ctl_context *ctx, int argc, char **argv) {
                 goto out;
         }
 
+        if ((r = ctl_check_remote_port(ctx, &a)) >= 0)
+                goto out;
         /* Signals become lines to read, so Ctrl-C closes the connection in order. */
         sigemptyset(&mask);
         sigaddset(&mask, SIGINT);

@@ -35,11 +35,10 @@ int ctl_cmd_status(struct ctl_context *ctx, int argc, char **argv) {
         copy = cJSON_Duplicate(status, true);
         uptime = cJSON_GetObjectItemCaseSensitive(copy, PROTO_KEY_UPTIME);
         if (cJSON_IsNumber(uptime) && uptime->valuedouble >= 0) {
-                char buf[32], *s;
+                char buf[32];
 
-                s = xasprintf("%s (%.0f s)", format_duration((uint64_t) uptime->valuedouble, buf), uptime->valuedouble);
-                cJSON_ReplaceItemInObjectCaseSensitive(copy, PROTO_KEY_UPTIME, cJSON_CreateString(s));
-                free(s);
+                cJSON_ReplaceItemInObjectCaseSensitive(copy, PROTO_KEY_UPTIME,
+                                                       cJSON_CreateString(format_duration((uint64_t) uptime->valuedouble, buf)));
         }
         output_object(copy, stdout);
         cJSON_Delete(copy);
@@ -112,6 +111,7 @@ int ctl_cmd_reload(struct ctl_context *ctx, int argc, char **argv) {
                 print_names("removed:", cJSON_GetObjectItemCaseSensitive(rl, PROTO_KEY_REMOVED));
                 print_names("changed:", cJSON_GetObjectItemCaseSensitive(rl, PROTO_KEY_CHANGED));
                 print_names("unchanged:", cJSON_GetObjectItemCaseSensitive(rl, PROTO_KEY_UNCHANGED));
+                print_names("retried:", cJSON_GetObjectItemCaseSensitive(rl, PROTO_KEY_RETRIED));
         }
         cJSON_Delete(reply);
         return 0;

@@ -122,6 +122,24 @@ int ctl_parse_common(struct ctl_context *ctx, int argc, char **argv) {
 
 /* ---- requests and replies ------------------------------------------------------------- */
 
+int ctl_check_remote_port(const struct ctl_context *ctx, const struct proto_add *a) {
+        _cleanup_(proto_json_freep) cJSON *req = NULL;
+        cJSON *reply = NULL;
+        if (a->remote_port)
+                return -1;
+        /* Only the daemon knows its mode; if it cannot say, it will answer the add itself. */
+        req = proto_request_new(PROTO_CMD_STATUS);
+        if (client_call(ctx->socket_path, req, &reply) != 0)
+                return -1;
+        const char *mode = proto_str_of(cJSON_GetObjectItemCaseSensitive(reply, PROTO_KEY_STATUS), PROTO_KEY_MODE);
+        bool direct = streq(mode, PROTO_MODE_DIRECT);
+        cJSON_Delete(reply);
+        if (!direct)
+                return -1;
+        return ctl_usage_error(ctx, "missing --remote-port PORT: the daemon runs in direct mode, where each "
+                               "binding names the port it listens on at the relay");
+}
+
 int ctl_call_for(const struct ctl_context *ctx, const cJSON *req, const char *key,
                  cJSON_bool (*is)(const cJSON *), const char *shape, cJSON **reply, const cJSON **ret) {
         int r = client_call(ctx->socket_path, req, reply);

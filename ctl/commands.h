@@ -85,6 +85,9 @@ int ctl_common_option(struct ctl_context *ctx, int c);
 /* Stores a binding-spec option's value (the one in optarg) in *a, checking it; any other
  * option goes to ctl_common_option(). Returns -1 to go on, else the exit status. */
 int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a);
+/* In direct mode (the daemon says) a binding needs --remote-port: returns -1 to go on, else
+ * the exit status of the usage error. */
+int ctl_check_remote_port(const struct ctl_context *ctx, const struct proto_add *a);
 /* Parses the options of a command that takes only the common ones (--help, --json):
  * returns -1 to go on, else the exit status. */
 int ctl_parse_common(struct ctl_context *ctx, int argc, char **argv);

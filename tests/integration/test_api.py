@@ -467,8 +467,9 @@ def test_direct_mode_refuses_the_api_commands(daemon):
                  ["login", "--email", EMAIL]):
         p = daemon.ctl(*args, check=False, input="pw\n")
         assert p.returncode == 1 and "direct mode" in p.stderr, (args, p.stderr)
+    # Without --remote-port, direct mode's connect is a usage error in the CLI's words (issue 13 item 14).
     p = daemon.ctl("connect", "--port", "8000", check=False)
-    assert p.returncode == 1 and p.stderr.startswith("mysocketctl: "), p.stderr
+    assert p.returncode == 2 and p.stderr.startswith("mysocketctl connect: missing --remote-port"), p.stderr
 
 
 # ---- connect ----------------------------------------------------------------------------------

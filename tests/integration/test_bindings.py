@@ -167,7 +167,6 @@ def test_invalid_add_usage_errors_exit_2(d, args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["ok", "--port", "80"], '[binding "ok"] remote_port: missing (required in direct mode'),
     (["ok", "--port", "80", "--remote-port", "9", "--protected"], '[binding "ok"] protected: needs username and password'),
     (["ok", "--port", "80", "--remote-port", "9", "--username", "u"], '[binding "ok"] username: only used with protected = yes'),
     (["ok", "--port", "80", "--remote-port", "9", "--socket-id", "abc"], '[binding "ok"] socket_id: only in API mode'),

@@ -441,8 +441,9 @@ def journal(tmp_path):
     j.stop()
 
 
-def test_journal_entries_carry_the_mysocketd_fields(daemon, journal):
-    configure(daemon, binding("web", 8000, 9000))
+def start_in_journal(daemon, journal):
+    """Starts mysocketd with stderr a journal stream and sd_journal_send reaching the private
+    journald (in its namespace); returns the pid."""
     stream = journal.stream_fd("mysocketd")
     st = os.fstat(stream.fileno())
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
@@ -456,7 +457,12 @@ def test_journal_entries_carry_the_mysocketd_fields(daemon, journal):
              what="mysocketd to answer")
     assert daemon.proc.poll() is None
     assert exe_of(pid) == os.path.realpath(MYSOCKETD)  # nsenter exec'd it in place
+    return pid
 
+
+def test_journal_entries_carry_the_mysocketd_fields(daemon, journal):
+    configure(daemon, binding("web", 8000, 9000))
+    pid = start_in_journal(daemon, journal)
     daemon.ctl("add", "api", "--port", "8080", "--remote-port", "9080")
     daemon.wait_state("api", "backoff")
     daemon.wait_state("web", "backoff")
@@ -484,27 +490,118 @@ def test_journal_entries_carry_the_mysocketd_fields(daemon, journal):
         return {(e["MYSOCKETD_EVENT"], e["PRIORITY"]) for e in entries
                 if e.get("MYSOCKETD_BINDING") == name and "MYSOCKETD_EVENT" in e}
 
-    # A runtime binding's story: added, failed, backing off, removed.
+    # A runtime binding's story: added, backing off, removed. Never up: never down.
     api = events("api")
     assert ("add", "6") in api, api
-    assert ("down", "5") in api, api  # never up: notice, not warning
     assert ("backoff", "5") in api, api
     assert ("remove", "6") in api, api
     web = events("web")
-    assert ("backoff", "5") in web and ("down", "5") in web, web
+    assert ("backoff", "5") in web, web
+    assert not any(ev == "down" for ev, _ in api | web), (api, web)
     # Daemon-wide events have no binding field.
     reload_ = [e for e in entries if e.get("MYSOCKETD_EVENT") == "reload"]
     assert reload_ and all("MYSOCKETD_BINDING" not in e for e in reload_), reload_
-    # The down events carry the catalog's MESSAGE_ID.
-    downs = [e for e in entries if e.get("MYSOCKETD_EVENT") == "down"]
-    assert downs and all(e.get("MESSAGE_ID") == MESSAGE_ID_DOWN for e in downs), downs
+    # No binding was ever up: no entry with the catalog's down MESSAGE_ID.
+    assert not any(e.get("MESSAGE_ID") == MESSAGE_ID_DOWN for e in entries)
+    # Every binding's MESSAGE names it.
+    assert all(e["MESSAGE"].startswith(e["MYSOCKETD_BINDING"] + ": ") for e in entries if "MYSOCKETD_BINDING" in e)
     # Bindings without an API socket have no socket/tunnel ids to log.
     assert not any("MYSOCKETD_SOCKET_ID" in e or "MYSOCKETD_TUNNEL_ID" in e for e in entries)
 
     # journalctl MYSOCKETD_BINDING=web: one binding's whole story, nothing else.
     web_only = journal.entries("MYSOCKETD_BINDING=web")
     assert web_only and all(e["MYSOCKETD_BINDING"] == "web" for e in web_only)
-    assert {e["MYSOCKETD_EVENT"] for e in web_only} >= {"down", "backoff"}
+    assert {e["MYSOCKETD_EVENT"] for e in web_only} >= {"backoff"}
     assert len(web_only) == sum(1 for e in entries if e.get("MYSOCKETD_BINDING") == "web")
     api_only = journal.entries("MYSOCKETD_BINDING=api", "MYSOCKETD_EVENT=remove")
-    assert [e["MESSAGE"] for e in api_only] == ["removed"]
+    assert [e["MESSAGE"] for e in api_only] == ["api: removed"]
+
+
+MESSAGE_ID_UP = "6c1e8a7b0f2d4b5e9a3c1d2e3f405162"
+CATALOG = Path(__file__).resolve().parents[2] / "etc" / "mysocketd.catalog"
+
+
+def catalog_fields(message_id):
+    """The @FIELD@ placeholders of one catalog entry."""
+    text = CATALOG.read_text().split(f"-- {message_id}\n", 1)[1].split("\n-- ", 1)[0]
+    return set(re.findall(r"@([A-Z0-9_]+)@", text))
+
+
+def test_journal_tells_a_bindings_story_truthfully(daemon, relay, journal, tmp_path):
+    """Issue 13 item 13: `down` (with its MESSAGE_ID) only when a binding that was up goes
+    down, removal and daemon stop included; every MESSAGE names its binding; the catalog's
+    placeholders are all fields of the entries it explains (direct mode: no socket ids)."""
+    from conftest import free_port
+    web_port, rt_port = free_port(), free_port()
+    daemon.configure_relay(relay, binding("web", 8000, web_port))
+    pid = start_in_journal(daemon, journal)
+    daemon.wait_state("web", "up")
+    daemon.ctl("add", "rt", "--port", "8001", "--remote-port", str(rt_port))
+    daemon.wait_state("rt", "up")
+    daemon.ctl("remove", "rt")
+    assert daemon.stop() == 0
+
+    def mine():
+        return [e for e in journal.entries(f"_PID={pid}") if e.get("SYSLOG_IDENTIFIER") == "mysocketd"]
+    entries = wait_for(lambda: (lambda es: es if any("web: down: mysocketd is stopping" == e["MESSAGE"]
+                                                     for e in es) else None)(mine()),
+                       what="web's down entry at stop in the journal")
+    downs = [(e["MYSOCKETD_BINDING"], e["MESSAGE"]) for e in entries if e.get("MYSOCKETD_EVENT") == "down"]
+    assert downs == [("rt", "rt: down: removed"), ("web", "web: down: mysocketd is stopping")], downs
+    for e in entries:
+        if "MYSOCKETD_BINDING" in e:
+            assert e["MESSAGE"].startswith(e["MYSOCKETD_BINDING"] + ": "), e["MESSAGE"]
+    ups = [e for e in entries if e.get("MESSAGE_ID") == MESSAGE_ID_UP]
+    downs = [e for e in entries if e.get("MESSAGE_ID") == MESSAGE_ID_DOWN]
+    assert len(ups) == 2 and len(downs) == 2
+    assert all(e.get("MYSOCKETD_EVENT") == "down" for e in downs)
+    # journalctl -x fills each @FIELD@ from the entry, else prints the bare name: all must be there.
+    for es, mid in ((ups, MESSAGE_ID_UP), (downs, MESSAGE_ID_DOWN)):
+        need = catalog_fields(mid)
+        assert "MYSOCKETD_RELAY" in need
+        for e in es:
+            assert need <= set(e), (mid, need - set(e))
+        assert all(e["MYSOCKETD_RELAY"].startswith("relay 127.0.0.1 port ") for e in es)
+
+    # And for real: the catalog compiled into a root of our own, the journal files copied
+    # there, journalctl -x prints no placeholder and no bare field name.
+    root = tmp_path / "xroot"
+    (root / "usr/lib/systemd/catalog").mkdir(parents=True)
+    shutil.copy(CATALOG, root / "usr/lib/systemd/catalog")
+    subprocess.run([JOURNALCTL, f"--root={root}", "--update-catalog"], check=True, capture_output=True, timeout=60)
+    # journalctl -x reads the database at its fixed path: our own, in a mount namespace.
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        f"mount --bind {root}/var/lib/systemd/catalog /var/lib/systemd/catalog && exec "
+                        f"{JOURNALCTL} -D {journal.run / 'log/journal'} -x --no-pager -q _PID={pid}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "Subject: Tunnel of binding web is down" in p.stdout, p.stdout[-3000:]
+    assert "MYSOCKETD_" not in p.stdout.replace("MYSOCKETD_BINDING=", ""), p.stdout[-3000:]
+    assert "@" not in "".join(l for l in p.stdout.splitlines() if l.startswith("░░")), p.stdout[-3000:]
+
+
+def test_permanent_failure_is_logged_at_error_level(daemon, journal):
+    daemon.write_config(binding("web", 8000, 9000), ssh={"identity_file": str(daemon.root / "missing_key")})
+    pid = start_in_journal(daemon, journal)
+    daemon.wait_state("web", "failed")
+    assert daemon.stop() == 0
+    es = wait_for(lambda: [e for e in journal.entries(f"_PID={pid}", "MYSOCKETD_EVENT=failed")],
+                  what="the failed entry")
+    assert es and all(int(e["PRIORITY"]) <= 4 for e in es), es
+    assert es[0]["MESSAGE"].startswith("web: failed: ") and "missing_key" in es[0]["MESSAGE"], es[0]["MESSAGE"]
+    assert not journal.entries(f"_PID={pid}", f"MESSAGE_ID={MESSAGE_ID_DOWN}")
+
+
+def test_status_returns_to_the_binding_count_after_a_failed_reload(daemon, notify):
+    configure(daemon, binding("web", 8000, 9000))
+    start_notified(daemon, notify)
+    notify.wait("STATUS", "0/1 bindings up")
+    start = len(notify.snapshot())
+    daemon.config.write_text(daemon.config.read_text() + "[frobnicate]\n")
+    assert daemon.ctl("reload", check=False).returncode != 0
+    i = notify.wait("STATUS", match=lambda v: v.startswith("reload failed: ") and "unknown section" in v,
+                    start=start)
+    t = notify.snapshot()[i][0]
+    # Shown, then the count again (MANAGER_RELOAD_ERROR_USEC, 10 s), with bindings retrying meanwhile.
+    j = notify.wait("STATUS", "0/1 bindings up", start=i + 1, timeout=20)
+    assert 9 <= notify.snapshot()[j][0] - t <= 15

@@ -38,8 +38,20 @@ START_TEST(test_init_refuses_writable_dir) {
         char *error = NULL;
         ck_assert_int_eq(chmod(dir, 0777), 0);
         ck_assert_int_eq(state_init(dir, &error), -EPERM);
-        ck_assert_ptr_nonnull(strstr(error, "writable by others (mode 0777)"));
+        ck_assert_ptr_nonnull(strstr(error, "writable by group or others (mode 0777)"));
         free(error);
+}
+END_TEST
+
+START_TEST(test_init_refuses_dir_of_another_uid) {
+        char *error = NULL, *bd = xasprintf("%s/bindings.d", dir);
+        ck_assert_int_eq(state_init(dir, &error), 0);
+        ck_assert_int_eq(chown(bd, 65534, 65534), 0);
+        ck_assert_int_eq(state_init(dir, &error), -EPERM);
+        ck_assert_ptr_nonnull(strstr(error, "is owned by uid 65534, not by uid 0 that mysocketd runs as"));
+        ck_assert_ptr_nonnull(strstr(error, bd));
+        free(error);
+        free(bd);
 }
 END_TEST
 
@@ -156,6 +168,7 @@ int main(void) {
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_init_creates_private_dirs);
         tcase_add_test(tc, test_init_refuses_writable_dir);
+        tcase_add_test(tc, test_init_refuses_dir_of_another_uid);
         tcase_add_test(tc, test_save_reload_remove);
         tcase_add_test(tc, test_init_sweeps_crash_leftovers);
         tcase_add_test(tc, test_layout);

@@ -1,0 +1,181 @@
+/* The config's key table, {section, key, parser, offset}, and the parsers of its values:
+ * each turns one value's text into its field, or says what is wrong with it. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "conf-internal.h"
+#include "conf.h"
+#include "log.h"
+#include "util.h"
+
+#define FIELD(base, k, type) ((type *) ((char *) (base) + (k)->offset))
+
+static char *parse_string(const struct key *k, const char *v, void *base) {
+        char **p = FIELD(base, k, char *);
+        free(*p);
+        *p = xstrdup(v);
+        return NULL;
+}
+
+static char *parse_path(const struct key *k, const char *v, void *base) {
+        if (v[0] != '/')
+                return xasprintf("\"%s\" is not an absolute path", v);
+        return parse_string(k, v, base);
+}
+
+static char *parse_url(const struct key *k, const char *v, void *base) {
+        if ((strncmp(v, "http://", 7) != 0 || !v[7]) && (strncmp(v, "https://", 8) != 0 || !v[8]))
+                return xasprintf("\"%s\" is not an http:// or https:// URL", v);
+        return parse_string(k, v, base);
+}
+
+/* A host as people write it in URLs: an IPv6 address may come in brackets, which go. The
+ * relay is checked here; a binding's host with the rest of the binding. */
+static char *parse_host(const struct key *k, const char *v, void *base) {
+        size_t len = strlen(v);
+        _cleanup_(freep) char *bare = v[0] == '[' && len > 2 && v[len - 1] == ']' ? strndup(v + 1, len - 2) : NULL;
+        struct in6_addr a6;
+        if (bare && inet_pton(AF_INET6, bare, &a6) == 1)
+                v = bare;
+        if (k->section == SECTION_SSH) {
+                char *why = conf_host_problem(v);
+                if (why)
+                        return why;
+        }
+        return parse_string(k, v, base);
+}
+
+static char *parse_port16(const struct key *k, const char *v, void *base) {
+        if (parse_port(v, FIELD(base, k, uint16_t)) < 0)
+                return xasprintf("\"%s\" is not a port (1-65535)", v);
+        return NULL;
+}
+
+static char *parse_unsigned(const struct key *k, const char *v, void *base) {
+        if (parse_uint(v, k->min, k->max, FIELD(base, k, unsigned)) < 0)
+                return xasprintf("\"%s\" is not a number from %u to %u", v, k->min, k->max);
+        return NULL;
+}
+
+static char *parse_boolean(const struct key *k, const char *v, void *base) {
+        if (parse_bool(v, FIELD(base, k, bool)) < 0)
+                return xasprintf("\"%s\" is not a boolean (yes/no, true/false, on/off, 1/0)", v);
+        return NULL;
+}
+
+static char *parse_log_level(const struct key *k, const char *v, void *base) {
+        int l = log_level_from_string(v);
+        if (l < 0)
+                return xasprintf("\"%s\" is not a log level (debug, info, notice, warning, error)", v);
+        *FIELD(base, k, int) = l;
+        return NULL;
+}
+
+static char *parse_log_format(const struct key *k, const char *v, void *base) {
+        int f = log_format_from_string(v);
+        if (f < 0)
+                return xasprintf("\"%s\" is not a log format (text, json)", v);
+        *FIELD(base, k, int) = f;
+        return NULL;
+}
+
+/* Empty means off, as the default; anything else must be a numeric address to listen on. */
+static char *parse_listen(const struct key *k, const char *v, void *base) {
+        struct sockaddr_storage ss;
+        unsigned len;
+        char **p = FIELD(base, k, char *);
+        if (v[0] && parse_listen_address(v, &ss, &len) < 0)
+                return xasprintf("\"%s\" is not an address to listen on (IPV4:PORT or [IPV6]:PORT, "
+                                 "e.g. 127.0.0.1:9431 or [::1]:9431; empty = off)", v);
+        free(*p);
+        *p = v[0] ? xstrdup(v) : NULL;
+        return NULL;
+}
+
+static char *parse_type(const struct key *k, const char *v, void *base) {
+        int t = socket_type_from_string(v);
+        if (t < 0)
+                return xasprintf("\"%s\" is not a socket type (http, https, tcp, tls)", v);
+        *FIELD(base, k, enum socket_type) = t;
+        return NULL;
+}
+
+/* OpenSSH prints SHA256 fingerprints as unpadded base64 of 32 bytes: 43 characters, the
+ * last of which carries 4 bits only (its two low bits are zero). */
+static bool fingerprint_valid(const char *s) {
+        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        if (strncmp(s, "SHA256:", 7) != 0 || strlen(s + 7) != 43)
+                return false;
+        for (const char *p = s + 7; *p; p++) {
+                const char *q = strchr(b64, *p);
+                if (!q || (p[1] == '\0' && (q - b64) % 4 != 0))
+                        return false;
+        }
+        return true;
+}
+
+static char *parse_host_key_check(const struct key *k, const char *v, void *base) {
+        struct config *c = base;
+        (void) k;
+        if (streq(v, "strict"))
+                c->host_key_check = HOST_KEY_CHECK_STRICT;
+        else if (streq(v, "accept-new"))
+                c->host_key_check = HOST_KEY_CHECK_ACCEPT_NEW;
+        else if (fingerprint_valid(v))
+                c->host_key_check = HOST_KEY_CHECK_PINNED;
+        else
+                return xasprintf("\"%s\" is neither strict, accept-new nor SHA256:<43 base64 "
+                                 "characters of a host key fingerprint>", v);
+        free(c->host_key_fingerprint);
+        c->host_key_fingerprint = c->host_key_check == HOST_KEY_CHECK_PINNED ? xstrdup(v) : NULL;
+        return NULL;
+}
+
+#define CFG(sec, key, fn, f, ...) { SECTION_##sec, key, fn, offsetof(struct config, f), __VA_ARGS__ }
+#define BND(key, fn, f) { SECTION_BINDING, key, fn, offsetof(struct binding_conf, f), 0, 0 }
+const struct key conf_keys[CONF_N_KEYS] = {
+        CFG(DAEMON, "state_dir", parse_path, state_dir, 0, 0),
+        CFG(DAEMON, "control_socket", parse_path, control_socket, 0, 0),
+        CFG(DAEMON, "control_group", parse_string, control_group, 0, 0),
+        CFG(DAEMON, "log_level", parse_log_level, log_level, 0, 0),
+        CFG(DAEMON, "log_format", parse_log_format, log_format, 0, 0),
+        CFG(DAEMON, "metrics_listen", parse_listen, metrics_listen, 0, 0),
+        CFG(API, "url", parse_url, api_url, 0, 0),
+        CFG(API, "email", parse_string, api_email, 0, 0),
+        CFG(API, "password_file", parse_path, api_password_file, 0, 0),
+        CFG(API, "token_file", parse_path, api_token_file, 0, 0),
+        CFG(SSH, "server", parse_host, ssh_server, 0, 0),
+        CFG(SSH, "port", parse_port16, ssh_port, 0, 0),
+        CFG(SSH, "user", parse_string, ssh_user, 0, 0),
+        CFG(SSH, "identity_file", parse_path, identity_file, 0, 0),
+        CFG(SSH, "known_hosts", parse_path, known_hosts, 0, 0),
+        CFG(SSH, "host_key_check", parse_host_key_check, host_key_check, 0, 0),
+        CFG(SSH, "keepalive_interval", parse_unsigned, keepalive_interval, 1, 3600),
+        CFG(SSH, "keepalive_count", parse_unsigned, keepalive_count, 1, 100),
+        CFG(BACKOFF, "initial", parse_unsigned, backoff_initial, 1, 86400),
+        CFG(BACKOFF, "max", parse_unsigned, backoff_max, 1, 86400),
+        CFG(BACKOFF, "stable_after", parse_unsigned, stable_after, 1, 86400),
+        BND("port", parse_port16, port),
+        BND("host", parse_host, host),
+        BND("type", parse_type, type),
+        BND("name", parse_string, display_name),
+        BND("protected", parse_boolean, protected_),
+        BND("username", parse_string, username),
+        BND("password", parse_string, password),
+        BND("socket_id", parse_string, socket_id),
+        BND("remote_port", parse_port16, remote_port),
+};
+_Static_assert(ELEMENTSOF(conf_keys) == CONF_N_KEYS, "CONF_N_KEYS is the size of the key table");
+
+int conf_key_find(enum section s, const char *name) {
+        for (size_t i = 0; i < CONF_N_KEYS; i++)
+                if (conf_keys[i].section == s && streq(conf_keys[i].name, name))
+                        return (int) i;
+        return -1;
+}
+
