@@ -31,6 +31,13 @@
 #define LOG_READ_SIZE       4096            /* read size of the log shell channel */
 #define RX_AHEAD_SIZE       (64 * 1024)     /* session socket read size in bulk (libssh2 asks 16 KiB) */
 #define SEND_LOWAT          (128 * 1024)    /* TCP_NOTSENT_LOWAT on the session socket */
+/* Input handed to libssh2 per event dispatch: past it recv says EAGAIN and the session
+ * resumes on the next loop turn, so no peer that sends faster than we parse holds the loop. */
+#define RX_BUDGET           (1024 * 1024)
+/* RFC 4253 4.2 lets a server send text lines before its version line; OpenSSH gives up
+ * after 1024 of them, and so do we. */
+#define PREVERSION_LINES_MAX 1024
+#define PREVERSION_BYTES_MAX (256 * 1024)
 
 enum session_state {
         SESSION_RESOLVING,
@@ -188,6 +195,14 @@ struct session {
         uint64_t rx_gen_seen;     /* rx_gen at the last full sweep */
         uint64_t last_rx;         /* CLOCK_MONOTONIC usec */
         uint64_t next_probe;
+        size_t rx_budget;         /* bytes libssh2 may still take in this dispatch */
+        bool rx_capped;           /* the budget ran out: resume on the next loop turn */
+        bool pv_done;             /* the relay's "SSH-" version line has begun */
+        bool pv_mismatch;         /* the current pre-version line is not "SSH-..." */
+        unsigned pv_col;          /* column in the current pre-version line */
+        unsigned pv_lines;        /* text lines before the version line */
+        size_t pv_bytes;
+        bool pv_flood;            /* too many of them: the attempt fails */
         bool want_room;           /* data waits for send room on the session socket */
         ssize_t room;             /* bytes we may still send before asking the kernel again */
 

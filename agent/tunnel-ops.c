@@ -13,13 +13,45 @@
 
 /* ---- libssh2 I/O callbacks ---------------------------------------------------------- */
 
+/* Watches what comes before the relay's version line (RFC 4253 4.2): text lines are
+ * allowed, a flood of them is not. Returns false when the relay sent too many. */
+static bool preversion_scan(struct session *s, const char *p, size_t n) {
+        for (size_t i = 0; i < n && !s->pv_done; i++) {
+                if (s->pv_col < 4 && p[i] != "SSH-"[s->pv_col])
+                        s->pv_mismatch = true;
+                s->pv_col++;
+                if (s->pv_col == 4 && !s->pv_mismatch)
+                        s->pv_done = true;
+                else if (p[i] == '\n') {
+                        s->pv_lines++;
+                        s->pv_col = 0;
+                        s->pv_mismatch = false;
+                }
+        }
+        if (!s->pv_done)
+                s->pv_bytes += n;
+        if (!s->pv_done && (s->pv_lines > PREVERSION_LINES_MAX || s->pv_bytes > PREVERSION_BYTES_MAX))
+                s->pv_flood = true;
+        return !s->pv_flood;
+}
+
+/* n bytes go to libssh2: count them against the dispatch's budget. */
+static ssize_t handed(struct session *s, const void *buffer, size_t n) {
+        s->rx_gen++;
+        s->rx_budget = n < s->rx_budget ? s->rx_budget - n : 0;
+        if (!s->pv_done && !preversion_scan(s, buffer, n))
+                return -EPROTO;
+        return (ssize_t) n;
+}
+
 static ssize_t take_ahead(struct session *s, void *buffer, size_t length) {
         size_t n = length < s->rxa_len ? length : s->rxa_len;
+        if (n > s->rx_budget && s->rx_budget > 0)
+                n = s->rx_budget;
         memcpy(buffer, s->rxa + s->rxa_off, n);
         s->rxa_off += n;
         s->rxa_len -= n;
-        s->rx_gen++;
-        return (ssize_t) n;
+        return handed(s, buffer, n);
 }
 
 /* Our own socket I/O, to see what libssh2 hides: the time of the last byte received (the
@@ -33,6 +65,14 @@ LIBSSH2_RECV_FUNC(recv_cb) {
         struct session *s = *abstract;
         if (s->no_io)
                 return -ECONNRESET;
+        if (s->pv_flood)
+                return -EPROTO;
+        if (s->rx_budget == 0) {
+                s->rx_capped = true;
+                return -EAGAIN;
+        }
+        if (length > s->rx_budget)
+                length = s->rx_budget;
         if (s->rxa_len > 0)
                 return take_ahead(s, buffer, length);
         if (s->rx_dry)
@@ -46,10 +86,8 @@ LIBSSH2_RECV_FUNC(recv_cb) {
                 if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) >= 0)
                         s->last_rx = now;
                 s->rx_bulk = (size_t) n == (ahead ? RX_AHEAD_SIZE : length);
-                if (!ahead) {
-                        s->rx_gen++;
-                        return n;
-                }
+                if (!ahead)
+                        return handed(s, buffer, (size_t) n);
                 s->rxa_off = 0;
                 s->rxa_len = (size_t) n;
                 return take_ahead(s, buffer, length);

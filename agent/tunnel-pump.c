@@ -36,6 +36,8 @@ void session_enter(struct session *s) {
         if (s->depth++ == 0) {
                 s->rx_dry = false;
                 s->rx_gen_enter = s->rx_gen;
+                s->rx_budget = RX_BUDGET;
+                s->rx_capped = false;
         }
 }
 
@@ -50,7 +52,11 @@ void session_leave(struct session *s) {
                 session_destroy(s);
                 return;
         }
-        if (s->rxa_len == 0) {
+        if (s->rx_capped) {
+                /* The budget ran out with input left: go on next turn, after the others. */
+                s->sweep_all = true;
+                session_schedule(s);
+        } else if (s->rxa_len == 0) {
                 free(s->rxa);
                 s->rxa = NULL;
         } else if (s->rx_gen != s->rx_gen_enter) {

@@ -65,6 +65,12 @@ void setup_step(struct session *s) {
                         rc = libssh2_session_handshake(s->session, s->fd);
                         if (rc == LIBSSH2_ERROR_EAGAIN)
                                 return;
+                        if (rc && s->pv_flood) {
+                                session_fail(s, -EPROTO, false, "relay %s:%u sent %u text lines (%zu bytes) "
+                                             "before an SSH version line: not an SSH server, or a flood",
+                                             s->p.server, s->p.server_port, s->pv_lines, s->pv_bytes);
+                                return;
+                        }
                         if (rc) {
                                 int e = ssh_errno(s, rc, &m);
                                 session_fail(s, e, false, "SSH handshake with %s:%u failed: %s", s->p.server,
@@ -80,6 +86,7 @@ void setup_step(struct session *s) {
                                 }
                         }
                         s->state = SESSION_AUTH;
+                        s->pv_done = true;
                         break;
 
                 case SESSION_AUTH: {

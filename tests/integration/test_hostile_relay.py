@@ -1,0 +1,138 @@
+"""No input holds the loop (issue 11 item 4): relays that flood the daemon.
+
+A relay (or anything on the path before the host key is checked) that sends RFC 4253
+pre-version text lines at full speed, and SSH peers that flood channel data, window adjusts
+or global requests once the forward is granted. Throughout: `mysocketctl status` answers
+within 1 s, SIGTERM stops the daemon within 5 s, and (pre-version flood) the binding goes
+to backoff with an error saying what the relay did, while the bindings of other sessions
+stay up. Figures are printed (run with -s).
+"""
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import BlobServer, binding, new_daemon, wait_for
+from hostile import FloodSSHServer, HostileRelay
+from relay import free_port
+
+STATUS_BOUND = 1.0
+STOP_BOUND = 5.0
+
+
+def figure(**kw):
+    print("\nFIGURE " + json.dumps(kw))
+    out = os.environ.get("MYSOCKETD_FIGURES")
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(kw) + "\n")
+
+
+class StatusProbe:
+    """Runs `mysocketctl status` back to back in a thread and keeps the slowest answer."""
+
+    def __init__(self, d):
+        self.d = d
+        self.worst = 0.0
+        self.calls = 0
+        self.failures = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            t0 = time.monotonic()
+            p = self.d.ctl("status", check=False, timeout=10)
+            dt = time.monotonic() - t0
+            self.calls += 1
+            self.worst = max(self.worst, dt)
+            if p.returncode != 0:
+                self.failures.append(p.stderr)
+            time.sleep(0.05)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(15)
+        return self.worst
+
+
+def stop_timed(d):
+    t0 = time.monotonic()
+    os.kill(d.proc.pid, signal.SIGTERM)
+    try:
+        d.proc.wait(STOP_BOUND + 5)
+    except Exception:
+        pass
+    dt = time.monotonic() - t0
+    d.stop()
+    return dt
+
+
+def test_preversion_flood_does_not_hold_the_loop(tmp_path):
+    hostile = HostileRelay("preversion")
+    svc = BlobServer()
+    d = new_daemon(tmp_path / "d")
+    try:
+        key = d.make_identity()
+        d.write_config(binding("web", svc.port, free_port()),
+                       ssh={"port": str(hostile.port), "identity_file": str(key), "host_key_check": "accept-new"},
+                       backoff={"initial": "1", "max": "2"})
+        t0 = time.monotonic()
+        d.start(wait=False)
+        wait_for(lambda: d.proc.poll() is not None or d.ctl("status", check=False).returncode == 0, timeout=10,
+                 what="the control socket")
+        probe = StatusProbe(d)
+        b = wait_for(lambda: (lambda b: b if b["state"] == "backoff" and b["last_error"] else None)(d.binding("web")),
+                     timeout=30, what="web to go to backoff")
+        to_backoff = time.monotonic() - t0
+        # It keeps trying (and being flooded) on every backoff.
+        wait_for(lambda: hostile.connections >= 2, timeout=15, what="a second attempt")
+        time.sleep(2)
+        worst = probe.stop()
+        stop_s = stop_timed(d)
+        figure(test="preversion_flood", status_worst_s=round(worst, 3), status_calls=probe.calls,
+               to_backoff_s=round(to_backoff, 2), stop_s=round(stop_s, 2), flood_mib=round(hostile.sent / 2**20, 1),
+               error=b["last_error"])
+        assert not probe.failures, probe.failures[:3]
+        assert worst < STATUS_BOUND, worst
+        assert stop_s < STOP_BOUND, stop_s
+        assert "version" in b["last_error"] and "lines" in b["last_error"], b["last_error"]
+    finally:
+        d.stop()
+        hostile.stop()
+        svc.close()
+
+
+@pytest.mark.parametrize("kind", ["data", "window", "global"])
+def test_ssh_flood_after_the_forward_does_not_hold_the_loop(tmp_path, kind):
+    pytest.importorskip("paramiko")
+    srv = FloodSSHServer(tmp_path, kind)
+    svc = BlobServer()
+    d = new_daemon(tmp_path / "d")
+    try:
+        key = d.make_identity()
+        d.write_config(binding("web", svc.port, 40000),
+                       ssh={"port": str(srv.port), "identity_file": str(key), "host_key_check": "accept-new"},
+                       backoff={"initial": "1", "max": "2"})
+        d.start()
+        assert srv.flooding.wait(30), "the flood did not start (forward never granted)"
+        probe = StatusProbe(d)
+        time.sleep(6)
+        worst = probe.stop()
+        assert not probe.failures, probe.failures[:3]
+        b = d.binding("web")
+        stop_s = stop_timed(d)
+        figure(test="ssh_flood_" + kind, status_worst_s=round(worst, 3), status_calls=probe.calls,
+               stop_s=round(stop_s, 2), flood_units=srv.sent, state=b["state"], error=b["last_error"])
+        assert worst < STATUS_BOUND, worst
+        assert stop_s < STOP_BOUND, stop_s
+    finally:
+        d.stop()
+        srv.stop()
+        svc.close()
