@@ -111,9 +111,7 @@ class FloodSSHServer:
         import paramiko
         self.paramiko = paramiko
         self.kind = kind
-        self.host_key = paramiko.Ed25519Key.generate() if hasattr(paramiko.Ed25519Key, "generate") else None
-        if self.host_key is None:
-            self.host_key = paramiko.RSAKey.generate(2048)
+        self.host_key = paramiko.ECDSAKey.generate()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -123,6 +121,7 @@ class FloodSSHServer:
         self.transports = []
         self.flooding = threading.Event()
         self.sent = 0
+        self.errors = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -177,13 +176,13 @@ class FloodSSHServer:
                 self._flood_window(t)
             elif self.kind == "global":
                 self._flood_global(t)
-        except Exception:
-            pass
+        except Exception as e:
+            self.errors.append(repr(e))
         finally:
             t.close()
 
     def _forwarded_channel(self, t):
-        return t.open_forwarded_tcpip_channel(("127.0.0.1", 5555), ("127.0.0.1", 40000))
+        return t.open_forwarded_tcpip_channel(("127.0.0.1", 5555), ("localhost", 40000))
 
     def _flood_data(self, t):
         ch = self._forwarded_channel(t)

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BlobServer, binding, new_daemon, wait_for
+from conftest import BlobServer, TCPService, binding, new_daemon, wait_for
 from hostile import FloodSSHServer, HostileRelay
 from relay import free_port
 
@@ -60,6 +60,27 @@ class StatusProbe:
         self.stopping = True
         self.thread.join(15)
         return self.worst
+
+
+class Sink(TCPService):
+    """A local service that reads and drops everything."""
+
+    def handle(self, c):
+        try:
+            while c.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def stop_timed(d):
@@ -113,7 +134,7 @@ def test_preversion_flood_does_not_hold_the_loop(tmp_path):
 def test_ssh_flood_after_the_forward_does_not_hold_the_loop(tmp_path, kind):
     pytest.importorskip("paramiko")
     srv = FloodSSHServer(tmp_path, kind)
-    svc = BlobServer()
+    svc = Sink()
     d = new_daemon(tmp_path / "d")
     try:
         key = d.make_identity()
@@ -127,9 +148,12 @@ def test_ssh_flood_after_the_forward_does_not_hold_the_loop(tmp_path, kind):
         worst = probe.stop()
         assert not probe.failures, probe.failures[:3]
         b = d.binding("web")
+        rss = rss_kib(d.proc.pid)
         stop_s = stop_timed(d)
         figure(test="ssh_flood_" + kind, status_worst_s=round(worst, 3), status_calls=probe.calls,
-               stop_s=round(stop_s, 2), flood_units=srv.sent, state=b["state"], error=b["last_error"])
+               stop_s=round(stop_s, 2), flood_units=srv.sent, rss_mib=round(rss / 1024, 1), state=b["state"], error=b["last_error"],
+               server_errors=srv.errors[:2])
+        assert srv.sent > 1000, "the flood did not flow"
         assert worst < STATUS_BOUND, worst
         assert stop_s < STOP_BOUND, stop_s
     finally:
