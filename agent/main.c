@@ -22,7 +22,7 @@
 #include "manager.h"
 #include "notify.h"
 #include "state.h"
-#include "tunnel.h"
+#include "tunnel/tunnel.h"
 
 static void usage(FILE *f) {
         fprintf(f,
