@@ -70,6 +70,7 @@ struct bridge {
 
 static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
 static void local_connect_next(struct bridge *c);
+static void bridge_abort(struct bridge *c, int error);
 
 static bool stopped(struct session *s) {
         return session_stopped(s);
@@ -125,7 +126,7 @@ static void close_local(struct bridge *c) {
         c->fd = -1;
 }
 
-void bridge_free(struct bridge *c) {
+static void bridge_free(struct bridge *c) {
         struct session *s = c->s;
         close_local(c);
         LIST_REMOVE(s->bridges_head, s->bridges_tail, c);
@@ -143,7 +144,7 @@ void bridge_free(struct bridge *c) {
 
 /* Gives up on the connection: the local side is closed now, the channel is closed and freed
  * by the pump (EOF + CLOSE). */
-void bridge_abort(struct bridge *c, int error) {
+static void bridge_abort(struct bridge *c, int error) {
         if (c->state == CONN_CLOSING)
                 return;
         c->error = error;

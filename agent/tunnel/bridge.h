@@ -15,9 +15,6 @@ struct bridge;
 /* A bridge for channel ch, accepted for tunnel t (NULL: its forward is gone, close it) or
  * the log shell (is_log). Connects to t's local service at once. */
 struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *ch, bool is_log);
-void bridge_free(struct bridge *b);
-/* Gives up: the local side is closed now, the channel closed and freed by the pump. */
-void bridge_abort(struct bridge *b, int error);
 bool bridge_closing(const struct bridge *b);
 
 /* For the session: every bridge of tunnel t is cut from it and aborted. */

@@ -14,6 +14,9 @@
 #include "util.h"
 
 static void session_destroy(struct session *s);
+static void session_fail(struct session *s, int error, bool permanent, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void session_unregister(struct session *s);
 
 bool session_stopped(const struct session *s) {
         return s->state == SESSION_DOWN || s->freed || (s->ssh && sshcall_pending(s->ssh));
@@ -91,7 +94,7 @@ static uint64_t dead_after_usec(const struct session *s) {
 
 /* ---- failing ---------------------------------------------------------------------------- */
 
-void session_fail(struct session *s, int error, bool permanent, const char *fmt, ...) {
+static void session_fail(struct session *s, int error, bool permanent, const char *fmt, ...) {
         if (down(s))
                 return;
         va_list ap;
@@ -157,7 +160,7 @@ void session_log_closed(struct session *s, int error) {
 
 /* Some listener of the session, for the pure read that resumes what libssh2 queued by
  * itself: a live forward's first, else one waiting to be cancelled. */
-sshcall_listener *session_any_listener(struct session *s) {
+static sshcall_listener *session_any_listener(struct session *s) {
         for (struct tunnel *t = s->tunnels_head; t; t = t->next)
                 if (t->listener)
                         return t->listener;
@@ -396,7 +399,7 @@ static void session_register(struct session *s) {
         s->registered = true;
 }
 
-void session_unregister(struct session *s) {
+static void session_unregister(struct session *s) {
         if (!s->registered)
                 return;
         LIST_REMOVE(s->registry->head, s->registry->tail, s);

@@ -122,20 +122,16 @@ struct session {
 int session_new(sd_event *event, struct tunnel_registry *registry, const struct tunnel_params *params,
                 struct session **ret);
 void session_release(struct session *s);       /* no tunnel left: destroy now or on unwind */
-void session_unregister(struct session *s);    /* takes no new tunnels; idempotent */
 void session_schedule(struct session *s);      /* pump on the next loop turn */
 void session_enter(struct session *s);         /* every event handler of the session starts... */
 void session_leave(struct session *s);         /* ...and ends with these */
 void session_pump(struct session *s);          /* drives every libssh2 call of the session */
 bool session_stopped(const struct session *s); /* down, freed, or a call is pending */
-/* The session ends: every tunnel on it gets on_down. */
-void session_fail(struct session *s, int error, bool permanent, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-/* The session ended on a libssh2 call (`what`, NULL for none in particular). */
+/* The session ended on a libssh2 call (`what`, NULL for none in particular): every tunnel on
+ * it gets on_down. */
 void session_lost(struct session *s, const char *what);
 void session_log_line(struct session *s, const char *line);    /* to every attached tunnel */
 void session_log_closed(struct session *s, int error);         /* the log channel is gone */
-sshcall_listener *session_any_listener(struct session *s);
 
 /* forward.c: returns false when the pump must stop. */
 bool forward_step(struct session *s);

@@ -240,22 +240,27 @@ static LIBSSH2_SEND_FUNC(send_cb) {
 
 /* ---- method preferences ----------------------------------------------------------- */
 
-/* RSA host keys with SHA-1 signatures fail against OpenSSH >= 8.8 in 1.10: prefer ed25519.
- * Only methods this libssh2 knows go into the list: 1.10's method_pref() removes unknown
- * ones with an overlapping memcpy (undefined behaviour, ASan aborts on it). */
-/* Sets the preference for `method` to the names of `want` that this libssh2 supports, in
- * that order (1.10's method_pref misbehaves on names it does not know). */
+/* Joins the names of `want` that are in `have`, in want's order, with commas, into out.
+ * Only methods this libssh2 knows may go into a preference: 1.10's method_pref() removes
+ * unknown ones with an overlapping memcpy (undefined behaviour, ASan aborts on it). */
+static void pref_join(const char *const *want, size_t n_want, const char *const *have, size_t n_have, char *out,
+                      size_t size) {
+        *out = 0;
+        for (size_t i = 0; i < n_want; i++)
+                for (size_t j = 0; j < n_have; j++)
+                        if (streq(want[i], have[j]) && strlen(out) + strlen(want[i]) + 2 < size) {
+                                if (*out)
+                                        strcat(out, ",");
+                                strcat(out, want[i]);
+                        }
+}
+
+/* Sets the preference for `method` to the names of `want` that this libssh2 supports. */
 static void set_pref(LIBSSH2_SESSION *session, int method, const char *const *want, size_t n_want) {
         const char **algs = NULL;
-        char pref[256] = "";
+        char pref[256];
         int n = libssh2_session_supported_algs(session, method, &algs);
-        for (size_t i = 0; i < n_want; i++)
-                for (int j = 0; j < n; j++)
-                        if (streq(want[i], algs[j]) && strlen(pref) + strlen(want[i]) + 2 < sizeof(pref)) {
-                                if (*pref)
-                                        strcat(pref, ",");
-                                strcat(pref, want[i]);
-                        }
+        pref_join(want, n_want, algs, n > 0 ? (size_t) n : 0, pref, sizeof(pref));
         if (n > 0)
                 libssh2_free(session, algs);
         if (*pref)
@@ -277,22 +282,42 @@ static bool cpu_has_sha256(void) {
 #endif
 }
 
-/* The one place that says which methods we prefer. */
-static void sshcall_method_prefs(LIBSSH2_SESSION *session) {
+/* The one place that says which methods we prefer, most wanted first, for a CPU with (hw) or
+ * without SHA-256 instructions. RSA host keys with SHA-1 signatures fail against OpenSSH >=
+ * 8.8 in 1.10: prefer ed25519. libssh2 1.10 has no AEAD ciphers, so every packet pays for a
+ * separate MAC, and the MAC is a third of the data path's CPU. On 64-bit CPUs without SHA
+ * instructions (a Raspberry Pi 4) hmac-sha2-512 is 40% faster than hmac-sha2-256; with
+ * them (x86 SHA extensions, a Pi 5's ARMv8 crypto) hmac-sha2-256 is 1.7x faster than -512.
+ * Ciphers: libssh2's own order. */
+static const char *const *sshcall_method_wants(int method, bool hw, size_t *n) {
         static const char *const hostkeys[] = { "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                                                 "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256" };
-        /* libssh2 1.10 has no AEAD ciphers, so every packet pays for a separate MAC, and the
-         * MAC is a third of the data path's CPU. On 64-bit CPUs without SHA instructions (a
-         * Raspberry Pi 4) hmac-sha2-512 is 40% faster than hmac-sha2-256; with them (x86 SHA
-         * extensions, a Pi 5's ARMv8 crypto) hmac-sha2-256 is 1.7x faster than -512. */
         static const char *const macs[2][3] = {
                 { "hmac-sha2-512", "hmac-sha2-256", "hmac-sha1" },    /* SHA-2 in software */
                 { "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1" },    /* SHA-256 instructions */
         };
+        switch (method) {
+        case LIBSSH2_METHOD_HOSTKEY:
+                *n = ELEMENTSOF(hostkeys);
+                return hostkeys;
+        case LIBSSH2_METHOD_MAC_CS:
+        case LIBSSH2_METHOD_MAC_SC:
+                *n = ELEMENTSOF(macs[hw]);
+                return macs[hw];
+        default:
+                *n = 0;
+                return NULL;
+        }
+}
+
+static void sshcall_method_prefs(LIBSSH2_SESSION *session) {
+        static const int methods[] = { LIBSSH2_METHOD_HOSTKEY, LIBSSH2_METHOD_MAC_CS, LIBSSH2_METHOD_MAC_SC };
         bool hw = cpu_has_sha256();
-        set_pref(session, LIBSSH2_METHOD_HOSTKEY, hostkeys, ELEMENTSOF(hostkeys));
-        set_pref(session, LIBSSH2_METHOD_MAC_CS, macs[hw], ELEMENTSOF(macs[hw]));
-        set_pref(session, LIBSSH2_METHOD_MAC_SC, macs[hw], ELEMENTSOF(macs[hw]));
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                size_t n;
+                const char *const *want = sshcall_method_wants(methods[i], hw, &n);
+                set_pref(session, methods[i], want, n);
+        }
 }
 
 /* ---- life ------------------------------------------------------------------------------ */
@@ -525,10 +550,6 @@ bool sshcall_closed_by_peer(const struct sshcall *c) {
 
 bool sshcall_socket_broken(const struct sshcall *c) {
         return c->sock_broken;
-}
-
-int sshcall_socket_errno(const struct sshcall *c) {
-        return c->sock_errno;
 }
 
 const char *sshcall_message(const struct sshcall *c) {

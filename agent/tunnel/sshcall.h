@@ -120,7 +120,6 @@ bool sshcall_ended(const struct sshcall *c);          /* a session-ending error 
 int sshcall_end_errno(const struct sshcall *c);       /* why (negative errno) */
 bool sshcall_closed_by_peer(const struct sshcall *c); /* the socket saw EOF */
 bool sshcall_socket_broken(const struct sshcall *c);  /* the socket saw EOF or an error */
-int sshcall_socket_errno(const struct sshcall *c);    /* its errno, 0 for EOF */
 const char *sshcall_message(const struct sshcall *c); /* libssh2's last error text */
 uint64_t sshcall_rx_gen(const struct sshcall *c);     /* bumped by every byte libssh2 takes */
 uint64_t sshcall_last_rx(const struct sshcall *c);    /* CLOCK_MONOTONIC usec of the last byte */
