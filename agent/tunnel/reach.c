@@ -218,6 +218,11 @@ static bool ssh_step(struct reach *r) {
                                lines, bytes);
                         return false;
                 }
+                if (sshcall_handshake_flood(r->ssh, &bytes)) {
+                        finish(r, -EPROTO, false, "relay %s:%u sent %zu KiB in the SSH handshake without "
+                               "completing it: a flood", r->p->server, r->p->server_port, bytes / 1024);
+                        return false;
+                }
                 if (k < 0) {
                         finish(r, k, false, "SSH handshake with %s:%u failed: %s", r->p->server, r->p->server_port,
                                sshcall_socket_broken(r->ssh) ? strerror(-k) : sshcall_message(r->ssh));

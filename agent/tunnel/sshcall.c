@@ -44,6 +44,9 @@ struct sshcall {
         unsigned pv_lines;        /* text lines before the version line */
         size_t pv_bytes;
         bool pv_flood;
+        bool hs_done;             /* the handshake is complete */
+        size_t hs_bytes;          /* bytes taken before that */
+        bool hs_flood;
         struct sshcall_op pending;
         LIBSSH2_CHANNEL *accepted, *opened;
         LIBSSH2_LISTENER *listened;
@@ -115,9 +118,9 @@ static ssize_t translate(struct sshcall *c, ssize_t rc) {
                 if (e && e->code == LIBSSH2_ERROR_AUTHENTICATION_FAILED)
                         err = ECONNRESET;   /* 1.10 says "auth failed" for a relay dying mid-auth */
         }
-        if (c->pv_flood)
+        if (c->pv_flood || c->hs_flood)
                 err = EPROTO;
-        if (c->sock_broken || c->pv_flood || !e || e->ends) {
+        if (c->sock_broken || c->pv_flood || c->hs_flood || !e || e->ends) {
                 if (!c->ended)
                         c->end_errno = -err;
                 c->ended = true;
@@ -155,6 +158,10 @@ static ssize_t handed(struct sshcall *s, const void *buffer, size_t n) {
         s->rx_budget = n < s->rx_budget ? s->rx_budget - n : 0;
         if (!s->pv_done && !preversion_scan(s, buffer, n))
                 return -EPROTO;
+        if (!s->hs_done && (s->hs_bytes += n) > SSHCALL_HANDSHAKE_BYTES_MAX) {
+                s->hs_flood = true;
+                return -EPROTO;
+        }
         return (ssize_t) n;
 }
 
@@ -179,7 +186,7 @@ static LIBSSH2_RECV_FUNC(recv_cb) {
         struct sshcall *s = *abstract;
         if (s->no_io)
                 return -ECONNRESET;
-        if (s->pv_flood)
+        if (s->pv_flood || s->hs_flood)
                 return -EPROTO;
         if (s->rx_budget == 0) {
                 s->rx_capped = true;
@@ -389,7 +396,7 @@ bool sshcall_dispatch_end(struct sshcall *c) {
 int sshcall_handshake(struct sshcall *c) {
         ssize_t r = translate(c, libssh2_session_handshake(c->session, c->fd));
         if (r == 0)
-                c->pv_done = true;
+                c->pv_done = c->hs_done = true;
         return (int) r;
 }
 
@@ -411,6 +418,11 @@ void sshcall_keepalive_config(struct sshcall *c, unsigned interval) {
 const char *sshcall_methods(struct sshcall *c, bool mac) {
         const char *m = libssh2_session_methods(c->session, mac ? LIBSSH2_METHOD_MAC_CS : LIBSSH2_METHOD_CRYPT_CS);
         return m ? m : "?";
+}
+
+bool sshcall_handshake_flood(const struct sshcall *c, size_t *bytes) {
+        *bytes = c->hs_bytes;
+        return c->hs_flood;
 }
 
 bool sshcall_preversion(const struct sshcall *c, unsigned *lines, size_t *bytes) {

@@ -33,6 +33,9 @@ static inline bool sshcall_again(ssize_t r) {
  * 1024 of them, and so do we. */
 #define SSHCALL_PREVERSION_LINES_MAX 1024
 #define SSHCALL_PREVERSION_BYTES_MAX (256 * 1024)
+/* A whole handshake takes a few KiB (version, KEXINIT, the key exchange reply with the host
+ * key); a relay that sends more without finishing it is flooding. */
+#define SSHCALL_HANDSHAKE_BYTES_MAX (1024 * 1024)
 #define SSHCALL_SEND_LOWAT (128 * 1024)     /* TCP_NOTSENT_LOWAT on the session socket */
 
 /* libssh2's own types, by their struct tags (no libssh2.h needed to hold a pointer). */
@@ -98,6 +101,8 @@ void sshcall_keepalive_config(struct sshcall *c, unsigned interval);
 const char *sshcall_methods(struct sshcall *c, bool mac);   /* negotiated cipher / MAC, or "?" */
 /* Whether the relay flooded text before its version line, with how much. */
 bool sshcall_preversion(const struct sshcall *c, unsigned *lines, size_t *bytes);
+/* Whether it sent more than SSHCALL_HANDSHAKE_BYTES_MAX without finishing the handshake. */
+bool sshcall_handshake_flood(const struct sshcall *c, size_t *bytes);
 
 /* Runs one call, recording it as pending when it leaves a packet half sent. */
 ssize_t sshcall_run(struct sshcall *c, struct sshcall_op op);

@@ -3,6 +3,8 @@
     HostileRelay(mode)      a TCP server on 127.0.0.1: for each connection it does `mode`
         "preversion"        RFC 4253 section 4.2 text lines before the version line, as fast
                             as the socket takes them, for ever
+        "ignore"            a version line, then SSH_MSG_IGNORE packets for ever (in the clear,
+                            as before any key exchange)
         "proxy"             a transparent TCP proxy to `upstream` (a real sshd), until
                             .mode is changed: connections made afterwards get the new mode
     .port, .connections (how many were accepted), .sent (bytes the flood wrote), .stop()
@@ -49,12 +51,30 @@ class HostileRelay:
                 self.connections += 1
                 self.conns.append(c)
             mode = self.mode
-            target = self._flood if mode == "preversion" else self._proxy
+            target = {"preversion": self._flood, "ignore": self._ignore}.get(mode, self._proxy)
             threading.Thread(target=target, args=(c,), daemon=True).start()
 
     def _flood(self, c):
         block = FLOOD_LINE * 800            # about 64 KiB per send
         try:
+            while not self.stopping:
+                c.sendall(block)
+                self.sent += len(block)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def _ignore(self, c):
+        """A version line, then unencrypted SSH_MSG_IGNORE packets (RFC 4253 6, 11.2) for ever:
+        a client in its key exchange reads and drops each one."""
+        payload = bytes([2]) + (4000).to_bytes(4, "big") + b"i" * 4000
+        pad = 8 - (5 + len(payload)) % 8
+        pad += 8 if pad < 4 else 0
+        packet = (1 + len(payload) + pad).to_bytes(4, "big") + bytes([pad]) + payload + b"\0" * pad
+        block = packet * 16
+        try:
+            c.sendall(b"SSH-2.0-Flood_1.0\r\n")
             while not self.stopping:
                 c.sendall(block)
                 self.sent += len(block)

@@ -95,8 +95,11 @@ def stop_timed(d):
     return dt
 
 
-def test_preversion_flood_does_not_hold_the_loop(tmp_path):
-    hostile = HostileRelay("preversion")
+@pytest.mark.parametrize("mode,said", [("preversion", "text lines"), ("ignore", "without completing it")])
+def test_setup_flood_does_not_hold_the_loop(tmp_path, mode, said):
+    """Before the host key is checked: text lines before the version line, or (after a
+    version line) SSH_MSG_IGNORE packets that libssh2 reads and drops in its key exchange."""
+    hostile = HostileRelay(mode)
     svc = BlobServer()
     d = new_daemon(tmp_path / "d")
     try:
@@ -117,13 +120,13 @@ def test_preversion_flood_does_not_hold_the_loop(tmp_path):
         time.sleep(2)
         worst = probe.stop()
         stop_s = stop_timed(d)
-        figure(test="preversion_flood", status_worst_s=round(worst, 3), status_calls=probe.calls,
+        figure(test="setup_flood_" + mode, status_worst_s=round(worst, 3), status_calls=probe.calls,
                to_backoff_s=round(to_backoff, 2), stop_s=round(stop_s, 2), flood_mib=round(hostile.sent / 2**20, 1),
                error=b["last_error"])
         assert not probe.failures, probe.failures[:3]
         assert worst < STATUS_BOUND, worst
         assert stop_s < STOP_BOUND, stop_s
-        assert "version" in b["last_error"] and "lines" in b["last_error"], b["last_error"]
+        assert said in b["last_error"], b["last_error"]
     finally:
         d.stop()
         hostile.stop()
@@ -160,3 +163,74 @@ def test_ssh_flood_after_the_forward_does_not_hold_the_loop(tmp_path, kind):
         d.stop()
         srv.stop()
         svc.close()
+
+
+def test_preversion_flood_on_one_session_leaves_the_others_up(tmp_path):
+    """API mode gives every binding a session of its own, all to the same relay address: a
+    proxy in front of the real sshd passes the first binding's connection through, then
+    floods every new one. The first binding stays up and serves while the second is
+    flooded, goes to backoff with the error, and is flooded again on every retry."""
+    import sys
+    from pathlib import Path
+    from conftest import http_site
+    from relay import Relay
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from emulator.harness import Emulator
+    from test_api import EMAIL, PASSWORD, USERS, ApiDaemon
+
+    relay = Relay(tmp_path / "relay").start()
+    proxy = HostileRelay("proxy", upstream=relay.port)
+    (tmp_path / "api").mkdir()
+    api = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port()).start()
+    site = http_site(tmp_path, "hello through the relay\n")
+    site_port = next(site)
+    d = new_daemon(tmp_path / "d", ApiDaemon, api)
+    try:
+        (d.state_dir / "known_hosts").write_text(relay.known_hosts_line() + "\n")
+        pw = d.root / "password"
+        pw.write_text(PASSWORD + "\n")
+        os.chmod(pw, 0o600)
+
+        def configure(bindings):
+            d.write_config(bindings, api={"url": api.url, "email": EMAIL, "password_file": str(pw)},
+                           ssh={"port": str(proxy.port), "identity_file": relay.client_key},
+                           backoff={"initial": "1", "max": "2"})
+
+        good = f'[binding "good"]\nport = {site_port}\n\n'
+        configure(good)
+        d.start()
+        g = d.wait_state("good", "up", timeout=30)
+
+        def get():
+            with urllib.request.urlopen(f"http://127.0.0.1:{g['relay_port']}/index.html", timeout=5) as r:
+                return r.read().decode()
+
+        assert get() == "hello through the relay\n"
+        proxy.mode = "preversion"
+        t0 = time.monotonic()
+        configure(good + f'[binding "bad"]\nport = {site_port}\n\n')
+        probe = StatusProbe(d)
+        d.ctl("reload")
+        b = wait_for(lambda: (lambda b: b if b["state"] == "backoff" and b["last_error"] else None)(d.binding("bad")),
+                     timeout=30, what="bad to go to backoff")
+        to_backoff = time.monotonic() - t0
+        before = proxy.connections
+        wait_for(lambda: proxy.connections >= before + 1, timeout=15, what="bad's next attempt")
+        assert get() == "hello through the relay\n"
+        gb = d.binding("good")
+        worst = probe.stop()
+        stop_s = stop_timed(d)
+        figure(test="preversion_flood_others_up", status_worst_s=round(worst, 3), status_calls=probe.calls,
+               to_backoff_s=round(to_backoff, 2), stop_s=round(stop_s, 2), error=b["last_error"],
+               good=gb["state"], good_reconnects=gb["reconnects"])
+        assert not probe.failures, probe.failures[:3]
+        assert worst < STATUS_BOUND, worst
+        assert stop_s < STOP_BOUND, stop_s
+        assert "text lines" in b["last_error"], b["last_error"]
+        assert gb["state"] == "up" and gb["reconnects"] == 0, gb
+    finally:
+        d.stop()
+        proxy.stop()
+        api.stop()
+        relay.stop()
+        next(site, None)
