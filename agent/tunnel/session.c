@@ -154,6 +154,8 @@ void session_log_closed(struct session *s, int error) {
         s->log = NULL;
         if (s->state == SESSION_UP && s->log_phase == LOG_RUNNING && !s->freed) {
                 s->log_phase = error == 0 && s->log_reopens++ < 1 ? LOG_OPEN : LOG_NONE;
+                log_binding(LOG_DEBUG, NULL, "edge-log", "the relay ended the log shell of %s%s", s->label,
+                            s->log_phase == LOG_OPEN ? "; opening a bare session channel for the probes" : "");
                 session_schedule(s);
         }
 }
