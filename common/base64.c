@@ -40,9 +40,9 @@ static int value(char c, bool url) {
                 return c - 'a' + 26;
         if (c >= '0' && c <= '9')
                 return c - '0' + 52;
-        if (c == (url ? '-' : '+'))
+        if (c == '+' || (url && c == '-'))
                 return 62;
-        if (c == (url ? '_' : '/'))
+        if (c == '/' || (url && c == '_'))
                 return 63;
         return -1;
 }
@@ -52,7 +52,14 @@ ssize_t base64_decode(const char *s, size_t n, bool url, unsigned char **ret) {
         size_t o = 0, i;
         uint32_t acc = 0;
         int bits = 0;
-        for (i = 0; i < n && s[i] != '='; i++) {
+        for (i = 0; i < n; i++) {
+                if (s[i] == '=') {          /* padding: only more of it may follow */
+                        while (i < n && s[i] == '=')
+                                i++;
+                        if (i < n)
+                                bits = 6;
+                        break;
+                }
                 int v = value(s[i], url);
                 if (v < 0) {
                         free(r);
