@@ -72,10 +72,6 @@ static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *use
 static void local_connect_next(struct bridge *c);
 static void bridge_abort(struct bridge *c, int error);
 
-static bool stopped(struct session *s) {
-        return session_stopped(s);
-}
-
 static ssize_t run(struct bridge *c, enum sshcall_kind kind, char *buf, size_t len) {
         return sshcall_run(c->s->ssh, (struct sshcall_op) { .kind = kind, .owner = c, .ch = c->ch, .buf = buf,
                                                              .len = len });
@@ -455,7 +451,7 @@ static bool service(struct bridge *c) {
         if (c->state == CONN_CLOSING) {
                 rc = run(c, SSHCALL_FREE, NULL, 0);
                 bridge_done(c, SSHCALL_FREE, rc);    /* may free c */
-                return !stopped(s);
+                return !session_stopped(s);
         }
 
         /* relay -> local */
@@ -467,7 +463,7 @@ static bool service(struct bridge *c) {
                         break;
                 rc = run(c, SSHCALL_READ, c->tl + (c->is_log ? 0 : c->tl_off + c->tl_len), room);
                 bridge_done(c, SSHCALL_READ, rc);
-                if (stopped(s))
+                if (session_stopped(s))
                         return false;
                 if (c->state == CONN_CLOSING || rc < (ssize_t) room)
                         break;
@@ -486,7 +482,7 @@ static bool service(struct bridge *c) {
                 if (win < CONN_WINDOW / 2 && sshcall_send_room(s->ssh)) {
                         rc = run(c, SSHCALL_ADJUST, NULL, CONN_WINDOW - win);
                         bridge_done(c, SSHCALL_ADJUST, rc);
-                        if (stopped(s))
+                        if (session_stopped(s))
                                 return false;
                 }
         }
@@ -511,7 +507,7 @@ static bool service(struct bridge *c) {
                         break;    /* the relay's window adjust arrives as bytes: a full sweep follows */
                 rc = run(c, SSHCALL_WRITE, c->tr + c->tr_off, c->tr_len);
                 bridge_done(c, SSHCALL_WRITE, rc);
-                if (stopped(s))
+                if (session_stopped(s))
                         return false;
                 if (rc <= 0)
                         break;
@@ -519,7 +515,7 @@ static bool service(struct bridge *c) {
         if (c->state == CONN_OPEN && c->local_eof && c->tr_len == 0 && !c->eof_sent) {
                 rc = run(c, SSHCALL_EOF, NULL, 0);
                 bridge_done(c, SSHCALL_EOF, rc);
-                if (stopped(s))
+                if (session_stopped(s))
                         return false;
         }
 
