@@ -455,8 +455,10 @@ static void session_destroy(struct session *s) {
         s->timer = sd_event_source_disable_unref(s->timer);
         s->defer = sd_event_source_disable_unref(s->defer);
         s->io = sd_event_source_disable_unref(s->io);
+        bool polite = s->state == SESSION_UP;
+        s->state = SESSION_DOWN;          /* its bridges go quietly: no log channel reopen */
         bridge_free_all(s);
-        sshcall_free(s->ssh, s->state == SESSION_UP);
+        sshcall_free(s->ssh, polite);
         if (s->fd >= 0)
                 close(s->fd);
         free(s->cancels);
