@@ -154,7 +154,6 @@ class FloodSSHServer:
 
     def _session(self, c):
         paramiko = self.paramiko
-        outer = self
 
         class Server(paramiko.ServerInterface):
             def __init__(self):

@@ -4,7 +4,6 @@ and hostkey.c include <libssh2.h>. Fails when an unprefixed global or a stray in
 appears."""
 import re
 import subprocess
-from pathlib import Path
 
 from conftest import BUILD, REPO
 

@@ -7,10 +7,8 @@ within 1 s, SIGTERM stops the daemon within 5 s, and (pre-version flood) the bin
 to backoff with an error saying what the relay did, while the bindings of other sessions
 stay up. Figures are printed (run with -s).
 """
-import json
 import os
 import signal
-import socket
 import threading
 import time
 import urllib.request
@@ -20,17 +18,10 @@ import pytest
 from conftest import BlobServer, TCPService, binding, new_daemon, wait_for
 from hostile import FloodSSHServer, HostileRelay
 from relay import free_port
+from test_netfaults import figure
 
 STATUS_BOUND = 1.0
 STOP_BOUND = 5.0
-
-
-def figure(**kw):
-    print("\nFIGURE " + json.dumps(kw))
-    out = os.environ.get("MYSOCKETD_FIGURES")
-    if out:
-        with open(out, "a") as f:
-            f.write(json.dumps(kw) + "\n")
 
 
 class StatusProbe:

@@ -200,8 +200,8 @@ def test_log_shell_ending_mid_transfer_keeps_the_data_intact(tmp_path):
     keeps one half-sent packet per session: a CHANNEL_OPEN left half sent and not recorded
     as the pending call would be flushed by the next channel_write, which would then report
     its own bytes as sent without sending them. The download's hash shows whether it bites."""
-    import hashlib
     from conftest import BlobServer, pattern_digest
+    from test_tunnel import download
     relay = Relay(tmp_path / "relay")
     with open(relay.script, "w") as f:     # a shell that ends on its own, mid-transfer
         f.write("#!/bin/sh\necho 'hello from relay'\nsleep 1\nexit 0\n")
@@ -214,17 +214,9 @@ def test_log_shell_ending_mid_transfer_keeps_the_data_intact(tmp_path):
         d.start()
         d.wait_state("big", "up", timeout=20)
         n = 768 << 20
-        with socket.create_connection(("127.0.0.1", rp), timeout=120) as c:
-            c.sendall(b"SEND %d\n" % n)
-            h, got = hashlib.sha256(), 0
-            while True:
-                b = c.recv(1 << 20)
-                if not b:
-                    break
-                h.update(b)
-                got += len(b)
+        digest, got, _ = download(rp, n, timeout=120)
         assert "opening a bare session channel" in d.log_text()
-        assert (got, h.hexdigest()) == (n, pattern_digest(n))
+        assert (got, digest) == (n, pattern_digest(n))
         b = d.binding("big")
         assert b["state"] == "up" and b["reconnects"] == 0, b
     finally:
