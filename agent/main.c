@@ -139,11 +139,17 @@ static int run(struct config *config) {
                 log_error("%s", error);
                 goto out;
         }
-        sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL);
-        sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL);
-        sd_event_add_signal(e, NULL, SIGHUP, on_reload_signal, m);
+        /* A daemon that cannot hear SIGTERM must not start. */
+        if ((r = sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL)) < 0 ||
+            (r = sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL)) < 0 ||
+            (r = sd_event_add_signal(e, NULL, SIGHUP, on_reload_signal, m)) < 0) {
+                log_error("cannot watch signals: %s", strerror(-r));
+                goto out;
+        }
         /* WATCHDOG=1 from the loop itself: if the loop stalls, systemd notices. */
-        sd_event_set_watchdog(e, true);
+        r = sd_event_set_watchdog(e, true);
+        if (r < 0)
+                log_warning("cannot drive the systemd watchdog: %s", strerror(-r));
 
         r = tunnel_global_init();
         if (r < 0) {
