@@ -208,7 +208,7 @@ static void binding_connect(struct binding *b) {
                 .exclusive = c->api,
         };
         set_state(b, BINDING_STATE_CONNECTING);
-        int r = tunnel_new(b->manager->event, &p, &tunnel_callbacks, b, &b->tunnel);
+        int r = tunnel_new(b->manager->tunnels, b->manager->event, &p, &tunnel_callbacks, b, &b->tunnel);
         if (r < 0) {
                 _cleanup_(freep) char *msg = xasprintf("cannot start the tunnel: %s", strerror(-r));
                 set_error(b, msg);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "base64.h"
 #include "conf-internal.h"
 #include "conf.h"
 #include "log.h"
@@ -108,15 +109,12 @@ static char *parse_type(const struct key *k, const char *v, void *base) {
 /* OpenSSH prints SHA256 fingerprints as unpadded base64 of 32 bytes: 43 characters, the
  * last of which carries 4 bits only (its two low bits are zero). */
 static bool fingerprint_valid(const char *s) {
-        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        if (strncmp(s, "SHA256:", 7) != 0 || strlen(s + 7) != 43)
+        _cleanup_(freep) unsigned char *d = NULL;
+        if (strncmp(s, "SHA256:", 7) != 0 || strlen(s + 7) != 43 || base64_decode(s + 7, 43, false, &d) != 32)
                 return false;
-        for (const char *p = s + 7; *p; p++) {
-                const char *q = strchr(b64, *p);
-                if (!q || (p[1] == '\0' && (q - b64) % 4 != 0))
-                        return false;
-        }
-        return true;
+        /* The last character carries 4 bits only: encoding again must give the same text. */
+        _cleanup_(freep) char *e = base64_encode(d, 32, false);
+        return streq(e, s + 7);
 }
 
 static char *parse_host_key_check(const struct key *k, const char *v, void *base) {

@@ -23,7 +23,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "state.h"
-#include "tunnel.h"
+#include "tunnel/tunnel.h"
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -159,13 +159,19 @@ static int run(struct config *config) {
                         goto out;
                 }
         }
-        sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL);
-        sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL);
-        sd_event_add_signal(e, NULL, SIGHUP, on_reload_signal, m);
+        /* A daemon that cannot hear SIGTERM must not start. */
+        if ((r = sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL)) < 0 ||
+            (r = sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL)) < 0 ||
+            (r = sd_event_add_signal(e, NULL, SIGHUP, on_reload_signal, m)) < 0) {
+                log_error("cannot watch signals: %s", strerror(-r));
+                goto out;
+        }
         if (sd_event_add_time_relative(e, NULL, CLOCK_MONOTONIC, LOG_RATELIMIT_USEC, 0, on_log_flush, NULL) < 0)
                 log_warning("cannot arm the log flush timer; held-back counts wait for their next line");
         /* WATCHDOG=1 from the loop itself: if the loop stalls, systemd notices. */
-        sd_event_set_watchdog(e, true);
+        r = sd_event_set_watchdog(e, true);
+        if (r < 0)
+                log_warning("cannot drive the systemd watchdog: %s", strerror(-r));
 
         r = tunnel_global_init();
         if (r < 0) {

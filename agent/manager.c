@@ -78,11 +78,13 @@ int manager_new(sd_event *event, struct config *config, struct manager **ret) {
         m->config = config;
         m->started = now_realtime_usec();
         m->control_gid = lookup_group(config->control_group);
+        m->tunnels = tunnel_registry_new();
         if (gethostname(m->hostname, sizeof(m->hostname) - 1) < 0)
                 strcpy(m->hostname, "localhost");
         if (config->api) {
                 int r = api_new(event, config, &m->api);
                 if (r < 0) {
+                        tunnel_registry_free(m->tunnels);
                         sd_event_unref(m->event);
                         free(m);
                         return r;
@@ -141,6 +143,7 @@ void manager_free(struct manager *m) {
         }
         free(m->bindings);
         sd_event_source_disable_unref(m->status_hold);
+        tunnel_registry_free(m->tunnels);
         api_free(m->api);
         netwatch_free(m->netwatch);
         conf_free(m->config);

@@ -17,7 +17,7 @@
 
 #include "conf.h"
 #include "protocol.h"
-#include "tunnel.h"
+#include "tunnel/tunnel.h"
 
 enum binding_state {
         BINDING_STATE_RESOLVING,
@@ -72,6 +72,7 @@ struct manager {
         struct binding **bindings;
         size_t n_bindings;
         struct netwatch *netwatch;
+        struct tunnel_registry *tunnels;  /* the SSH sessions bindings share */
         struct api *api;
         uint64_t started;               /* realtime usec */
         char hostname[65];              /* for default display names: "NAME on HOSTNAME" */

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "netwatch.h"
 #include "util.h"
 
@@ -52,9 +53,12 @@ static int on_netlink(sd_event_source *s, int fd, uint32_t revents, void *userda
                 for (struct nlmsghdr *h = (struct nlmsghdr *) buf; NLMSG_OK(h, (size_t) n); h = NLMSG_NEXT(h, n))
                         changed |= is_interesting(h);
         }
-        if (changed && !w->settle)
-                sd_event_add_time_relative(sd_event_source_get_event(s), &w->settle, CLOCK_MONOTONIC,
-                                           NETWATCH_SETTLE_USEC, 0, on_settled, w);
+        if (changed && !w->settle) {
+                int r = sd_event_add_time_relative(sd_event_source_get_event(s), &w->settle, CLOCK_MONOTONIC,
+                                                   NETWATCH_SETTLE_USEC, 0, on_settled, w);
+                if (r < 0)      /* this change goes unnoticed; backoff timers still retry */
+                        log_warning("cannot time the network change: %s", strerror(-r));
+        }
         return 0;
 }
 

@@ -192,3 +192,34 @@ def test_relay_lost_during_auth_is_retried_not_a_rejected_key(tmp_path):
         d.stop()
         proxy.close()
         relay.stop()
+
+
+def test_log_shell_ending_mid_transfer_keeps_the_data_intact(tmp_path):
+    """Issue 11 item 5: when the relay ends the log shell, the session opens a bare session
+    channel for the probes (CHANNEL_OPEN) while bulk data is being written. libssh2 1.10
+    keeps one half-sent packet per session: a CHANNEL_OPEN left half sent and not recorded
+    as the pending call would be flushed by the next channel_write, which would then report
+    its own bytes as sent without sending them. The download's hash shows whether it bites."""
+    from conftest import BlobServer, pattern_digest
+    from test_tunnel import download
+    relay = Relay(tmp_path / "relay")
+    with open(relay.script, "w") as f:     # a shell that ends on its own, mid-transfer
+        f.write("#!/bin/sh\necho 'hello from relay'\nsleep 1\nexit 0\n")
+    relay.start()
+    blob = BlobServer()
+    d = new_daemon(tmp_path / "d")
+    try:
+        rp = free_port()
+        d.configure_relay(relay, binding("big", blob.port, rp))
+        d.start()
+        d.wait_state("big", "up", timeout=20)
+        n = 768 << 20
+        digest, got, _ = download(rp, n, timeout=120)
+        assert "opening a bare session channel" in d.log_text()
+        assert (got, digest) == (n, pattern_digest(n))
+        b = d.binding("big")
+        assert b["state"] == "up" and b["reconnects"] == 0, b
+    finally:
+        d.stop()
+        relay.stop()
+        blob.close()

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "scrub.h"
+#include "base64.h"
 #include "util.h"
 
 START_TEST(test_binding_names) {
@@ -316,6 +317,42 @@ START_TEST(test_listen_address) {
 }
 END_TEST
 
+START_TEST(test_base64) {
+        static const struct { const char *plain, *padded, *bare; } v[] = {   /* RFC 4648 section 10 */
+                { "", "", "" }, { "f", "Zg==", "Zg" }, { "fo", "Zm8=", "Zm8" }, { "foo", "Zm9v", "Zm9v" },
+                { "foob", "Zm9vYg==", "Zm9vYg" }, { "fooba", "Zm9vYmE=", "Zm9vYmE" }, { "foobar", "Zm9vYmFy", "Zm9vYmFy" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(v); i++) {
+                char *e = base64_encode(v[i].plain, strlen(v[i].plain), true);
+                ck_assert_str_eq(e, v[i].padded);
+                free(e);
+                e = base64_encode(v[i].plain, strlen(v[i].plain), false);
+                ck_assert_str_eq(e, v[i].bare);
+                free(e);
+                for (int pad = 0; pad < 2; pad++) {
+                        const char *in = pad ? v[i].padded : v[i].bare;
+                        unsigned char *d = NULL;
+                        ck_assert_int_eq(base64_decode(in, strlen(in), false, &d), (ssize_t) strlen(v[i].plain));
+                        ck_assert_str_eq((char *) d, v[i].plain);
+                        free(d);
+                }
+        }
+        unsigned char *d = NULL;
+        /* The URL alphabet only with url; the standard one's 62/63 either way. */
+        ck_assert_int_eq(base64_decode("-_-_", 4, false, &d), -EINVAL);
+        ck_assert_int_eq(base64_decode("-_-_", 4, true, &d), 3);
+        ck_assert_int_eq(d[0], 0xfb);
+        ck_assert_int_eq(d[1], 0xff);
+        ck_assert_int_eq(d[2], 0xbf);
+        free(d);
+        ck_assert_int_eq(base64_decode("+/+/", 4, true, &d), 3);
+        free(d);
+        ck_assert_int_eq(base64_decode("Zg=x", 4, false, &d), -EINVAL);   /* data after padding */
+        ck_assert_int_eq(base64_decode("Zm9vY", 5, false, &d), -EINVAL);  /* a dangling 6-bit group */
+        ck_assert_int_eq(base64_decode("Zm 9", 4, false, &d), -EINVAL);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("util");
         TCase *tc = tcase_create("core");
@@ -331,6 +368,7 @@ int main(void) {
         tcase_add_test(tc, test_secret_file);
         tcase_add_test(tc, test_scrub);
         tcase_add_test(tc, test_listen_address);
+        tcase_add_test(tc, test_base64);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -1,5 +1,5 @@
-/* The tunnel engine: reverse SSH forwards kept by libssh2 on the sd-event loop.
- * Only tunnel*.c and hostkey.c include libssh2.
+/* The tunnel engine's face (agent/tunnel/): reverse SSH forwards kept by libssh2 on the
+ * sd-event loop. Only agent/tunnel/sshcall.c and hostkey.c include libssh2.
  *
  * A tunnel is one binding's attempt: tunnel_new() joins (or starts) the SSH session to the
  * relay, requests the forward, and calls on_up() when it is granted; from then on every
@@ -21,6 +21,9 @@
 #include "conf.h"
 
 struct tunnel;
+/* The sessions that take new tunnels (so that tunnels to the same relay share one): owned
+ * by the caller, one per event loop, outliving every tunnel made with it. */
+struct tunnel_registry;
 
 struct tunnel_params {
         const char *name;                    /* binding name, for log lines */
@@ -60,10 +63,14 @@ struct tunnel_callbacks {
         void (*on_log)(struct tunnel *t, const char *line, void *userdata);
 };
 
+struct tunnel_registry *tunnel_registry_new(void);
+/* Every tunnel made with it must be freed first. NULL is fine. */
+void tunnel_registry_free(struct tunnel_registry *r);
+
 /* Starts an attempt. The params strings are copied. Returns 0 and *ret, or negative errno
  * (nothing started). */
-int tunnel_new(sd_event *event, const struct tunnel_params *params, const struct tunnel_callbacks *cb,
-               void *userdata, struct tunnel **ret);
+int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct tunnel_params *params,
+               const struct tunnel_callbacks *cb, void *userdata, struct tunnel **ret);
 /* Closes everything the tunnel holds (sockets, channels, session). NULL is fine. */
 void tunnel_free(struct tunnel *t);
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret);

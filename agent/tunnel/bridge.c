@@ -4,7 +4,7 @@
  * Flow control is per connection: when the buffer toward the local service is full the
  * channel is not read, so its SSH window is not reopened and the relay stops sending on
  * that channel only; when the buffer toward the relay is full the local socket is not read.
- * One stuck client never slows the others. */
+ * One stuck client never slows the others. See bridge.h. */
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -16,50 +16,105 @@
 
 #include "list.h"
 #include "log.h"
-#include "tunnel-internal.h"
+#include "resolve.h"
+#include "session.h"
+#include "util.h"
 
 #define LOCAL_CONNECT_TIMEOUT_USEC (10 * 1000000ULL)
+#define CONN_BUF_SIZE       (64 * 1024)     /* per direction, per forwarded connection */
+#define CONN_WINDOW         (1024 * 1024)   /* SSH receive window kept open per channel */
+#define LOG_LINE_MAX        4096
+#define LOG_READ_SIZE       4096            /* read size of the log shell channel */
 #define WARN_INTERVAL_USEC (5 * 1000000ULL)
 #define READS_PER_VISIT 4
 #define REFILLS_PER_VISIT 4
 
-static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
-static void local_connect_next(struct conn *c);
 
-static bool stopped(struct session *s) {
-        return s->state == SESSION_DOWN || s->freed || s->pending.kind != OP_NONE;
+enum conn_state {
+        CONN_CONNECTING,  /* local connect in progress */
+        CONN_OPEN,
+        CONN_CLOSING,     /* local side gone; channel being freed */
+};
+
+struct bridge {
+        struct session *s;
+        struct tunnel *t;         /* the forward it came in on; NULL for the log shell and
+                                   * once that forward is gone */
+        struct bridge *prev, *next;
+        sshcall_channel *ch;
+        bool is_log;              /* the log shell: data goes to on_log, no local socket */
+        enum conn_state state;
+        uint64_t id;
+
+        int fd;
+        sd_event_source *io;
+        sd_event_source *timer;   /* local connect timeout */
+        size_t addr_idx;
+
+        char *tl;                 /* relay -> local */
+        size_t tl_off, tl_len;
+        char *tr;                 /* local -> relay */
+        size_t tr_off, tr_len;
+        char *line;               /* the log shell: the line being read */
+        size_t line_len;
+
+        bool ch_eof;              /* relay sent EOF and everything before it was read */
+        bool local_shut;          /* shutdown(SHUT_WR) done on the local socket */
+        bool tr_more;             /* the last local read filled tr: the socket may hold more */
+        bool local_eof;           /* the local service closed its side */
+        bool eof_sent;            /* channel EOF sent to the relay */
+        bool dirty;               /* needs a visit from the pump */
+        bool probe_inflight;      /* log conn: keepalive probe awaiting its reply */
+        int error;                /* why it is closing, for the debug log */
+};
+
+static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
+static void local_connect_next(struct bridge *c);
+static void bridge_abort(struct bridge *c, int error);
+
+static ssize_t run(struct bridge *c, enum sshcall_kind kind, char *buf, size_t len) {
+        return sshcall_run(c->s->ssh, (struct sshcall_op) { .kind = kind, .owner = c, .ch = c->ch, .buf = buf,
+                                                             .len = len });
 }
 
-struct conn *conn_new(struct session *s, struct tunnel *t, LIBSSH2_CHANNEL *ch, bool is_log) {
-        struct conn *c = xcalloc(1, sizeof(*c));
+static void bridge_done(struct bridge *c, enum sshcall_kind kind, ssize_t rc);
+static void update_events(struct bridge *c);
+static bool service(struct bridge *c);
+
+struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *ch, bool is_log) {
+        struct bridge *c = xcalloc(1, sizeof(*c));
         c->s = s;
         c->t = t;
         c->ch = ch;
         c->is_log = is_log;
         c->fd = -1;
-        c->id = ++s->next_conn_id;
+        c->id = ++s->next_bridge_id;
         /* The log shell's bytes go straight to log_feed: it needs no 64 KiB buffer, and
          * every idle binding has one such channel. */
         c->tl = xmalloc(is_log ? LOG_READ_SIZE : CONN_BUF_SIZE);
-        LIST_APPEND(s->conns_head, s->conns_tail, c);
+        if (is_log)
+                c->line = xmalloc(LOG_LINE_MAX + 1);
+        LIST_APPEND(s->bridges_head, s->bridges_tail, c);
         c->dirty = true;
         if (is_log) {
                 c->state = CONN_OPEN;
         } else {
                 c->tr = xmalloc(CONN_BUF_SIZE);
                 c->state = CONN_CONNECTING;
+                log_binding(LOG_DEBUG, t ? t->name : NULL, "connection", "connection %" PRIu64 " from the relay%s",
+                            c->id, t ? "" : " for a forward being cancelled");
                 if (t) {
                         t->stats.connections_total++;
                         t->stats.connections_active++;
                         local_connect_next(c);
                 } else
-                        conn_abort(c, -ECONNABORTED);
+                        bridge_abort(c, -ECONNABORTED);
         }
         session_schedule(s);
         return c;
 }
 
-static void close_local(struct conn *c) {
+static void close_local(struct bridge *c) {
         c->io = sd_event_source_disable_unref(c->io);
         c->timer = sd_event_source_disable_unref(c->timer);
         if (c->fd >= 0)
@@ -67,21 +122,17 @@ static void close_local(struct conn *c) {
         c->fd = -1;
 }
 
-void conn_destroy(struct conn *c) {
+static void bridge_free(struct bridge *c) {
         struct session *s = c->s;
         close_local(c);
-        LIST_REMOVE(s->conns_head, s->conns_tail, c);
-        if (s->pending.conn == c)
-                s->pending = (struct op) { .kind = OP_ACCEPT, .listener = any_listener(s) };
-        if (c->is_log) {
-                s->log = NULL;
-                /* The relay ended the shell: keep a bare session channel for the probes, once. */
-                if (s->state == SESSION_UP && s->log_phase == LOG_RUNNING && !s->freed) {
-                        s->log_phase = c->error == 0 && s->log_reopens++ < 1 ? LOG_OPEN : LOG_NONE;
-                        session_schedule(s);
-                }
-        } else if (c->t)
+        LIST_REMOVE(s->bridges_head, s->bridges_tail, c);
+        if (s->ssh)
+                sshcall_forget(s->ssh, c);
+        if (c->is_log)
+                session_log_closed(s, c->error);
+        else if (c->t)
                 c->t->stats.connections_active--;
+        free(c->line);
         free(c->tl);
         free(c->tr);
         free(c);
@@ -89,7 +140,7 @@ void conn_destroy(struct conn *c) {
 
 /* Gives up on the connection: the local side is closed now, the channel is closed and freed
  * by the pump (EOF + CLOSE). */
-void conn_abort(struct conn *c, int error) {
+static void bridge_abort(struct bridge *c, int error) {
         if (c->state == CONN_CLOSING)
                 return;
         c->error = error;
@@ -103,7 +154,7 @@ void conn_abort(struct conn *c, int error) {
 /* ---- local side ------------------------------------------------------------------------ */
 
 static int on_local_timer(sd_event_source *src, uint64_t usec, void *userdata) {
-        struct conn *c = userdata;
+        struct bridge *c = userdata;
         struct session *s = c->s;
         (void) src, (void) usec;
         session_enter(s);
@@ -114,7 +165,7 @@ static int on_local_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void warn_local(struct conn *c, int error) {
+static void warn_local(struct bridge *c, int error) {
         struct tunnel *t = c->t;
         uint64_t now = now_monotonic_usec();
         /* One line per few seconds: a dead local service with a busy public side would
@@ -134,49 +185,46 @@ static void warn_local(struct conn *c, int error) {
         t->warn_suppressed = 0;
 }
 
-static void local_connect_next(struct conn *c) {
+static void set_nodelay(int fd, void *userdata) {
+        int one = 1;
+        (void) userdata;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void local_connect_next(struct bridge *c) {
         struct session *s = c->s;
         struct tunnel *t = c->t;
-        int last = c->error ? -c->error : ECONNREFUSED;
+        int last = c->error ? c->error : -ECONNREFUSED;
 
-        while (!t->loc_resolve_error && c->addr_idx < t->n_loc_addrs) {
-                struct addr *a = &t->loc_addrs[c->addr_idx++];
-                int one = 1;
-                int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+        while (!t->loc_resolve_error) {
+                int fd = resolve_connect_next(t->loc_addrs, t->n_loc_addrs, &c->addr_idx, last, set_nodelay, NULL);
                 if (fd < 0) {
-                        last = errno;
-                        continue;
-                }
-                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                if (connect(fd, (struct sockaddr *) &a->sa, a->len) < 0 && errno != EINPROGRESS) {
-                        last = errno;
-                        close(fd);
-                        continue;
+                        last = fd;
+                        break;
                 }
                 c->fd = fd;
-                if (sd_event_add_io(s->event, &c->io, fd, EPOLLOUT, on_local_io, c) < 0 ||
-                    sd_event_add_time_relative(s->event, &c->timer, CLOCK_MONOTONIC, LOCAL_CONNECT_TIMEOUT_USEC,
-                                               100000, on_local_timer, c) < 0) {
-                        last = ENOMEM;
+                int k = sd_event_add_io(s->event, &c->io, fd, EPOLLOUT, on_local_io, c);
+                if (k >= 0)
+                        k = sd_event_add_time_relative(s->event, &c->timer, CLOCK_MONOTONIC, LOCAL_CONNECT_TIMEOUT_USEC,
+                                                       100000, on_local_timer, c);
+                if (k < 0) {
+                        last = k;
                         close_local(c);
                         continue;
                 }
                 return;
         }
-        warn_local(c, -last);
-        conn_abort(c, -last);
+        warn_local(c, last);
+        bridge_abort(c, last);
 }
 
-static void local_connect_done(struct conn *c) {
-        int err = 0;
-        socklen_t l = sizeof(err);
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
-                err = errno;
-        if (err == EINPROGRESS || err == EALREADY)
+static void local_connect_done(struct bridge *c) {
+        int k = resolve_connect_result(c->fd);
+        if (k == -EINPROGRESS)
                 return;
-        if (err) {
+        if (k < 0) {
                 close_local(c);
-                c->error = -err;
+                c->error = k;
                 local_connect_next(c);
                 return;
         }
@@ -186,13 +234,13 @@ static void local_connect_done(struct conn *c) {
         c->dirty = true;
 }
 
-static void flush_local(struct conn *c) {
+static void flush_local(struct bridge *c) {
         while (c->tl_len > 0 && c->fd >= 0 && c->state == CONN_OPEN) {
                 ssize_t n = send(c->fd, c->tl + c->tl_off, c->tl_len, MSG_NOSIGNAL);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
-                        conn_abort(c, -errno);
+                        bridge_abort(c, -errno);
                         return;
                 }
                 bool was_full = c->tl_off + c->tl_len == CONN_BUF_SIZE;
@@ -210,7 +258,7 @@ static void flush_local(struct conn *c) {
 }
 
 /* Returns whether the read filled the buffer: the socket may hold more. */
-static bool read_local(struct conn *c) {
+static bool read_local(struct bridge *c) {
         if (c->local_eof || c->state != CONN_OPEN)
                 return false;
         if (c->tr_len == 0)
@@ -229,11 +277,13 @@ static bool read_local(struct conn *c) {
         else if (n == 0)
                 c->local_eof = true;
         else if (errno != EAGAIN && errno != EINTR)
-                conn_abort(c, -errno);
+                bridge_abort(c, -errno);
         return n == (ssize_t) room;
 }
 
-void conn_update_events(struct conn *c) {
+/* Polls the local socket for what the buffers allow. A source that cannot be driven would
+ * stall the connection: it is closed instead. */
+static void update_events(struct bridge *c) {
         uint32_t ev = 0;
         if (!c->io)
                 return;
@@ -245,15 +295,15 @@ void conn_update_events(struct conn *c) {
                 if (c->tl_len > 0)
                         ev |= EPOLLOUT;
         }
-        if (ev) {
-                sd_event_source_set_io_events(c->io, ev);
-                sd_event_source_set_enabled(c->io, SD_EVENT_ON);
-        } else
-                sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+        int k = ev ? sd_event_source_set_io_events(c->io, ev) : 0;
+        if (k >= 0)
+                k = sd_event_source_set_enabled(c->io, ev ? SD_EVENT_ON : SD_EVENT_OFF);
+        if (k < 0)
+                bridge_abort(c, k);
 }
 
 static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        struct conn *c = userdata;
+        struct bridge *c = userdata;
         struct session *s = c->s;
         (void) src, (void) fd;
         session_enter(s);
@@ -264,74 +314,63 @@ static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *use
         if (c->state == CONN_OPEN && (revents & (EPOLLOUT | EPOLLERR)))
                 flush_local(c);
         c->dirty = true;
-        conn_update_events(c);
+        update_events(c);
         /* Serve it now rather than on the next loop turn (sd-event dispatches one source per
          * turn, each with its own epoll_wait): the pump visits only dirty connections, and
          * may free this one. */
-        pump(s);
+        session_pump(s);
         session_leave(s);
         return 0;
 }
 
 /* ---- log lines --------------------------------------------------------------------------- */
 
-static void emit_line(struct session *s) {
-        s->line[s->line_len] = 0;
-        if (s->line_len > 0) {
-                _cleanup_(freep) char *line = sanitize_text(s->line, LOG_LINE_MAX);
-                session_log_line(s, line);
+static void emit_line(struct bridge *c) {
+        c->line[c->line_len] = 0;
+        if (c->line_len > 0) {
+                _cleanup_(freep) char *line = sanitize_text(c->line, LOG_LINE_MAX);
+                session_log_line(c->s, line);
         }
-        s->line_len = 0;
+        c->line_len = 0;
 }
 
-static void log_feed(struct session *s, const char *p, size_t n) {
+static void log_feed(struct bridge *c, const char *p, size_t n) {
+        struct session *s = c->s;
         for (size_t i = 0; i < n && !s->freed && s->state != SESSION_DOWN; i++) {
                 if (p[i] == '\r')
                         continue;
                 if (p[i] == '\n') {
-                        emit_line(s);
+                        emit_line(c);
                         continue;
                 }
-                if (s->line_len == LOG_LINE_MAX)
-                        emit_line(s);
-                s->line[s->line_len++] = p[i];
+                if (c->line_len == LOG_LINE_MAX)
+                        emit_line(c);
+                c->line[c->line_len++] = p[i];
         }
 }
 
 /* ---- the SSH side ------------------------------------------------------------------------ */
 
-static void session_error(struct conn *c, ssize_t rc, const char *what) {
+/* A call made for c failed: the session, when the error ends it (sshcall's table), else c. */
+static void call_failed(struct bridge *c, ssize_t rc, const char *what) {
         struct session *s = c->s;
-        const char *m;
-        int e = ssh_errno(s, (int) rc, &m);
-        if (s->sock_broken || (rc != LIBSSH2_ERROR_EAGAIN && rc < 0 && rc != LIBSSH2_ERROR_CHANNEL_CLOSED &&
-                               rc != LIBSSH2_ERROR_CHANNEL_EOF_SENT && rc != LIBSSH2_ERROR_CHANNEL_UNKNOWN &&
-                               rc != LIBSSH2_ERROR_CHANNEL_FAILURE && rc != LIBSSH2_ERROR_BAD_USE &&
-                               rc != LIBSSH2_ERROR_CHANNEL_WINDOW_EXCEEDED &&
-                               rc != LIBSSH2_ERROR_CHANNEL_PACKET_EXCEEDED &&
-                               rc != LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED)) {
-                if (s->sock_broken)
-                        session_fail(s, -ECONNRESET, false, "connection to relay %s:%u lost%s%s", s->p.server,
-                                    s->p.server_port, s->sock_errno ? ": " : "",
-                                    s->sock_errno ? strerror(s->sock_errno) : "");
-                else
-                        session_fail(s, e, false, "SSH session with %s:%u failed (%s): %s", s->p.server,
-                                    s->p.server_port, what, m);
+        if (sshcall_ended(s->ssh)) {
+                session_lost(s, what);
                 return;
         }
         log_binding(LOG_DEBUG, c->t ? c->t->name : NULL, "connection", "connection %" PRIu64 ": %s failed: %s",
-                    c->id, what, m);
-        conn_abort(c, e);
+                    c->id, what, sshcall_message(s->ssh));
+        bridge_abort(c, (int) rc);
 }
 
-void conn_op_done(struct conn *c, enum op_kind kind, ssize_t rc) {
+static void bridge_done(struct bridge *c, enum sshcall_kind kind, ssize_t rc) {
         struct session *s = c->s;
 
         switch (kind) {
-        case OP_READ:
+        case SSHCALL_READ:
                 if (rc > 0) {
                         if (c->is_log)
-                                log_feed(s, c->tl, (size_t) rc);
+                                log_feed(c, c->tl, (size_t) rc);
                         else {
                                 c->tl_len += (size_t) rc;
                                 if (c->t)
@@ -339,12 +378,12 @@ void conn_op_done(struct conn *c, enum op_kind kind, ssize_t rc) {
                         }
                 } else if (rc == 0) {
                         /* 0 without EOF happens around a rekey: not an end of stream. */
-                        if (libssh2_channel_eof(c->ch) == 1)
+                        if (sshcall_channel_eof(c->ch))
                                 c->ch_eof = true;
-                } else if (rc != LIBSSH2_ERROR_EAGAIN)
-                        session_error(c, rc, "read");
+                } else if (!sshcall_again(rc))
+                        call_failed(c, rc, "read");
                 break;
-        case OP_WRITE:
+        case SSHCALL_WRITE:
                 if (rc > 0) {
                         c->tr_off += (size_t) rc;
                         c->tr_len -= (size_t) rc;
@@ -352,38 +391,38 @@ void conn_op_done(struct conn *c, enum op_kind kind, ssize_t rc) {
                                 c->tr_off = 0;
                         if (c->t)
                                 c->t->stats.bytes_out += (uint64_t) rc;
-                } else if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-                        session_error(c, rc, "write");
+                } else if (rc < 0 && !sshcall_again(rc))
+                        call_failed(c, rc, "write");
                 break;
-        case OP_EOF:
-                if (rc == LIBSSH2_ERROR_EAGAIN)
+        case SSHCALL_EOF:
+                if (sshcall_again(rc))
                         break;
                 c->eof_sent = true;
                 if (rc < 0)
-                        session_error(c, rc, "send EOF");
+                        call_failed(c, rc, "send EOF");
                 break;
-        case OP_ADJUST:
-                if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-                        session_error(c, rc, "window adjust");
+        case SSHCALL_ADJUST:
+                if (rc < 0 && !sshcall_again(rc))
+                        call_failed(c, rc, "window adjust");
                 break;
-        case OP_PROBE:
+        case SSHCALL_PROBE:
                 /* Any answer (the relay refuses "env" on a running shell) proves liveness;
                  * the bytes themselves already moved last_rx. */
-                c->probe_inflight = rc == LIBSSH2_ERROR_EAGAIN;
-                if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN && rc != LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED)
-                        session_error(c, rc, "keepalive probe");
+                c->probe_inflight = sshcall_again(rc);
+                if (rc < 0 && !sshcall_again(rc) && rc != -EREMOTEIO)
+                        call_failed(c, rc, "keepalive probe");
                 break;
-        case OP_FREE:
-                if (rc == LIBSSH2_ERROR_EAGAIN)
+        case SSHCALL_FREE:
+                if (sshcall_again(rc))
                         break;
-                if (rc < 0 && s->sock_broken) {
-                        session_error(c, rc, "close");
+                if (rc < 0 && sshcall_socket_broken(s->ssh)) {
+                        call_failed(c, rc, "close");
                         break;
                 }
                 log_binding(LOG_DEBUG, c->t ? c->t->name : NULL, "connection", "connection %" PRIu64 " closed%s%s", c->id,
                             c->error ? ": " : "", c->error ? strerror(-c->error) : "");
                 c->ch = NULL;
-                conn_destroy(c);
+                bridge_free(c);
                 break;
         default:
                 break;
@@ -391,7 +430,7 @@ void conn_op_done(struct conn *c, enum op_kind kind, ssize_t rc) {
 }
 
 /* Both directions finished (or the log shell ended): close the local side, free the channel. */
-static void maybe_finish(struct conn *c) {
+static void maybe_finish(struct bridge *c) {
         if (c->state == CONN_CLOSING)
                 return;
         if (c->is_log) {
@@ -405,14 +444,14 @@ static void maybe_finish(struct conn *c) {
         }
 }
 
-bool conn_service(struct conn *c) {
+static bool service(struct bridge *c) {
         struct session *s = c->s;
         ssize_t rc;
 
         if (c->state == CONN_CLOSING) {
-                rc = op_run(s, OP_FREE, c, NULL, 0);
-                conn_op_done(c, OP_FREE, rc);    /* may free c */
-                return !stopped(s);
+                rc = run(c, SSHCALL_FREE, NULL, 0);
+                bridge_done(c, SSHCALL_FREE, rc);    /* may free c */
+                return !session_stopped(s);
         }
 
         /* relay -> local */
@@ -422,9 +461,9 @@ bool conn_service(struct conn *c) {
                 size_t room = c->is_log ? LOG_READ_SIZE : CONN_BUF_SIZE - c->tl_off - c->tl_len;
                 if (room == 0)
                         break;
-                rc = op_run(s, OP_READ, c, c->tl + (c->is_log ? 0 : c->tl_off + c->tl_len), room);
-                conn_op_done(c, OP_READ, rc);
-                if (stopped(s))
+                rc = run(c, SSHCALL_READ, c->tl + (c->is_log ? 0 : c->tl_off + c->tl_len), room);
+                bridge_done(c, SSHCALL_READ, rc);
+                if (session_stopped(s))
                         return false;
                 if (c->state == CONN_CLOSING || rc < (ssize_t) room)
                         break;
@@ -439,11 +478,11 @@ bool conn_service(struct conn *c) {
 
         /* Keep the relay's window for this channel open as long as we keep reading it. */
         if (!c->ch_eof) {
-                unsigned long win = libssh2_channel_window_read(c->ch);
-                if (win < CONN_WINDOW / 2 && session_send_room(s)) {
-                        rc = op_run(s, OP_ADJUST, c, NULL, CONN_WINDOW - win);
-                        conn_op_done(c, OP_ADJUST, rc);
-                        if (stopped(s))
+                unsigned long win = sshcall_window_read(c->ch);
+                if (win < CONN_WINDOW / 2 && sshcall_send_room(s->ssh)) {
+                        rc = run(c, SSHCALL_ADJUST, NULL, CONN_WINDOW - win);
+                        bridge_done(c, SSHCALL_ADJUST, rc);
+                        if (session_stopped(s))
                                 return false;
                 }
         }
@@ -459,24 +498,24 @@ bool conn_service(struct conn *c) {
                         if (c->tr_len == 0)
                                 break;
                 }
-                if (!session_send_room(s)) {
+                if (!sshcall_send_room(s->ssh)) {
                         s->want_room = true;
                         c->dirty = true;
                         break;
                 }
-                if (libssh2_channel_window_write(c->ch) == 0)
+                if (sshcall_window_write(c->ch) == 0)
                         break;    /* the relay's window adjust arrives as bytes: a full sweep follows */
-                rc = op_run(s, OP_WRITE, c, c->tr + c->tr_off, c->tr_len);
-                conn_op_done(c, OP_WRITE, rc);
-                if (stopped(s))
+                rc = run(c, SSHCALL_WRITE, c->tr + c->tr_off, c->tr_len);
+                bridge_done(c, SSHCALL_WRITE, rc);
+                if (session_stopped(s))
                         return false;
                 if (rc <= 0)
                         break;
         }
         if (c->state == CONN_OPEN && c->local_eof && c->tr_len == 0 && !c->eof_sent) {
-                rc = op_run(s, OP_EOF, c, NULL, 0);
-                conn_op_done(c, OP_EOF, rc);
-                if (stopped(s))
+                rc = run(c, SSHCALL_EOF, NULL, 0);
+                bridge_done(c, SSHCALL_EOF, rc);
+                if (session_stopped(s))
                         return false;
         }
 
@@ -485,6 +524,88 @@ bool conn_service(struct conn *c) {
                 c->dirty = true;
                 session_schedule(s);
         }
-        conn_update_events(c);
+        update_events(c);
         return true;
+}
+
+/* ---- for the session ------------------------------------------------------------------- */
+
+bool bridge_closing(const struct bridge *b) {
+        return b->state == CONN_CLOSING;
+}
+
+sshcall_channel *bridge_channel(const struct bridge *b) {
+        return b->ch;
+}
+
+void bridge_abort_tunnel(struct session *s, struct tunnel *t) {
+        for (struct bridge *c = s->bridges_head; c; c = c->next)
+                if (c->t == t) {
+                        c->t = NULL;
+                        bridge_abort(c, -ECONNABORTED);
+                }
+}
+
+void bridge_quiesce_all(struct session *s) {
+        for (struct bridge *c = s->bridges_head; c; c = c->next) {
+                c->io = sd_event_source_disable_unref(c->io);
+                c->timer = sd_event_source_disable_unref(c->timer);
+                c->t = NULL;
+        }
+}
+
+void bridge_free_all(struct session *s) {
+        while (s->bridges_head)
+                bridge_free(s->bridges_head);
+}
+
+bool bridge_sweep(struct session *s, bool all) {
+        struct bridge *c, *n;
+        for (c = s->bridges_head; c; c = n) {
+                n = c->next;
+                if (!all && !c->dirty)
+                        continue;
+                c->dirty = false;
+                if (!service(c))
+                        return false;
+        }
+        /* Fairness: the next sweep starts one connection further. */
+        if (s->bridges_head && s->bridges_head != s->bridges_tail) {
+                c = s->bridges_head;
+                LIST_REMOVE(s->bridges_head, s->bridges_tail, c);
+                LIST_APPEND(s->bridges_head, s->bridges_tail, c);
+        }
+        for (c = s->bridges_head; c; c = c->next)
+                if (c->dirty && !s->want_room) {
+                        session_schedule(s);
+                        break;
+                }
+        return true;
+}
+
+void bridge_retry(struct bridge *c, const struct sshcall_op *pending) {
+        struct sshcall_op op = *pending;
+        if (op.kind == SSHCALL_READ && !c->is_log) {
+                /* The local side may have taken bytes meanwhile: read at the buffer's end now. */
+                if (c->tl_len == 0)
+                        c->tl_off = 0;
+                op.buf = c->tl + c->tl_off + c->tl_len;
+                op.len = CONN_BUF_SIZE - c->tl_off - c->tl_len;   /* 0 still resumes the adjust */
+        }
+        bridge_done(c, op.kind, sshcall_run(c->s->ssh, op));
+}
+
+bool bridge_resume_read(struct bridge *log) {
+        if (!log || log->state == CONN_CLOSING)
+                return false;
+        bridge_done(log, SSHCALL_READ, run(log, SSHCALL_READ, log->tl, LOG_READ_SIZE));
+        return true;
+}
+
+void bridge_probe(struct bridge *log) {
+        bridge_done(log, SSHCALL_PROBE, run(log, SSHCALL_PROBE, NULL, 0));
+}
+
+bool bridge_probe_inflight(const struct bridge *log) {
+        return log->probe_inflight;
 }

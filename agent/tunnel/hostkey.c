@@ -1,5 +1,5 @@
 /* Relay host key verification: known_hosts (strict / accept-new) and pinned fingerprints.
- * Part of the tunnel engine, so it may include libssh2. */
+ * Besides sshcall.c the one file of the engine that includes libssh2. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -8,8 +8,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libssh2.h>
+
+#include "base64.h"
+#include "hostkey.h"
 #include "log.h"
-#include "tunnel-internal.h"
+#include "util.h"
 
 /* --- SHA-256 (FIPS 180-4): only needed to fingerprint the key recorded in known_hosts,
  * libssh2 only hashes the key the relay offers. --------------------------------------- */
@@ -66,59 +70,6 @@ static void sha256(const void *data, size_t len, unsigned char out[32]) {
         for (int i = 0; i < 8; i++)
                 for (int j = 0; j < 4; j++)
                         out[4 * i + j] = (unsigned char) (h[i] >> (24 - 8 * j));
-}
-
-/* --- base64 ------------------------------------------------------------------------- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *base64_encode(const void *data, size_t len, bool pad) {
-        const unsigned char *p = data;
-        char *r = xmalloc(len / 3 * 4 + 5), *o = r;
-        size_t i;
-        for (i = 0; i + 2 < len; i += 3) {
-                *o++ = b64[p[i] >> 2];
-                *o++ = b64[(p[i] & 3) << 4 | p[i + 1] >> 4];
-                *o++ = b64[(p[i + 1] & 15) << 2 | p[i + 2] >> 6];
-                *o++ = b64[p[i + 2] & 63];
-        }
-        if (i < len) {
-                *o++ = b64[p[i] >> 2];
-                if (i + 1 < len) {
-                        *o++ = b64[(p[i] & 3) << 4 | p[i + 1] >> 4];
-                        *o++ = b64[(p[i + 1] & 15) << 2];
-                } else
-                        *o++ = b64[(p[i] & 3) << 4];
-                if (pad)
-                        while ((o - r) % 4)
-                                *o++ = '=';
-        }
-        *o = 0;
-        return r;
-}
-
-/* Decodes standard base64 (padding optional). Returns the length or -EINVAL. */
-static ssize_t base64_decode(const char *s, unsigned char **ret) {
-        size_t n = strlen(s);
-        unsigned char *r = xmalloc(n / 4 * 3 + 3);
-        size_t o = 0;
-        uint32_t acc = 0;
-        int bits = 0;
-        for (size_t i = 0; i < n && s[i] != '='; i++) {
-                const char *c = strchr(b64, s[i]);
-                if (!c || !s[i]) {
-                        free(r);
-                        return -EINVAL;
-                }
-                acc = acc << 6 | (uint32_t) (c - b64);
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        r[o++] = (unsigned char) (acc >> bits);
-                }
-        }
-        *ret = r;
-        return (ssize_t) o;
 }
 
 char *hostkey_fingerprint(const void *blob, size_t len) {
@@ -195,7 +146,7 @@ static int known_hosts_append(const char *path, const char *line) {
         return write_file_atomic(path, buf, len, 0600);
 }
 
-int hostkey_verify(LIBSSH2_SESSION *session, const struct tunnel_params *p, char **ret_message) {
+int hostkey_verify(struct _LIBSSH2_SESSION *session, const struct tunnel_params *p, char **ret_message) {
         size_t keylen = 0;
         int type = 0;
         const char *key = libssh2_session_hostkey(session, &keylen, &type);
@@ -253,7 +204,7 @@ int hostkey_verify(LIBSSH2_SESSION *session, const struct tunnel_params *p, char
                 goto out;
         case LIBSSH2_KNOWNHOST_CHECK_MISMATCH: {
                 unsigned char *blob = NULL;
-                ssize_t bl = found && found->key ? base64_decode(found->key, &blob) : -EINVAL;
+                ssize_t bl = found && found->key ? base64_decode(found->key, strlen(found->key), false, &blob) : -EINVAL;
                 expected = bl > 0 ? hostkey_fingerprint(blob, (size_t) bl) : xstrdup("(unreadable entry)");
                 free(blob);
                 *ret_message = xasprintf("host key for %s changed: expected %s, relay offered %s; remove the old "

@@ -1,0 +1,38 @@
+"""The tunnel engine's objects export only prefixed names (issue 11 item 1): every global
+symbol defined by agent/tunnel/NAME.o starts with that file's prefix, and only sshcall.c
+and hostkey.c include <libssh2.h>. Fails when an unprefixed global or a stray include
+appears."""
+import re
+import subprocess
+
+from conftest import BUILD, REPO
+
+PREFIX = {"tunnel": "tunnel_", "session": "session_", "forward": "forward_", "bridge": "bridge_",
+          "reach": "reach_", "sshcall": "sshcall_", "resolve": "resolve_", "hostkey": "hostkey_"}
+
+
+def objects():
+    objs = sorted((BUILD / "agent" / "tunnel").glob("*.o"))
+    assert objs, f"no engine objects under {BUILD}/agent/tunnel: build first"
+    return objs
+
+
+def test_every_engine_global_has_its_files_prefix():
+    bad, seen = [], set()
+    for o in objects():
+        mod = re.sub(r"^.*?-", "", o.stem)          # libagent_a-session -> session
+        assert mod in PREFIX, f"{o.name}: a new engine file; give it a prefix here"
+        seen.add(mod)
+        out = subprocess.run(["nm", "-g", "--defined-only", str(o)], capture_output=True, text=True, check=True)
+        for line in out.stdout.splitlines():
+            sym = line.split()[-1]
+            if not sym.startswith(PREFIX[mod]):
+                bad.append(f"{o.name}: {sym}")
+    assert seen == set(PREFIX), f"missing objects: {set(PREFIX) - seen}"
+    assert not bad, "unprefixed engine globals:\n" + "\n".join(bad)
+
+
+def test_only_sshcall_and_hostkey_include_libssh2():
+    users = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "agent").rglob("*.[ch]")
+                   if re.search(r"^\s*#\s*include\s*<libssh2", p.read_text(), re.M))
+    assert users == ["agent/tunnel/hostkey.c", "agent/tunnel/sshcall.c"], users
