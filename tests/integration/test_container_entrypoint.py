@@ -168,7 +168,7 @@ def test_entrypoint_as_pid1(setup, tmp_path, init):
     os.kill(init_pid, signal.SIGTERM)          # what the engine's stop does to the container's PID 1
     rc = p.wait(timeout=STOP_WITHIN + 5)
     took = time.monotonic() - t0
-    print(f"init={init}: SIGTERM to pid 1 -> exit {rc} after {took:.2f} s")
+    print(f"init={init}: SIGTERM to pid 1 -> exit {rc} after {took * 1e3:.0f} ms")
     assert took < STOP_WITHIN, took
     assert rc == 0, (rc, stderr.read_text())
     assert not Path(f"/proc/{daemon_pid}").exists() or not exe(daemon_pid).endswith("/mysocketd")
@@ -206,7 +206,8 @@ def podman(*args, timeout=60, check=True):
 def test_image_runs_with_mounted_config(setup, tmp_path, init):
     """The image itself: config and key mounted read-only, the host's loopback relay reached
     with --network=host, the HEALTHCHECK passing, JSON logs from `podman logs`, and `podman
-    stop` (SIGTERM to the container's PID 1) ending it within 5 s with status 0."""
+    stop` (SIGTERM to the container's PID 1) ending it within 5 s with status 0. With the
+    relay stopped, /health turns 503 and the HEALTHCHECK fails."""
     relay, echo = setup["relay"], setup["echo"]
     metrics_port, remote_port = free_port(), free_port()
     key = tmp_path / "id_ed25519"
@@ -231,11 +232,16 @@ def test_image_runs_with_mounted_config(setup, tmp_path, init):
         assert echo_through(remote_port) == b"through the relay\n"
         top = podman("top", name, "pid", "comm").stdout
         assert ("1 tini" if init == "tini" else "1 mysocketd") in " ".join(top.split()), top
+        # The relay gone: every binding down, /health 503, and the image's check fails.
+        relay.stop()
+        wait_for(lambda: (get_health(metrics_port) or (0,))[0] == 503, timeout=30, what="/health 503")
+        hc = podman("healthcheck", "run", name, check=False)
+        assert hc.returncode != 0, hc
         t0 = time.monotonic()
         podman("stop", "-t", "10", name, timeout=30)
         took = time.monotonic() - t0
         rc = int(podman("inspect", "-f", "{{.State.ExitCode}}", name).stdout)
-        print(f"image init={init}: podman stop -> exit {rc} after {took:.2f} s")
+        print(f"image init={init}: podman stop -> exit {rc} after {took * 1e3:.0f} ms")
         assert took < STOP_WITHIN and rc == 0, (took, rc)
         objs = json_log(podman("logs", name).stderr + podman("logs", name).stdout)
         assert any(o.get("binding") == "web" and o.get("event") == "up" for o in objs), objs
