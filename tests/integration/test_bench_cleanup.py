@@ -101,3 +101,20 @@ def test_failed_mode_stops_daemon_and_relay(tmp_path):
     assert took < 30, took
     log = (tmp_path / "forced" / "d" / "mysocketd.log").read_text(errors="replace")
     assert "received Terminated; stopping" in log, log[-2000:]
+
+
+def test_failed_soak_setup_stops_relay_and_daemon(tmp_path):
+    """soak.py whose daemon cannot start (a log level it rejects): the relay's sshd it had
+    started is stopped, and the run ends with the daemon's error, not a hang."""
+    import subprocess
+    from conftest import BUILD
+    soak = Path(__file__).resolve().parents[1] / "bench" / "soak.py"
+    work = tmp_path / "soak"
+    with Watcher(tmp_path) as w:
+        p = subprocess.run([sys.executable, str(soak), "--builddir", str(BUILD), "--workdir", str(work),
+                            "--results", str(tmp_path / "results"), "--minutes", "0.1", "--log-level", "bogus"],
+                           capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and '"bogus" is not a log level' in p.stderr, p.stderr[-2000:]
+    assert any("sshd" in argv[0].split()[0] for argv in w.seen.values()), w.seen   # the relay ran
+    left = {q: w.seen[q] for q in w.seen if alive(q)} | procs_naming(tmp_path)
+    assert not left, left
