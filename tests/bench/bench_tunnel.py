@@ -234,13 +234,16 @@ class Syscalls:
 
 
 def stop_proc(p, timeout=10):
+    """SIGTERM by pid, SIGKILL after timeout; reaps. Safe on None and on an exited process."""
     if p is None or p.poll() is not None:
         return
-    os.kill(p.pid, signal.SIGTERM)
     try:
+        os.kill(p.pid, signal.SIGTERM)
         p.wait(timeout)
     except subprocess.TimeoutExpired:
         os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    except ProcessLookupError:
         p.wait()
 
 
@@ -277,19 +280,26 @@ class BenchDaemon:
         self.proc = None
 
     def start(self, timeout=120):
+        """Starts mysocketd and waits until every binding is up. On any failure (exit, timeout,
+        KeyboardInterrupt) it stops the daemon it started before raising: a daemon left in
+        backoff would keep retrying against the next mode's relay."""
         self.logf = open(self.log, "ab")
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
         self.proc = subprocess.Popen([str(MYSOCKETD), "-c", str(self.config)], stdout=self.logf,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("mysocketd exited; see %s" % self.log)
-            states = self.states()
-            if states and len(states) == len(self.names) and all(s == "up" for s in states.values()):
-                return self
-            time.sleep(0.2)
-        raise RuntimeError("bindings not all up after %ds: %s" % (timeout, self.states()))
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("mysocketd exited; see %s" % self.log)
+                states = self.states()
+                if states and len(states) == len(self.names) and all(s == "up" for s in states.values()):
+                    return self
+                time.sleep(0.2)
+            raise RuntimeError("bindings not all up after %ds: %s" % (timeout, self.states()))
+        except BaseException:
+            self.stop()
+            raise
 
     def _request(self, obj):
         with socket.socket(socket.AF_UNIX) as s:
@@ -355,13 +365,15 @@ def run_mode(tmp, mode, args, results):
         extra += ["Ciphers %s" % args.cipher, "MACs %s" % args.mac]
     mdir = Path(tmp) / mode
     relay = BenchRelay(mdir / "relay", extra_config=extra)
-    bulk, fb = BulkServer(), FirstByteServer()
-    daemon = ssh = None
+    bulk = fb = daemon = ssh = None
     try:
+        bulk, fb = BulkServer(), FirstByteServer()
         relay.start()
         rp_bulk_d, rp_fb_d, rp_bulk_s, rp_fb_s = (remote_port() for _ in range(4))
         off = len(relay.log())
-        daemon = BenchDaemon(mdir / "d", relay, [("bulk", bulk.port, rp_bulk_d), ("fb", fb.port, rp_fb_d)]).start()
+        # Assigned before start(), so the finally below stops it whatever start() does.
+        daemon = BenchDaemon(mdir / "d", relay, [("bulk", bulk.port, rp_bulk_d), ("fb", fb.port, rp_fb_d)])
+        daemon.start(timeout=args.start_timeout)
         time.sleep(0.5)
         results["cipher"][mode, "mysocketd"] = relay.negotiated(off)
         off = len(relay.log())
@@ -405,12 +417,13 @@ def run_mode(tmp, mode, args, results):
             results["load"].append(os.getloadavg()[0])
         results["hwm"][mode] = status_kib(daemon.proc.pid, "VmHWM")
     finally:
-        stop_proc(ssh)
-        if daemon:
-            daemon.stop()
-        relay.stop()
-        bulk.close()
-        fb.close()
+        # Everything this mode started, each by pid, even when an earlier stop raises.
+        for stop in (lambda: stop_proc(ssh), lambda: daemon and daemon.stop(), relay.stop,
+                     lambda: bulk and bulk.close(), lambda: fb and fb.close()):
+            try:
+                stop()
+            except Exception as e:  # noqa: BLE001
+                log("[%s] cleanup: %r" % (mode, e))
 
 
 def run_rss(tmp, args, results):
@@ -604,6 +617,8 @@ def main():
     ap.add_argument("--cipher", default=FORCED_CIPHER, help="cipher of the forced mode (%s)" % FORCED_CIPHER)
     ap.add_argument("--mac", default=FORCED_MAC, help="MAC of the forced mode (%s); libssh2 1.10 also has "
                     "hmac-sha2-512 and hmac-sha1" % FORCED_MAC)
+    ap.add_argument("--start-timeout", type=float, default=120,
+                    help="s for the bench's bindings to come up before the mode counts as failed (120)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 32 MiB, 100 conns, 1 run, 1,10 bindings")
     ap.add_argument("--out", default=str(HERE / "results"), help="directory for tunnel.txt and tunnel.png")
     args = ap.parse_args()

@@ -423,9 +423,7 @@ class Soak:
         else:
             daemon_conns = {}
         rc = self.d.stop(signal.SIGTERM, timeout=120) if not crashed else self.d.proc.returncode
-        self.relay.stop()
-        self.echo.shutdown()
-        self.echo.server_close()
+        self.stop_all()
         time.sleep(0.5)
         san_files = sorted(glob.glob(str(self.san_dir / "*")))
         san_text = "".join(Path(f).read_text(errors="replace") for f in san_files)
@@ -438,6 +436,22 @@ class Soak:
                                  san_in_log, leak_lines, daemon_conns)
         self.write_outputs(summary)
         return summary
+
+    def stop_all(self):
+        """Stops everything the soak started, each by pid, whatever state it is in: the
+        threads (no relay restart after this), the daemon, the relay and its sessions, the
+        echo service. Idempotent; main() calls it on every way out."""
+        self.stop_ev.set()
+        steps = [lambda: self.d.stop(signal.SIGTERM, timeout=60) if self.d.proc else None,
+                 lambda: self.d.kill9(), self.relay.stop]
+        if self.echo:
+            steps += [self.echo.shutdown, self.echo.server_close]
+        for step in steps:
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001
+                log(f"cleanup: {e!r}")
+        self.echo = None
 
     def at(self, t):
         """The first sample at or after t seconds."""
@@ -649,12 +663,9 @@ def main():
     soak = Soak(a)
     try:
         s = soak.run()
-    except BaseException:
-        # Leave nothing running: the daemon, then the relay (both by pid).
-        if soak.d.proc and soak.d.proc.poll() is None:
-            soak.d.stop(signal.SIGTERM, timeout=60)
-        soak.relay.stop()
-        raise
+    finally:
+        # Leave nothing running, however run() ended (a failed setup included).
+        soak.stop_all()
     print_summary(s)
     return 0 if s["passed"] else 1
 

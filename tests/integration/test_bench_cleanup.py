@@ -1,0 +1,120 @@
+"""The benchmark leaves nothing running when a mode fails (issue 16 item 6).
+
+Imports tests/bench/bench_tunnel.py and runs only its start-up path with a config that cannot
+come up — never a transfer. Every process whose command line names the run's directory
+(mysocketd -c DIR/..., sshd -f DIR/...) is recorded while it runs; none may remain after.
+"""
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from relay import Relay
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bench_tunnel  # noqa: E402
+
+# No libssh2 release has UMAC (OpenSSH has): a relay that allows only this MAC is one
+# mysocketd can never finish a key exchange with, so its bindings stay in backoff, retrying.
+UNREACHABLE_MAC = "umac-128-etm@openssh.com"
+
+
+def procs_naming(path):
+    """pid -> argv of the live processes (not zombies) whose command line contains path."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(str(path).encode() in a for a in argv):
+            out[int(d.name)] = [a.decode(errors="replace") for a in argv if a]
+    return out
+
+
+class Watcher:
+    """Records every process naming path while the block runs."""
+
+    def __init__(self, path):
+        self.path, self.seen, self.stop = path, {}, threading.Event()
+
+    def _run(self):
+        while not self.stop.wait(0.05):
+            self.seen.update(procs_naming(self.path))
+
+    def __enter__(self):
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join()
+        return False
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_failed_daemon_start_stops_the_daemon(tmp_path):
+    """BenchDaemon.start() against a relay port nothing listens on: mysocketd retries in
+    backoff until start() gives up; start() then stops it before raising."""
+    relay = Relay(tmp_path / "relay")                  # keys and port, never started
+    d = bench_tunnel.BenchDaemon(tmp_path / "d", relay, [("b", 1, bench_tunnel.remote_port())])
+    with Watcher(tmp_path) as w:
+        with pytest.raises(RuntimeError, match="not all up"):
+            d.start(timeout=3)
+    daemons = [p for p, argv in w.seen.items() if argv[0].endswith("/mysocketd")]
+    assert daemons, w.seen                           # it did start one
+    assert d.proc.returncode is not None               # and reaped it
+    assert not [p for p in w.seen if alive(p)], procs_naming(tmp_path)
+
+
+def test_failed_mode_stops_daemon_and_relay(tmp_path):
+    """run_mode() with a relay whose only MAC mysocketd lacks: the mode fails at the daemon's
+    start, and neither the relay's sshd nor mysocketd remains."""
+    args = argparse.Namespace(cipher="aes128-ctr", mac=UNREACHABLE_MAC, start_timeout=4,
+                              size_mib=1, reps=1, conns=1)
+    results = {"bulk": {}, "cpu": {}, "sys": {}, "fb": {}, "cipher": {}, "hwm": {}, "load": []}
+    t0 = time.monotonic()
+    with Watcher(tmp_path) as w:
+        with pytest.raises(RuntimeError, match="not all up"):
+            bench_tunnel.run_mode(str(tmp_path), "forced", args, results)
+    took = time.monotonic() - t0
+    # sshd retitles itself ("sshd: /usr/sbin/sshd -D -e -f ... [listener] ...").
+    kinds = {"sshd" if "sshd" in argv[0].split()[0] else Path(argv[0]).name for argv in w.seen.values()}
+    assert {"mysocketd", "sshd"} <= kinds, w.seen    # both were running during the mode
+    left = {p: w.seen[p] for p in w.seen if alive(p)} | procs_naming(tmp_path)
+    assert not left, left
+    assert not results["bulk"], results              # no transfer ran
+    assert took < 30, took
+    log = (tmp_path / "forced" / "d" / "mysocketd.log").read_text(errors="replace")
+    assert "received Terminated; stopping" in log, log[-2000:]
+
+
+def test_failed_soak_setup_stops_relay_and_daemon(tmp_path):
+    """soak.py whose daemon cannot start (a log level it rejects): the relay's sshd it had
+    started is stopped, and the run ends with the daemon's error, not a hang."""
+    import subprocess
+    from conftest import BUILD
+    soak = Path(__file__).resolve().parents[1] / "bench" / "soak.py"
+    work = tmp_path / "soak"
+    with Watcher(tmp_path) as w:
+        p = subprocess.run([sys.executable, str(soak), "--builddir", str(BUILD), "--workdir", str(work),
+                            "--results", str(tmp_path / "results"), "--minutes", "0.1", "--log-level", "bogus"],
+                           capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and '"bogus" is not a log level' in p.stderr, p.stderr[-2000:]
+    assert any("sshd" in argv[0].split()[0] for argv in w.seen.values()), w.seen   # the relay ran
+    left = {q: w.seen[q] for q in w.seen if alive(q)} | procs_naming(tmp_path)
+    assert not left, left
