@@ -288,8 +288,13 @@ void connect_done(struct session *s) {
                 session_fail(s, -ENOMEM, false, "cannot create an SSH session");
                 return;
         }
+#ifdef HAVE_LIBSSH2_SESSION_CALLBACK_SET2   /* 1.11.1 deprecates the untyped one */
+        libssh2_session_callback_set2(s->session, LIBSSH2_CALLBACK_RECV, (libssh2_cb_generic *) recv_cb);
+        libssh2_session_callback_set2(s->session, LIBSSH2_CALLBACK_SEND, (libssh2_cb_generic *) send_cb);
+#else
         libssh2_session_callback_set(s->session, LIBSSH2_CALLBACK_RECV, (void *) recv_cb);
         libssh2_session_callback_set(s->session, LIBSSH2_CALLBACK_SEND, (void *) send_cb);
+#endif
         libssh2_session_set_blocking(s->session, 0);
         set_method_prefs(s->session);
         s->last_rx = now_mono(s);

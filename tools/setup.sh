@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential autoconf automake pkg-config libssh2-1-dev libcurl4-openssl-dev
 libcjson-dev libinih-dev libsystemd-dev check openssh-server openssh-client python3
-python3-pytest iproute2 curl procps xz-utils clang libclang-rt-14-dev"
+python3-pytest iproute2 curl procps xz-utils clang libclang-rt-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -37,7 +37,7 @@ if [ -z "$CC" ]; then
 		command -v "$c" >/dev/null && { CC=$c; break; }
 	done
 fi
-[ -n "$CC" ] || { echo "error: clang not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
+[ -n "$CC" ] || { echo "error: clang not found (apt-get install clang libclang-rt-dev)" >&2; exit 2; }
 
 # Sources, extra pkg-config modules and input limits of each target. The decoders come
 # from the same files the daemon is built from (Makefile.am), compiled with the fuzzer's

@@ -4,7 +4,7 @@ every input that once crashed a target (regress-*), so this is also their regres
 
 $MYSOCKETD_FUZZ_SECONDS changes the time per target (tests/fuzz/run.sh documents longer
 runs). Skipped only when clang with the libFuzzer runtime is missing and cannot be
-installed (tools/setup.sh installs clang and libclang-rt-14-dev)."""
+installed (tools/setup.sh installs clang and libclang-rt-dev)."""
 import os
 import shutil
 import subprocess
@@ -43,13 +43,13 @@ def fuzzer_toolchain():
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "clang",
-               "libclang-rt-14-dev"]
+               "libclang-rt-dev"]
         if subprocess.run(cmd, capture_output=True, env=env).returncode != 0:
             subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
             subprocess.run(cmd, capture_output=True, env=env)
         if _links():
             return
-    pytest.skip("clang with libFuzzer (clang, libclang-rt-14-dev) is missing and could not be "
+    pytest.skip("clang with libFuzzer (clang, libclang-rt-dev) is missing and could not be "
                 "installed (not root, or apt-get failed); tools/setup.sh installs it")
 
 

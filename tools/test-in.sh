@@ -1,0 +1,102 @@
+#!/bin/bash
+# Runs the whole test suite (tools/test.sh) inside a root of another Debian release:
+#
+#   tools/test-in.sh RELEASE [pytest arguments...]      e.g. tools/test-in.sh trixie
+#
+# The root is made by debootstrap from the Debian mirror this machine's apt uses, once, and
+# kept in $MYSOCKETD_CI_CACHE/RELEASE-test (default /var/cache/mysocketd-ci, never inside the
+# repository); later runs only refresh its packages (apt-get update/upgrade, at most daily).
+# The work tree (tracked and untracked files, not the ignored ones such as build/) is copied
+# to /src/mysocketd in the root, ../shared beside it, and tools/test.sh runs there under
+# chroot in fresh mount and PID namespaces: /proc, /sys, /dev (with /dev/pts and
+# /dev/net/tun), tmpfs /run (with /run/sshd) and /tmp are mounted for it, so the network
+# namespace, permission and systemd tests run as on the host. Every process started in
+# there ends with the run (the namespace's PID 1 exits), and the mounts go with it.
+# The last line is pytest's summary; the exit status is tools/test.sh's. Needs root,
+# debootstrap and unshare (util-linux).
+set -euo pipefail
+
+usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+case $1 in -h|--help) usage; exit 0 ;; esac
+release=$1; shift
+[ "$(id -u)" = 0 ] || { echo "test-in.sh: needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cache=${MYSOCKETD_CI_CACHE:-/var/cache/mysocketd-ci}
+root=$cache/$release-test
+
+# The Debian mirror apt uses here (deb822 URIs: or one-line deb), else deb.debian.org.
+mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+		2>/dev/null | sed -n -e 's|^URIs:[[:space:]]*\([^[:space:]]*/debian\)/*$|\1|p' \
+		-e 's|^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\{0,1\}\([^[:space:]]*/debian\)/*[[:space:]].*|\2|p' |
+	head -1)
+mirror=${mirror:-http://deb.debian.org/debian}
+
+# What tools/test.sh and the tests need, so a run finds them cached (tools/setup.sh installs
+# any missing one too); systemd brings journalctl, systemd-analyze and the socket activator,
+# the rest is what tools/build-deb.sh and the package test install.
+PACKAGES="build-essential,autoconf,automake,pkg-config,libssh2-1-dev,libcurl4-openssl-dev,libcjson-dev,\
+libinih-dev,libsystemd-dev,check,openssh-server,openssh-client,python3,python3-pytest,iproute2,curl,procps,\
+xz-utils,clang,libclang-rt-dev,systemd,debhelper,dh-autoreconf,dpkg-dev,fakeroot,lintian,pkgconf,\
+ca-certificates,git"
+
+if [ ! -f "$root/.mysocketd-ready" ]; then
+	command -v debootstrap >/dev/null || { echo "test-in.sh: apt-get install debootstrap" >&2; exit 1; }
+	echo "==> debootstrap $release into $root (from $mirror)"
+	rm -rf "$root.new"
+	mkdir -p "$cache"
+	start=$(date +%s)
+	debootstrap --variant=minbase --include="$PACKAGES" "$release" "$root.new" "$mirror" \
+		>"$cache/$release-debootstrap.log" 2>&1 ||
+		{ tail -20 "$cache/$release-debootstrap.log"; exit 1; }
+	# debootstrap takes the suite from the mirror only: add the security updates.
+	sec=${mirror%/debian}/debian-security
+	printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
+		"$mirror" "$release" "$mirror" "$release" "$sec" "$release" >"$root.new/etc/apt/sources.list"
+	rm -rf "$root"
+	mv "$root.new" "$root"
+	touch "$root/.mysocketd-ready"
+	echo "debootstrap took $(($(date +%s) - start)) s"
+fi
+
+# A fresh copy of the work tree each run; autogen.sh runs in there with that release's tools.
+rm -rf "$root/src"
+mkdir -p "$root/src/mysocketd"
+chmod 755 "$root/src" "$root/src/mysocketd"
+if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
+	(cd "$top" && git ls-files -z --cached --others --exclude-standard |
+		xargs -0 -r stat --printf='%n\0' 2>/dev/null | tar -c --null -T - -f -) |
+		tar -x -C "$root/src/mysocketd" -f -
+else
+	tar -c -C "$top" --exclude=./build --exclude=./build-asan --exclude=./dist -f - . |
+		tar -x -C "$root/src/mysocketd" -f -
+fi
+[ -d "$top/../shared" ] && cp -a "$top/../shared" "$root/src/shared"
+cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+
+# Inside new mount and PID namespaces: the mounts a booted system has, then the suite.
+export MSD_ROOT=$root
+exec unshare --mount --propagation private --pid --fork --kill-child -- bash -euo pipefail -c '
+	r=$MSD_ROOT
+	mount -t proc proc "$r/proc"
+	mount --rbind /sys "$r/sys"
+	mount --rbind /dev "$r/dev"
+	mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$r/run"
+	mkdir -p "$r/run/sshd" "$r/run/lock" "$r/run/netns"
+	chmod 755 "$r/run/sshd"
+	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$r/tmp"
+	in_root() { chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" DEBIAN_FRONTEND=noninteractive "$@"; }
+	# Fresh packages at most daily (the upgrade is small when the root is recent).
+	stamp="$r/var/lib/apt/.mysocketd-refreshed"
+	if [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
+		echo "==> apt-get update && upgrade in the root"
+		in_root apt-get -q update >/dev/null && in_root apt-get -q -y upgrade >/dev/null && touch "$stamp"
+		in_root apt-get clean
+	fi
+	echo "==> tools/test.sh in $(. "$r/etc/os-release"; echo "$PRETTY_NAME") ($r)"
+	exec chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
+		bash -c "cd /src/mysocketd && exec tools/test.sh \"\$@\"" test.sh "$@"
+' test-in "$@"
