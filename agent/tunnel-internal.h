@@ -285,6 +285,9 @@ void resolve_free(struct resolve *r);          /* cancels a lookup still running
 int parse_literal(const char *host, uint16_t port, struct addr *a);   /* 0 for an address literal */
 void connect_next(struct session *s);           /* tries the next relay address */
 void connect_done(struct session *s);           /* TCP is up: start the SSH session */
+/* The negotiated cipher and MAC (client to server) of an authenticated session, else NULL
+ * each; *mac is NULL for an AEAD cipher, which has no separate MAC. */
+void session_algorithms(struct session *s, const char **cipher, const char **mac);
 
 /* tunnel-setup.c: handshake, host key, auth, forwards, log shell. */
 int check_identity(struct session *s);

@@ -115,9 +115,10 @@ void setup_step(struct session *s) {
                         s->log_phase = LOG_OPEN;
                         s->next_probe = now_mono(s) + s->p.keepalive_interval * USEC_PER_SEC;
                         arm_timer(s, s->next_probe);
-                        log_binding(LOG_DEBUG, NULL, "session", "SSH session %s up: cipher %s, MAC %s", s->label,
-                                    libssh2_session_methods(s->session, LIBSSH2_METHOD_CRYPT_CS) ?: "?",
-                                    libssh2_session_methods(s->session, LIBSSH2_METHOD_MAC_CS) ?: "?");
+                        const char *cipher, *mac;
+                        session_algorithms(s, &cipher, &mac);
+                        log_binding(LOG_DEBUG, NULL, "session", "SSH session %s up: cipher %s%s%s", s->label,
+                                    cipher ?: "?", mac ? ", MAC " : " (AEAD, no separate MAC)", mac ?: "");
                         return;
                 }
 

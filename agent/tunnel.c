@@ -215,6 +215,12 @@ void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret) {
         *ret = t->stats;
 }
 
+void tunnel_get_algorithms(const struct tunnel *t, const char **cipher, const char **mac) {
+        *cipher = *mac = NULL;
+        if (t && t->s)
+                session_algorithms(t->s, cipher, mac);
+}
+
 int tunnel_global_init(void) {
         return libssh2_init(0) == 0 ? 0 : -EIO;
 }

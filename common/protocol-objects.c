@@ -124,6 +124,8 @@ void proto_binding_clear(struct proto_binding *b) {
         free(b->socket_id);
         free(b->tunnel_id);
         free(b->last_error);
+        free(b->cipher);
+        free(b->mac);
         free(b->defined_at);
         *b = (struct proto_binding) {};
 }
@@ -148,6 +150,8 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_uint(o, "bytes_in", b->bytes_in);
         add_uint(o, "bytes_out", b->bytes_out);
         add_string_or_null(o, "last_error", b->last_error);
+        add_string_or_null(o, "cipher", b->cipher);
+        add_string_or_null(o, "mac", b->mac);
         add_time_or_null(o, "next_attempt", b->next_attempt);
         add_string_or_null(o, "display_name", b->display_name);
         cJSON_AddBoolToObject(o, "protected", b->protected_);
@@ -182,6 +186,8 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = proto_get_uint(o, "bytes_in", UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
             (r = proto_get_uint(o, "bytes_out", UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
             (r = get_string_dup(o, "last_error", false, &b.last_error, error)) < 0 ||
+            (r = get_string_dup(o, "cipher", false, &b.cipher, error)) < 0 ||
+            (r = get_string_dup(o, "mac", false, &b.mac, error)) < 0 ||
             (r = get_time(o, "next_attempt", &b.next_attempt, error)) < 0 ||
             (r = get_string_dup(o, "display_name", false, &b.display_name, error)) < 0 ||
             (r = proto_get_bool(o, "protected", false, &b.protected_, error)) < 0 ||
