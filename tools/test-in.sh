@@ -7,16 +7,17 @@
 # kept in $MYSOCKETD_CI_CACHE/RELEASE-test (default /var/cache/mysocketd-ci, never inside the
 # repository); later runs only refresh its packages (apt-get update/upgrade, at most daily).
 # The work tree (tracked and untracked files, not the ignored ones such as build/) is copied
-# to /src/mysocketd in the root, ../shared beside it, and tools/test.sh runs there under
+# to /src/run-PID/mysocketd in the root, ../shared beside it, and tools/test.sh runs there under
 # chroot in fresh mount and PID namespaces: /proc, /sys, /dev (with /dev/pts and
 # /dev/net/tun), tmpfs /run (with /run/sshd) and /tmp are mounted for it, so the network
 # namespace, permission and systemd tests run as on the host. Every process started in
 # there ends with the run (the namespace's PID 1 exits), and the mounts go with it.
 # The last line is pytest's summary; the exit status is tools/test.sh's. Needs root,
-# debootstrap and unshare (util-linux).
+# debootstrap and unshare (util-linux). MSD_COMMAND='pytest-3 ... FILE' runs that instead
+# (for a build first: `tools/setup.sh && pytest-3 ...`).
 set -euo pipefail
 
-usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case $1 in -h|--help) usage; exit 0 ;; esac
 release=$1; shift
@@ -61,24 +62,28 @@ if [ ! -f "$root/.mysocketd-debootstrapped" ]; then
 	echo "debootstrap took $(($(date +%s) - start)) s"
 fi
 
-# A fresh copy of the work tree each run; autogen.sh runs in there with that release's tools.
-rm -rf "$root/src"
-mkdir -p "$root/src/mysocketd"
-chmod 755 "$root/src" "$root/src/mysocketd"
+# A fresh copy of the work tree for each run, in a directory of its own (runs may overlap);
+# autogen.sh runs in there with that release's autotools. Removed afterwards.
+run=/src/run-$$
+rm -rf "${root:?}$run"
+mkdir -p "$root$run/mysocketd"
+chmod 755 "$root/src" "$root$run" "$root$run/mysocketd"
+trap 'rm -rf "${root:?}$run"' EXIT
 if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
 	(cd "$top" && git ls-files -z --cached --others --exclude-standard |
 		xargs -0 -r stat --printf='%n\0' 2>/dev/null | tar -c --null -T - -f -) |
-		tar -x -C "$root/src/mysocketd" -f -
+		tar -x -C "$root$run/mysocketd" -f -
 else
 	tar -c -C "$top" --exclude=./build --exclude=./build-asan --exclude=./dist -f - . |
-		tar -x -C "$root/src/mysocketd" -f -
+		tar -x -C "$root$run/mysocketd" -f -
 fi
-[ -d "$top/../shared" ] && cp -a "$top/../shared" "$root/src/shared"
+[ -d "$top/../shared" ] && cp -a "$top/../shared" "$root$run/shared"
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 
 # Inside new mount and PID namespaces: the mounts a booted system has, then the suite.
-export MSD_ROOT=$root MSD_PACKAGES=$PACKAGES
-exec unshare --mount --propagation private --pid --fork --kill-child -- bash -euo pipefail -c '
+export MSD_ROOT=$root MSD_RUN=$run MSD_PACKAGES=$PACKAGES
+rc=0
+unshare --mount --propagation private --pid --fork --kill-child -- bash -euo pipefail -c '
 	r=$MSD_ROOT
 	mount -t proc proc "$r/proc"
 	mount --rbind /sys "$r/sys"
@@ -89,13 +94,16 @@ exec unshare --mount --propagation private --pid --fork --kill-child -- bash -eu
 	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$r/tmp"
 	in_root() { chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" DEBIAN_FRONTEND=noninteractive "$@"; }
-	# The packages once, then fresh ones at most daily (a small upgrade on a recent root).
+	# The packages once, then fresh ones at most daily (a small upgrade on a recent root);
+	# one run at a time does that.
+	exec 9>"$r.lock"
+	flock 9
 	if [ ! -f "$r/.mysocketd-ready" ]; then
 		echo "==> apt-get install the build and test packages in the root"
 		start=$(date +%s)
 		in_root apt-get -q update >/dev/null
-		in_root apt-get -q -y --no-install-recommends install $MSD_PACKAGES >"$r/../$(basename "$r")-apt.log" 2>&1 ||
-			{ tail -20 "$r/../$(basename "$r")-apt.log"; exit 1; }
+		in_root apt-get -q -y --no-install-recommends install $MSD_PACKAGES >"$r-apt.log" 2>&1 ||
+			{ tail -20 "$r-apt.log"; exit 1; }
 		in_root apt-get clean
 		touch "$r/.mysocketd-ready" "$r/var/lib/apt/.mysocketd-refreshed"
 		echo "apt-get install took $(($(date +%s) - start)) s"
@@ -106,8 +114,13 @@ exec unshare --mount --propagation private --pid --fork --kill-child -- bash -eu
 		in_root apt-get -q update >/dev/null && in_root apt-get -q -y upgrade >/dev/null && touch "$stamp"
 		in_root apt-get clean
 	fi
-	echo "==> tools/test.sh in $(. "$r/etc/os-release"; echo "$PRETTY_NAME") ($r)"
+	flock -u 9
+	exec 9>&-
+	# MSD_COMMAND (a shell command) replaces tools/test.sh, e.g. to run one test file.
+	cmd=${MSD_COMMAND:-tools/test.sh \"\$@\"}
+	echo "==> ${MSD_COMMAND:-tools/test.sh} in $(. "$r/etc/os-release"; echo "$PRETTY_NAME") ($r$MSD_RUN)"
 	exec chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
-		bash -c "cd /src/mysocketd && exec tools/test.sh \"\$@\"" test.sh "$@"
-' test-in "$@"
+		bash -c "cd $MSD_RUN/mysocketd && $cmd" test.sh "$@"
+' test-in "$@" || rc=$?
+exit $rc
