@@ -8,7 +8,7 @@
 # repository); later runs only refresh its packages (apt-get update/upgrade, at most daily).
 # The work tree (tracked and untracked files, not the ignored ones such as build/) is copied
 # to /src/run-PID/mysocketd in the root, ../shared beside it, and tools/test.sh runs there under
-# chroot in fresh mount and PID namespaces: /proc, /sys, /dev (with /dev/pts and
+# chroot in fresh mount and PID namespaces: the root bind-mounted on itself, /proc, /sys, /dev (with /dev/pts and
 # /dev/net/tun), tmpfs /run (with /run/sshd) and /tmp are mounted for it, so the network
 # namespace, permission and systemd tests run as on the host. Every process started in
 # there ends with the run (the namespace's PID 1 exits), and the mounts go with it.
@@ -85,6 +85,9 @@ export MSD_ROOT=$root MSD_RUN=$run MSD_PACKAGES=$PACKAGES
 rc=0
 unshare --mount --propagation private --pid --fork --kill-child -- bash -euo pipefail -c '
 	r=$MSD_ROOT
+	# The root a mount point of its own: `ip -n NS` (iproute2 6.15) makes "/" a slave
+	# mount, which fails with EINVAL on a plain directory.
+	mount --bind "$r" "$r"
 	mount -t proc proc "$r/proc"
 	mount --rbind /sys "$r/sys"
 	mount --rbind /dev "$r/dev"
