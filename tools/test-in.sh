@@ -7,11 +7,12 @@
 # kept in $MYSOCKETD_CI_CACHE/RELEASE-test (default /var/cache/mysocketd-ci, never inside the
 # repository); later runs only refresh its packages (apt-get update/upgrade, at most daily).
 # The work tree (tracked and untracked files, not the ignored ones such as build/) is copied
-# to /src/run-PID/mysocketd in the root, ../shared beside it, and tools/test.sh runs there under
-# chroot in fresh mount and PID namespaces: the root bind-mounted on itself, /proc, /sys, /dev (with /dev/pts and
-# /dev/net/tun), tmpfs /run (with /run/sshd) and /tmp are mounted for it, so the network
-# namespace, permission and systemd tests run as on the host. Every process started in
-# there ends with the run (the namespace's PID 1 exits), and the mounts go with it.
+# to /src/run-PID/mysocketd in the root, ../shared beside it, and tools/test.sh runs there in
+# fresh mount and PID namespaces, the root bind-mounted on itself and pivot_root'ed to, with
+# /proc, /sys, /dev (with /dev/pts and /dev/net/tun), tmpfs /run (with /run/sshd) and /tmp
+# mounted, so the network namespace, permission and systemd tests run as on the host. Every
+# process started in there ends with the run (the namespace's PID 1 exits), and the mounts
+# go with it.
 # The last line is pytest's summary; the exit status is tools/test.sh's. Needs root,
 # debootstrap and unshare (util-linux). MSD_COMMAND='pytest-3 ... FILE' runs that instead
 # (for a build first: `tools/setup.sh && pytest-3 ...`).
@@ -122,8 +123,16 @@ unshare --mount --propagation private --pid --fork --kill-child -- bash -euo pip
 	# MSD_COMMAND (a shell command) replaces tools/test.sh, e.g. to run one test file.
 	cmd=${MSD_COMMAND:-tools/test.sh \"\$@\"}
 	echo "==> ${MSD_COMMAND:-tools/test.sh} in $(. "$r/etc/os-release"; echo "$PRETTY_NAME") ($r$MSD_RUN)"
-	exec chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+	# pivot_root, not only chroot: the root becomes this mount namespace'"'"'s own, so a process
+	# in a namespace made in there (unshare -m: the journald test) still shows paths from
+	# "/" (/proc/PID/exe). The host'"'"'s tree is unmounted; only the root'"'"'s mounts remain.
+	mkdir -p "$r/.oldroot"
+	cd "$r"
+	pivot_root . .oldroot
+	cd /
+	/usr/bin/umount -l /.oldroot
+	exec /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
-		bash -c "cd $MSD_RUN/mysocketd && $cmd" test.sh "$@"
+		/bin/bash -c "cd $MSD_RUN/mysocketd && $cmd" test.sh "$@"
 ' test-in "$@" || rc=$?
 exit $rc
