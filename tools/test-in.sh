@@ -28,12 +28,18 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${MYSOCKETD_CI_CACHE:-/var/cache/mysocketd-ci}
 root=$cache/$release-test
 
-# The Debian mirror apt uses here (deb822 URIs: or one-line deb), else deb.debian.org.
-mirror=$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
-		2>/dev/null || true; } | sed -n -e 's|^URIs:[[:space:]]*\([^[:space:]]*/debian\)/*$|\1|p' \
-		-e 's|^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\{0,1\}\([^[:space:]]*/debian\)/*[[:space:]].*|\2|p' |
-	head -1)
+# The Debian mirror and security mirror apt uses here (deb822 URIs: or one-line deb lines),
+# else deb.debian.org.
+apt_uri() {
+	{ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+		2>/dev/null || true; } | sed -n -e "s|^URIs:[[:space:]]*\([^[:space:]]*/$1\)/*\$|\1|p" \
+		-e "s|^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\{0,1\}\([^[:space:]]*/$1\)/*[[:space:]].*|\2|p" |
+		head -1
+}
+mirror=$(apt_uri debian)
 mirror=${mirror:-http://deb.debian.org/debian}
+security=$(apt_uri debian-security)
+security=${security:-http://deb.debian.org/debian-security}
 
 # What tools/test.sh and the tests need, installed with apt in the root once (debootstrap's
 # own resolver cannot take them: it ignores virtual packages such as perl-openssl-abi-3);
@@ -44,17 +50,19 @@ libinih-dev libsystemd-dev check openssh-server openssh-client python3 python3-p
 xz-utils clang libclang-rt-dev systemd debhelper dh-autoreconf dpkg-dev fakeroot lintian pkgconf
 ca-certificates git"
 
+mkdir -p "$cache"
+exec 9>"$root.lock"     # one run at a time makes or refreshes the root
+flock 9
 if [ ! -f "$root/.mysocketd-debootstrapped" ]; then
 	command -v debootstrap >/dev/null || { echo "test-in.sh: apt-get install debootstrap" >&2; exit 1; }
 	echo "==> debootstrap $release into $root (from $mirror)"
 	rm -rf "$root.new"
-	mkdir -p "$cache"
 	start=$(date +%s)
 	debootstrap --variant=minbase "$release" "$root.new" "$mirror" \
-		>"$cache/$release-debootstrap.log" 2>&1 ||
-		{ tail -20 "$cache/$release-debootstrap.log"; exit 1; }
-	# debootstrap takes the suite from the mirror only: add the security updates.
-	sec=${mirror%/debian}/debian-security
+		>"$root-debootstrap.log" 2>&1 ||
+		{ tail -20 "$root-debootstrap.log"; exit 1; }
+	# debootstrap takes the suite from the mirror only: add the updates.
+	sec=$security
 	printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
 		"$mirror" "$release" "$mirror" "$release" "$sec" "$release" >"$root.new/etc/apt/sources.list"
 	rm -rf "$root"
@@ -62,6 +70,8 @@ if [ ! -f "$root/.mysocketd-debootstrapped" ]; then
 	touch "$root/.mysocketd-debootstrapped"
 	echo "debootstrap took $(($(date +%s) - start)) s"
 fi
+flock -u 9
+exec 9>&-
 
 # A fresh copy of the work tree for each run, in a directory of its own (runs may overlap);
 # autogen.sh runs in there with that release's autotools. Removed afterwards.
