@@ -301,8 +301,10 @@ void binding_free(struct binding *b) {
 void binding_to_proto(const struct binding *b, struct proto_binding *p) {
         const struct binding_conf *c = b->conf;
         struct tunnel_stats now = { 0 };
+        const char *cipher, *mac;
         if (b->tunnel)
                 tunnel_get_stats(b->tunnel, &now);
+        tunnel_get_algorithms(b->state == BINDING_STATE_UP ? b->tunnel : NULL, &cipher, &mac);
         *p = (struct proto_binding) {
                 .name = xstrdup(c->name),
                 .source = xstrdup(c->source == BINDING_SOURCE_CONFIG ? PROTO_SOURCE_CONFIG : PROTO_SOURCE_RUNTIME),
@@ -324,6 +326,8 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .bytes_in = b->past.bytes_in + now.bytes_in,
                 .bytes_out = b->past.bytes_out + now.bytes_out,
                 .last_error = xstrdup(b->last_error),
+                .cipher = xstrdup(cipher),
+                .mac = xstrdup(mac),
                 .next_attempt = b->next_attempt,
                 .defined_at = c->source == BINDING_SOURCE_CONFIG ? xasprintf("%s:%u", c->file, c->line) : xstrdup(c->file),
         };

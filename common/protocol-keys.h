@@ -97,6 +97,8 @@
 #define PROTO_KEY_BYTES_IN       "bytes_in"
 #define PROTO_KEY_BYTES_OUT      "bytes_out"
 #define PROTO_KEY_LAST_ERROR     "last_error"
+#define PROTO_KEY_CIPHER         "cipher"
+#define PROTO_KEY_MAC            "mac"
 #define PROTO_KEY_NEXT_ATTEMPT   "next_attempt"
 #define PROTO_KEY_DISPLAY_NAME   "display_name"
 #define PROTO_KEY_PROTECTED      "protected"

@@ -119,6 +119,8 @@ void proto_binding_clear(struct proto_binding *b) {
         free(b->socket_id);
         free(b->tunnel_id);
         free(b->last_error);
+        free(b->cipher);
+        free(b->mac);
         free(b->defined_at);
         *b = (struct proto_binding) {};
 }
@@ -143,6 +145,8 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_uint(o, PROTO_KEY_BYTES_IN, b->bytes_in);
         add_uint(o, PROTO_KEY_BYTES_OUT, b->bytes_out);
         add_string_or_null(o, PROTO_KEY_LAST_ERROR, b->last_error);
+        add_string_or_null(o, PROTO_KEY_CIPHER, b->cipher);
+        add_string_or_null(o, PROTO_KEY_MAC, b->mac);
         proto_add_time_or_null(o, PROTO_KEY_NEXT_ATTEMPT, b->next_attempt);
         add_string_or_null(o, PROTO_KEY_DISPLAY_NAME, b->display_name);
         cJSON_AddBoolToObject(o, PROTO_KEY_PROTECTED, b->protected_);
@@ -177,6 +181,8 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = proto_get_uint(o, PROTO_KEY_BYTES_IN, UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_BYTES_OUT, UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_LAST_ERROR, false, &b.last_error, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_CIPHER, false, &b.cipher, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_MAC, false, &b.mac, error)) < 0 ||
             (r = get_time(o, PROTO_KEY_NEXT_ATTEMPT, &b.next_attempt, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_DISPLAY_NAME, false, &b.display_name, error)) < 0 ||
             (r = proto_get_bool(o, PROTO_KEY_PROTECTED, false, &b.protected_, error)) < 0 ||

@@ -62,6 +62,8 @@ struct proto_binding {
         uint64_t bytes_in;
         uint64_t bytes_out;
         char *last_error;
+        char *cipher;              /* negotiated with the relay while up, else NULL */
+        char *mac;                 /* NULL too when the cipher is AEAD (no separate MAC) */
         uint64_t next_attempt;     /* realtime usec, 0 = null */
         char *defined_at;          /* "file:line" for config bindings, the state file for runtime ones */
 };

@@ -89,9 +89,8 @@ rm -rf "$src/debian"
 cp -a "$top/packaging/debian" "$src/debian"
 # This release's version (and codename) in the top changelog entry.
 sed -i "1s/([^)]*) [^;]*;/($version) ${codename:-unstable};/" "$src/debian/changelog"
-# bookworm's lintian wants the override for the missing init.d script; trixie's no longer
-# has that tag and calls the override an error (alien-tag).
-[ "$release" -lt 13 ] || rm -f "$src/debian/mysocketd.lintian-overrides"
+# The lintian override for bookworm's init.d-script tag ships only with units under /lib
+# (debian/rules, override_dh_lintian): trixie's lintian calls it an error (alien-tag).
 
 if [ "$deps" = yes ]; then
 	if [ "$(id -u)" -ne 0 ]; then

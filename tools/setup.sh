@@ -1,5 +1,5 @@
 #!/bin/bash
-# Installs what is missing (Debian 12, as root) and builds mysocketd into build/.
+# Installs what is missing (Debian 12 or 13, as root) and builds mysocketd into build/.
 # Sourced by tools/demo.sh and tools/test.sh; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential autoconf automake pkg-config libssh2-1-dev libcurl4-openssl-dev
 libcjson-dev libinih-dev libsystemd-dev libmicrohttpd-dev check openssh-server openssh-client python3
 python3-pytest python3-paramiko iproute2 curl procps xz-utils clang libclang-rt-dev tini bash-completion"
+# What differs per Debian release: from trixie on, systemd.pc (the unit and sysusers
+# directories configure asks pkg-config for) is in systemd-dev; bookworm has it in systemd.
+case $(. /etc/os-release && echo "${VERSION_CODENAME:-}") in
+bookworm) ;;
+*) PACKAGES="$PACKAGES systemd-dev" ;;
+esac
 
 missing=""
 for p in $PACKAGES; do

@@ -389,8 +389,10 @@ static void on_reached(void *userdata, int error, bool permanent, const char *me
             !checked(s, sd_event_add_time(s->event, &s->timer, CLOCK_MONOTONIC, s->next_probe, 50000, on_timer, s),
                      "arm the keepalive timer"))
                 goto out;
-        log_binding(LOG_DEBUG, NULL, "session", "SSH session %s up: cipher %s, MAC %s", s->label,
-                    sshcall_methods(ssh, false), sshcall_methods(ssh, true));
+        const char *cipher, *mac;
+        sshcall_algorithms(ssh, &cipher, &mac);
+        log_binding(LOG_DEBUG, NULL, "session", "SSH session %s up: cipher %s%s%s", s->label,
+                    cipher ? cipher : "?", mac ? ", MAC " : " (AEAD, no separate MAC)", mac ? mac : "");
         session_pump(s);
 out:
         session_leave(s);

@@ -295,28 +295,59 @@ static bool cpu_has_sha256(void) {
 #endif
 }
 
-/* The one place that says which methods we prefer, most wanted first, for a CPU with (hw) or
- * without SHA-256 instructions. RSA host keys with SHA-1 signatures fail against OpenSSH >=
- * 8.8 in 1.10: prefer ed25519. libssh2 1.10 has no AEAD ciphers, so every packet pays for a
- * separate MAC, and the MAC is a third of the data path's CPU. On 64-bit CPUs without SHA
- * instructions (a Raspberry Pi 4) hmac-sha2-512 is 40% faster than hmac-sha2-256; with
- * them (x86 SHA extensions, a Pi 5's ARMv8 crypto) hmac-sha2-256 is 1.7x faster than -512.
- * Ciphers: libssh2's own order. */
-static const char *const *sshcall_method_wants(int method, bool hw, size_t *n) {
+/* Whether this CPU runs AES-GCM in hardware: AES rounds and the carry-less multiply of
+ * GHASH (x86 AES-NI and PCLMULQDQ, ARMv8 AES and PMULL), which OpenSSL then uses. */
+static bool cpu_has_aes_gcm(void) {
+#if defined(__x86_64__) || defined(__i386__)
+        unsigned a, b, c, d;
+        return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_AES) && (c & bit_PCLMUL);
+#elif defined(__aarch64__) && defined(HWCAP_AES) && defined(HWCAP_PMULL)
+        return (getauxval(AT_HWCAP) & (HWCAP_AES | HWCAP_PMULL)) == (HWCAP_AES | HWCAP_PMULL);
+#elif defined(__arm__) && defined(HWCAP2_AES) && defined(HWCAP2_PMULL)
+        return (getauxval(AT_HWCAP2) & (HWCAP2_AES | HWCAP2_PMULL)) == (HWCAP2_AES | HWCAP2_PMULL);
+#else
+        return false;
+#endif
+}
+
+/* The one place that says which methods we prefer, most wanted first, for a CPU with or
+ * without AES-GCM (aes) and SHA-256 (sha) instructions; set_pref() drops what this
+ * libssh2 lacks (1.10: no AEAD cipher, no ETM MAC). RSA host keys with SHA-1 signatures
+ * fail against OpenSSH >= 8.8 in 1.10: prefer ed25519. An AEAD cipher (aes-gcm,
+ * chacha20-poly1305, from 1.11) authenticates the packet itself, so no separate MAC costs
+ * CPU. With AES and carry-less multiply instructions OpenSSL's aes128-gcm is the fastest;
+ * without them (a Raspberry Pi 4) chacha20-poly1305 is, and AES in software is slow. Where
+ * the relay allows no AEAD cipher, aes-ctr pays for a MAC: on 64-bit CPUs without SHA
+ * instructions hmac-sha2-512 is 40% faster than hmac-sha2-256; with them (x86 SHA
+ * extensions, a Pi 5's ARMv8 crypto) hmac-sha2-256 is 1.7x faster than -512. The ETM
+ * variants come first, at the same cost: hardened relays allow only them. */
+static const char *const *sshcall_method_wants(int method, bool aes, bool sha, size_t *n) {
         static const char *const hostkeys[] = { "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                                                 "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256" };
-        static const char *const macs[2][3] = {
-                { "hmac-sha2-512", "hmac-sha2-256", "hmac-sha1" },    /* SHA-2 in software */
-                { "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1" },    /* SHA-256 instructions */
+        static const char *const ciphers[2][6] = {
+                { "chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+                  "aes128-ctr", "aes192-ctr", "aes256-ctr" },                       /* AES in software */
+                { "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+                  "aes128-ctr", "aes192-ctr", "aes256-ctr" },                       /* AES instructions */
+        };
+        static const char *const macs[2][5] = {
+                { "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com",
+                  "hmac-sha2-512", "hmac-sha2-256", "hmac-sha1" },                  /* SHA-2 in software */
+                { "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
+                  "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1" },                  /* SHA-256 instructions */
         };
         switch (method) {
         case LIBSSH2_METHOD_HOSTKEY:
                 *n = ELEMENTSOF(hostkeys);
                 return hostkeys;
+        case LIBSSH2_METHOD_CRYPT_CS:
+        case LIBSSH2_METHOD_CRYPT_SC:
+                *n = ELEMENTSOF(ciphers[aes]);
+                return ciphers[aes];
         case LIBSSH2_METHOD_MAC_CS:
         case LIBSSH2_METHOD_MAC_SC:
-                *n = ELEMENTSOF(macs[hw]);
-                return macs[hw];
+                *n = ELEMENTSOF(macs[sha]);
+                return macs[sha];
         default:
                 *n = 0;
                 return NULL;
@@ -324,11 +355,12 @@ static const char *const *sshcall_method_wants(int method, bool hw, size_t *n) {
 }
 
 static void sshcall_method_prefs(LIBSSH2_SESSION *session) {
-        static const int methods[] = { LIBSSH2_METHOD_HOSTKEY, LIBSSH2_METHOD_MAC_CS, LIBSSH2_METHOD_MAC_SC };
-        bool hw = cpu_has_sha256();
+        static const int methods[] = { LIBSSH2_METHOD_HOSTKEY, LIBSSH2_METHOD_CRYPT_CS, LIBSSH2_METHOD_CRYPT_SC,
+                                       LIBSSH2_METHOD_MAC_CS, LIBSSH2_METHOD_MAC_SC };
+        bool aes = cpu_has_aes_gcm(), sha = cpu_has_sha256();
         for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
                 size_t n;
-                const char *const *want = sshcall_method_wants(methods[i], hw, &n);
+                const char *const *want = sshcall_method_wants(methods[i], aes, sha, &n);
                 set_pref(session, methods[i], want, n);
         }
 }
@@ -345,8 +377,13 @@ int sshcall_new(sd_event *event, int fd, struct sshcall **ret) {
         c->event = sd_event_ref(event);
         c->fd = fd;
         c->rx_budget = SSHCALL_RX_BUDGET;
+#ifdef HAVE_LIBSSH2_SESSION_CALLBACK_SET2   /* 1.11.1 deprecates the untyped one */
+        libssh2_session_callback_set2(c->session, LIBSSH2_CALLBACK_RECV, (libssh2_cb_generic *) recv_cb);
+        libssh2_session_callback_set2(c->session, LIBSSH2_CALLBACK_SEND, (libssh2_cb_generic *) send_cb);
+#else
         libssh2_session_callback_set(c->session, LIBSSH2_CALLBACK_RECV, (void *) recv_cb);
         libssh2_session_callback_set(c->session, LIBSSH2_CALLBACK_SEND, (void *) send_cb);
+#endif
         libssh2_session_set_blocking(c->session, 0);
         sshcall_method_prefs(c->session);
         if (sd_event_now(event, CLOCK_MONOTONIC, &c->last_rx) < 0)
@@ -421,9 +458,12 @@ void sshcall_keepalive_config(struct sshcall *c, unsigned interval) {
         libssh2_keepalive_config(c->session, 0, interval);
 }
 
-const char *sshcall_methods(struct sshcall *c, bool mac) {
-        const char *m = libssh2_session_methods(c->session, mac ? LIBSSH2_METHOD_MAC_CS : LIBSSH2_METHOD_CRYPT_CS);
-        return m ? m : "?";
+void sshcall_algorithms(struct sshcall *c, const char **cipher, const char **mac) {
+        *cipher = libssh2_session_methods(c->session, LIBSSH2_METHOD_CRYPT_CS);
+        /* libssh2 still names a MAC for these: "INTEGRATED-AES-GCM" (1.11), or for
+         * chacha20-poly1305 the negotiated one it never uses. */
+        bool aead = *cipher && (strstr(*cipher, "-gcm@") || strncmp(*cipher, "chacha20-poly1305", 17) == 0);
+        *mac = *cipher && !aead ? libssh2_session_methods(c->session, LIBSSH2_METHOD_MAC_CS) : NULL;
 }
 
 bool sshcall_handshake_flood(const struct sshcall *c, size_t *bytes) {

@@ -98,7 +98,9 @@ int sshcall_handshake(struct sshcall *c);
 int sshcall_verify_hostkey(struct sshcall *c, const struct tunnel_params *p, char **ret_message);
 int sshcall_auth(struct sshcall *c, const char *user, const char *public_key, const char *private_key);
 void sshcall_keepalive_config(struct sshcall *c, unsigned interval);
-const char *sshcall_methods(struct sshcall *c, bool mac);   /* negotiated cipher / MAC, or "?" */
+/* The negotiated cipher and MAC (client to server), NULL each when not known; *mac is NULL
+ * for an AEAD cipher (aes-gcm, chacha20-poly1305), which has no separate MAC. */
+void sshcall_algorithms(struct sshcall *c, const char **cipher, const char **mac);
 /* Whether the relay flooded text before its version line, with how much. */
 bool sshcall_preversion(const struct sshcall *c, unsigned *lines, size_t *bytes);
 /* Whether it sent more than SSHCALL_HANDSHAKE_BYTES_MAX without finishing the handshake. */

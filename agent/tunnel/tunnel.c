@@ -152,6 +152,12 @@ void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret) {
         *ret = t->stats;
 }
 
+void tunnel_get_algorithms(const struct tunnel *t, const char **cipher, const char **mac) {
+        *cipher = *mac = NULL;
+        if (t && t->s && t->s->ssh && t->s->state == SESSION_UP)
+                sshcall_algorithms(t->s->ssh, cipher, mac);
+}
+
 int tunnel_global_init(void) {
         return sshcall_global_init();
 }

@@ -13,6 +13,7 @@ SPEC_KEYS = {
     "relay_port": INT + NULL, "connected_since": STR + NULL, "reconnects": INT,
     "connections_active": INT, "connections_total": INT, "bytes_in": INT, "bytes_out": INT,
     "last_error": STR + NULL, "next_attempt": STR + NULL,
+    "cipher": STR + NULL, "mac": STR + NULL,      # negotiated with the relay while up
 }
 RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
 NOT_UP = {"resolving", "connecting", "backoff"}

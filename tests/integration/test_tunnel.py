@@ -6,6 +6,7 @@ one binding failing while another serves.
 
 MYSOCKETD_TRANSFER_MIB sets the big transfer size (default 1024: 1 GiB each way).
 """
+import ctypes
 import hashlib
 import http.server
 import os
@@ -309,26 +310,139 @@ def test_rekey_during_big_transfer(tmp_path, td, blob):
         r.stop()
 
 
-def cpu_hashes_sha256():
-    """Whether the CPU has SHA-256 instructions, as /proc/cpuinfo names them (x86 sha_ni,
-    ARMv8 sha2): the daemon asks the CPU itself (cpuid, AT_HWCAP)."""
+def cpu_flags():
+    """The CPU's feature flags as /proc/cpuinfo names them (x86 "flags", ARM "Features"):
+    the daemon asks the CPU itself (cpuid, AT_HWCAP)."""
     flags = set()
     with open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith(("flags", "Features")):
                 flags |= set(line.split(":", 1)[1].split())
-    return "sha_ni" in flags or "sha2" in flags
+    return flags
+
+
+def cpu_hashes_sha256():
+    """SHA-256 instructions: x86 sha_ni, ARMv8 sha2."""
+    return bool({"sha_ni", "sha2"} & cpu_flags())
+
+
+def cpu_runs_aes_gcm():
+    """AES and carry-less multiply instructions: x86 aes+pclmulqdq, ARMv8 aes+pmull."""
+    f = cpu_flags()
+    return "aes" in f and bool({"pclmulqdq", "pmull"} & f)
+
+
+def libssh2_version():
+    """The version of the libssh2 the daemon runs with (its soname), as a tuple."""
+    lib = ctypes.CDLL("libssh2.so.1")
+    lib.libssh2_version.restype = ctypes.c_char_p
+    return tuple(int(x) for x in lib.libssh2_version(0).decode().split(".")[:3])
+
+
+# What each libssh2 release added (its RELEASE-NOTES): 1.11.0 aes-gcm and the ETM MACs,
+# 1.11.1 chacha20-poly1305.
+AES_GCM, ETM, CHACHA = (1, 11, 0), (1, 11, 0), (1, 11, 1)
+
+
+def need_libssh2(version, what):
+    have = libssh2_version()
+    if have < version:
+        pytest.skip(f"libssh2 {'.'.join(map(str, have))} has no {what} (added in "
+                    f"{'.'.join(map(str, version))}): nothing to negotiate")
 
 
 def test_mac_is_the_fastest_on_this_cpu(tmp_path, td, site):
-    """libssh2 1.10 has no AEAD cipher: the MAC is a third of the data path's CPU, and which
-    SHA-2 is faster depends on the CPU (SHA-256 with SHA instructions, else SHA-512)."""
-    r = Relay(tmp_path / "debugrelay", log_level="DEBUG1").start()
+    """Without an AEAD cipher (libssh2 1.10 has none; a relay may allow only aes-ctr) the MAC
+    is a third of the data path's CPU, and which SHA-2 is faster depends on the CPU
+    (SHA-256 with SHA instructions, else SHA-512); 1.11 offers the ETM variant first."""
+    r = Relay(tmp_path / "debugrelay", log_level="DEBUG1", extra_config=["Ciphers aes128-ctr"]).start()
     try:
         rp = serve(td, r, "web", site)
         want = "hmac-sha2-256" if cpu_hashes_sha256() else "hmac-sha2-512"
+        if libssh2_version() >= ETM:
+            want += "-etm@openssh.com"
         assert r.negotiated() == ("aes128-ctr", want)
         assert get(rp) == "hello through the tunnel\n"
+        b = td.binding("web")
+        assert (b["cipher"], b["mac"]) == ("aes128-ctr", want)
+        assert f"cipher aes128-ctr, MAC {want}" in td.log_text()
+    finally:
+        r.stop()
+
+
+def test_cipher_is_the_fastest_on_this_cpu(tmp_path, td, site):
+    """Against a relay with OpenSSH's defaults: with AES instructions aes128-gcm (1.11),
+    without them chacha20-poly1305 (1.11.1), else (1.10) aes128-ctr and a MAC."""
+    r = Relay(tmp_path / "debugrelay", log_level="DEBUG1").start()
+    try:
+        rp = serve(td, r, "web", site)
+        v = libssh2_version()
+        if v >= AES_GCM and (cpu_runs_aes_gcm() or v < CHACHA):
+            want = "aes128-gcm@openssh.com"
+        elif v >= CHACHA:
+            want = "chacha20-poly1305@openssh.com"
+        else:
+            want = "aes128-ctr"
+        assert r.negotiated()[0] == want
+        assert get(rp) == "hello through the tunnel\n"
+        b = td.binding("web")
+        assert b["cipher"] == want
+        if want != "aes128-ctr":
+            assert b["mac"] is None, "an AEAD cipher has no separate MAC"
+            assert f"cipher {want} (AEAD, no separate MAC)" in td.log_text()
+            assert "MAC hmac" not in td.log_text()
+    finally:
+        r.stop()
+
+
+@pytest.mark.parametrize("ciphers", [None, "aes128-ctr", "chacha20-poly1305@openssh.com"])
+def test_relay_allowing_only_an_etm_mac(tmp_path, td, site, ciphers):
+    """A hardened relay (`MACs hmac-sha2-256-etm@openssh.com`): 1.11's daemon offers the ETM
+    MACs, so the kex agrees (also for chacha20-poly1305, for which 1.11.1 still negotiates a
+    MAC: without one it failed "Unable to exchange encryption keys"); 1.10 has no ETM MAC and
+    cannot agree on one with such a relay: the binding backs off with that reason."""
+    if ciphers and ciphers.startswith("chacha20"):
+        need_libssh2(CHACHA, "chacha20-poly1305")
+    extra = ["MACs hmac-sha2-256-etm@openssh.com"] + ([f"Ciphers {ciphers}"] if ciphers else [])
+    r = Relay(tmp_path / "etmrelay", log_level="DEBUG1", extra_config=extra).start()
+    try:
+        if libssh2_version() < ETM:
+            td.configure_relay(r, binding("web", site, free_port()))
+            td.start()
+            wait_for(lambda: "key" in (td.binding("web")["last_error"] or "").lower(), timeout=20,
+                     what="the failed key exchange")
+            assert td.binding("web")["state"] in ("backoff", "connecting")
+            assert "no matching MAC found" in r.log()
+            return
+        rp = serve(td, r, "web", site)
+        assert get(rp) == "hello through the tunnel\n"
+        cipher, mac = r.negotiated()
+        b = td.binding("web")
+        assert b["cipher"] == cipher
+        if ciphers == "aes128-ctr":
+            assert mac == b["mac"] == "hmac-sha2-256-etm@openssh.com"
+        else:
+            assert b["mac"] is None and "MAC hmac" not in td.log_text()
+    finally:
+        r.stop()
+
+
+def test_relay_allowing_only_aes_gcm(tmp_path, td, site):
+    """`Ciphers aes128-gcm@openssh.com,aes256-gcm@openssh.com`: up with aes128-gcm (the
+    faster of the two everywhere), no separate MAC, and the traffic flows."""
+    need_libssh2(AES_GCM, "aes-gcm")
+    r = Relay(tmp_path / "gcmrelay", log_level="DEBUG1",
+              extra_config=["Ciphers aes128-gcm@openssh.com,aes256-gcm@openssh.com"]).start()
+    try:
+        rp = serve(td, r, "web", site)
+        assert r.negotiated()[0] == "aes128-gcm@openssh.com"
+        for _ in range(3):
+            assert get(rp) == "hello through the tunnel\n"
+        b = td.binding("web")
+        assert (b["cipher"], b["mac"]) == ("aes128-gcm@openssh.com", None)
+        assert "cipher aes128-gcm@openssh.com (AEAD, no separate MAC)" in td.log_text()
+        assert "MAC hmac" not in td.log_text()
+        assert b["bytes_out"] > 0
     finally:
         r.stop()
 

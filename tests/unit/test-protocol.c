@@ -255,7 +255,7 @@ END_TEST
 static const char *const spec_keys[] = {
         "name", "source", "type", "host", "port", "state", "public_url", "socket_id", "tunnel_id",
         "relay_port", "connected_since", "reconnects", "connections_active", "connections_total",
-        "bytes_in", "bytes_out", "last_error", "next_attempt", "display_name", "protected",
+        "bytes_in", "bytes_out", "last_error", "cipher", "mac", "next_attempt", "display_name", "protected",
         "username", "remote_port", "defined_at",
 };
 
@@ -267,6 +267,7 @@ START_TEST(test_binding_round_trip) {
                 .relay_port = 6054, .connected_since = 1700000000ULL * 1000000, .reconnects = 3,
                 .connections_active = 2, .connections_total = 99, .bytes_in = 1000000000000001ULL,
                 .bytes_out = 9007199254740992ULL, .last_error = "bad \"quote\"\nnewline",
+                .cipher = "aes128-ctr", .mac = "hmac-sha2-256-etm@openssh.com",
                 .next_attempt = 1700000060ULL * 1000000, .defined_at = "/etc/x.ini:4",
         }, out = {};
         cJSON *j, *back;
@@ -310,6 +311,8 @@ START_TEST(test_binding_round_trip) {
         ck_assert_uint_eq(out.bytes_in, in.bytes_in);
         ck_assert_uint_eq(out.bytes_out, in.bytes_out);
         ck_assert_str_eq(out.last_error, in.last_error);
+        ck_assert_str_eq(out.cipher, in.cipher);
+        ck_assert_str_eq(out.mac, in.mac);
         ck_assert_uint_eq(out.next_attempt, in.next_attempt);
         ck_assert_str_eq(out.defined_at, in.defined_at);
         proto_binding_clear(&out);
@@ -331,6 +334,8 @@ START_TEST(test_binding_nulls) {
         ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "connected_since")));
         ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "next_attempt")));
         ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "last_error")));
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "cipher")));
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "mac")));
         ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "protected")));
         ck_assert_int_eq(proto_binding_from_json(j, &out, &error), 0);
         ck_assert_ptr_null(out.public_url);
