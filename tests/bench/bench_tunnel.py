@@ -281,15 +281,19 @@ class BenchDaemon:
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
         self.proc = subprocess.Popen([str(MYSOCKETD), "-c", str(self.config)], stdout=self.logf,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("mysocketd exited; see %s" % self.log)
-            states = self.states()
-            if states and len(states) == len(self.names) and all(s == "up" for s in states.values()):
-                return self
-            time.sleep(0.2)
-        raise RuntimeError("bindings not all up after %ds: %s" % (timeout, self.states()))
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("mysocketd exited; see %s" % self.log)
+                states = self.states()
+                if states and len(states) == len(self.names) and all(s == "up" for s in states.values()):
+                    return self
+                time.sleep(0.2)
+            raise RuntimeError("bindings not all up after %ds: %s" % (timeout, self.states()))
+        except BaseException:
+            self.stop()     # a daemon that failed to start would otherwise retry for ever
+            raise
 
     def _request(self, obj):
         with socket.socket(socket.AF_UNIX) as s:
@@ -361,7 +365,9 @@ def run_mode(tmp, mode, args, results):
         relay.start()
         rp_bulk_d, rp_fb_d, rp_bulk_s, rp_fb_s = (remote_port() for _ in range(4))
         off = len(relay.log())
-        daemon = BenchDaemon(mdir / "d", relay, [("bulk", bulk.port, rp_bulk_d), ("fb", fb.port, rp_fb_d)]).start()
+        # Bound before start(): when start() fails, `finally` still stops the daemon.
+        daemon = BenchDaemon(mdir / "d", relay, [("bulk", bulk.port, rp_bulk_d), ("fb", fb.port, rp_fb_d)])
+        daemon.start(timeout=args.start_timeout)
         time.sleep(0.5)
         results["cipher"][mode, "mysocketd"] = relay.negotiated(off)
         off = len(relay.log())
@@ -604,9 +610,16 @@ def main():
     ap.add_argument("--cipher", default=FORCED_CIPHER, help="cipher of the forced mode (%s)" % FORCED_CIPHER)
     ap.add_argument("--mac", default=FORCED_MAC, help="MAC of the forced mode (%s); libssh2 1.10 also has "
                     "hmac-sha2-512 and hmac-sha1" % FORCED_MAC)
+    ap.add_argument("--start-timeout", type=float, default=120,
+                    help="seconds for mysocketd's bindings to come up before the mode fails (120)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 32 MiB, 100 conns, 1 run, 1,10 bindings")
     ap.add_argument("--out", default=str(HERE / "results"), help="directory for tunnel.txt and tunnel.png")
     args = ap.parse_args()
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)      # unwinds through every `finally`: all is stopped
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     if args.quick:
         args.size_mib, args.conns, args.reps, args.bindings = 32, 100, 1, "1,10"
     args.bindings = [int(x) for x in args.bindings.split(",") if x]
