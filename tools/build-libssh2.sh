@@ -43,15 +43,23 @@ fi
 mkdir -p "$cache" "$prefix"
 prefix=$(cd "$prefix" && pwd)
 
+# newest_dsc: the newest libssh2 UPSTREAM-* source package in the cache, or nothing.
+newest_dsc() {
+	local f=()
+	shopt -s nullglob
+	f=("$cache"/libssh2_"$upstream"-*.dsc)
+	shopt -u nullglob
+	[ ${#f[@]} -eq 0 ] || printf '%s\n' "${f[@]}" | sort -V | tail -n1
+}
+
 # 1. The source package, once.
-dsc=$(ls "$cache"/libssh2_"$upstream"-*.dsc 2>/dev/null | sort -V | tail -n1 || true)
+dsc=$(newest_dsc)
 if [ -z "$dsc" ]; then
 	if ! apt-get source --print-uris -qq "libssh2/$suite" 2>/dev/null | grep -q "libssh2_$upstream"; then
 		[ "$(id -u)" = 0 ] || { echo "error: no deb-src for $suite; run as root once" >&2; exit 1; }
-		mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-			| grep -v security | head -n1)
-		[ -n "$mirror" ] || mirror=$(sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p' \
-			/etc/apt/sources.list 2>/dev/null | grep -v security | head -n1)
+		# the Debian archive (not -security) that apt already uses here
+		mirror=$(apt-cache policy | awk '/^ *[0-9]+ (http|https|file):/ {u = $2; next}
+			/release .*o=Debian,.*l=Debian,/ && u != "" && u !~ /security/ {print u; exit}')
 		[ -n "$mirror" ] || { echo "error: cannot tell this machine's Debian mirror" >&2; exit 1; }
 		list=/etc/apt/sources.list.d/mysocketd-src-$suite.sources
 		echo "==> adding deb-src $suite ($mirror) as $list"
@@ -61,8 +69,10 @@ if [ -z "$dsc" ]; then
 			-o APT::Get::List-Cleanup=0 >/dev/null
 	fi
 	echo "==> apt-get source libssh2/$suite"
-	(cd "$cache" && apt-get source --download-only -qq "libssh2/$suite" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
-	dsc=$(ls "$cache"/libssh2_"$upstream"-*.dsc 2>/dev/null | sort -V | tail -n1 || true)
+	# (apt warns that it downloads unsandboxed as root: harmless here)
+	(cd "$cache" && apt-get source --download-only -qq "libssh2/$suite" 2>&1 |
+		grep -v '^W: Download is performed unsandboxed') || true
+	dsc=$(newest_dsc)
 	[ -n "$dsc" ] || { echo "error: no libssh2 $upstream source package from $suite" >&2; exit 1; }
 fi
 
@@ -88,7 +98,7 @@ echo "==> configure, make, install into $prefix"
 	CFLAGS="${CFLAGS:--O2 -g}" >configure.out)
 make -s -C "$obj" -j"$(nproc)" >/dev/null
 make -s -C "$obj" install >/dev/null
-echo "==> $prefix/lib: $(cd "$prefix/lib" && ls libssh2.so.* | tr '\n' ' ')"
+echo "==> installed $(readlink -f "$prefix/lib/libssh2.so")"
 
 # 4. libssh2's own tests against a local sshd.
 if [ $check = 1 ]; then
