@@ -3,16 +3,19 @@
 #
 #   tools/ci-root.sh SUITE [PACKAGE...]     prints the root's path once it is ready
 #
-# SUITE is bookworm or trixie. The root is debootstrapped (minbase) from deb.debian.org
-# into $MYSOCKETD_CI_CACHE/cross-SUITE (the cache defaults to /var/cache/mysocketd-ci), with
-# arm64 and armhf as foreign architectures, and the PACKAGEs (NAME or NAME:ARCH) installed.
+# SUITE is bookworm or trixie. The root is debootstrapped (minbase) from the Debian archive
+# this machine's apt uses (tools/apt-mirror.sh) into $MYSOCKETD_CI_CACHE/cross-SUITE (the
+# cache defaults to /var/cache/mysocketd-ci), with arm64 and armhf as foreign architectures,
+# and the PACKAGEs (NAME or NAME:ARCH) installed.
 # A stamp of the package list skips apt-get when nothing changed, so a second run costs
 # nothing; a changed list installs only what is new. Needs root. Sourced by
 # tools/test-cross.sh, which also uses ci_chroot and ci_umount from here.
 set -euo pipefail
 
 CI_CACHE=${MYSOCKETD_CI_CACHE:-/var/cache/mysocketd-ci}
-CI_MIRROR=${MYSOCKETD_CI_MIRROR:-http://deb.debian.org/debian}
+. "$(dirname "${BASH_SOURCE[0]}")/apt-mirror.sh"
+CI_MIRROR=$(apt_mirror_or_die debian ci-root.sh)
+CI_SECURITY=$(apt_mirror_or_die debian-security ci-root.sh)
 
 ci_log() { printf '==> %s\n' "$*" >&2; }
 
@@ -37,7 +40,7 @@ ci_root() {
 		cat >"$root/etc/apt/sources.list" <<-EOF
 		deb $CI_MIRROR $suite main
 		deb $CI_MIRROR $suite-updates main
-		deb http://deb.debian.org/debian-security $suite-security main
+		deb $CI_SECURITY $suite-security main
 		EOF
 		chroot "$root" dpkg --add-architecture arm64
 		chroot "$root" dpkg --add-architecture armhf

@@ -28,18 +28,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${MYSOCKETD_CI_CACHE:-/var/cache/mysocketd-ci}
 root=$cache/$release-test
 
-# The Debian mirror and security mirror apt uses here (deb822 URIs: or one-line deb lines),
-# else deb.debian.org.
-apt_uri() {
-	{ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
-		2>/dev/null || true; } | sed -n -e "s|^URIs:[[:space:]]*\([^[:space:]]*/$1\)/*\$|\1|p" \
-		-e "s|^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\{0,1\}\([^[:space:]]*/$1\)/*[[:space:]].*|\2|p" |
-		head -1
-}
-mirror=$(apt_uri debian)
-mirror=${mirror:-http://deb.debian.org/debian}
-security=$(apt_uri debian-security)
-security=${security:-http://deb.debian.org/debian-security}
+# The Debian mirror and security mirror apt uses here.
+. "$(dirname "$0")/apt-mirror.sh"
+mirror=$(apt_mirror_or_die debian test-in.sh)
+security=$(apt_mirror_or_die debian-security test-in.sh)
 
 # What tools/test.sh and the tests need, installed with apt in the root once (debootstrap's
 # own resolver cannot take them: it ignores virtual packages such as perl-openssl-abi-3);

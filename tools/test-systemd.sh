@@ -5,7 +5,7 @@
 #   tools/test-systemd.sh bookworm|trixie [--deb FILE] [--keep]
 #
 # 1. A root for SUITE is made once with debootstrap from Debian's archive (the mirror of
-#    this machine's apt sources, or $MYSOCKETD_MIRROR) and cached under $MYSOCKETD_CI_CACHE
+#    this machine's apt sources, or $MYSOCKETD_CI_MIRROR) and cached under $MYSOCKETD_CI_CACHE
 #    (default /var/cache/mysocketd-ci): nspawn-SUITE, never inside the repository. It holds
 #    systemd, sshd (the relay), python3-pytest and the package's run-time libraries.
 # 2. The .deb is built with tools/build-deb.sh: on this machine when it runs SUITE, else
@@ -47,11 +47,9 @@ for tool in debootstrap:debootstrap systemd-nspawn:systemd-container; do
 done
 
 # The Debian archive this machine's apt uses (deb822 or one-line sources).
+. "$(dirname "$0")/apt-mirror.sh"
 mirror() {
-	[ -n "${MYSOCKETD_MIRROR:-}" ] && { echo "$MYSOCKETD_MIRROR"; return; }
-	cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
-		2>/dev/null | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -1 |
-		sed 's:/\? *$::' || true
+	apt_mirror_or_die debian test-systemd.sh
 }
 
 # What the root holds besides minbase: the service manager, the relay, the test runner, and
@@ -65,7 +63,6 @@ include=systemd,systemd-sysv,dbus,openssh-server,openssh-client,python3,python3-
 make_root() {
 	local m
 	m=$(mirror)
-	m=${m:-http://deb.debian.org/debian}
 	say "debootstrap $suite from $m into $root (cached for later runs)"
 	# The build layer was made over the old root: it goes with it.
 	rm -rf "$root.new" "$root" "$cache/nspawn-$suite-build" "$cache/nspawn-$suite-build.work"

@@ -6,7 +6,8 @@
 #   podman build --build-arg BASE=TAG -f packaging/container/Dockerfile -t mysocketd .
 set -eu
 TAG="${1:-localhost/debian:bookworm-debootstrap}"
-MIRROR="${2:-http://deb.debian.org/debian}"
+. "$(dirname "$0")/../../tools/apt-mirror.sh"
+MIRROR="${2:-$(apt_mirror_or_die debian make-base.sh)}"
 ENGINE="${ENGINE:-podman}"
 
 ROOTFS="$(mktemp -d /var/tmp/mysocketd-base.XXXXXX)"
