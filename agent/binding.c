@@ -89,10 +89,15 @@ static void schedule_retry(struct binding *b) {
         b->failures++;
         b->next_attempt = now_realtime_usec() + delay;
         set_state(b, BINDING_STATE_BACKOFF);
-        if (sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC, delay, 0,
-                                       on_backoff_done, b) < 0) {
-                /* Cannot arm a timer: out of resources. Trying again right away is all we can do. */
-                binding_attempt(b);
+        int r = sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC, delay, 0,
+                                           on_backoff_done, b);
+        if (r == -ESTALE)
+                return;         /* the loop has finished: the daemon is stopping */
+        if (r < 0) {
+                /* Not a retry right away: from inside a failure callback that could recurse. */
+                log_binding(LOG_ERR, b->conf->name, "backoff", "%s; cannot arm the retry timer (%s): "
+                            "waiting for the next reload", b->last_error ? b->last_error : "not connected",
+                            strerror(-r));
                 return;
         }
         log_binding(LOG_NOTICE, b->conf->name, "backoff", "%s; retrying in %.1f s",

@@ -33,10 +33,14 @@ static uint64_t now_usec(struct session *s) {
         return now;
 }
 
-/* An event source that cannot be driven ends the session: it would stall otherwise. */
+/* An event source that cannot be driven ends the session: it would stall otherwise. Once
+ * the loop has finished (-ESTALE: the daemon is tearing down), nothing will run again
+ * anyway, and failing the session would only call back into owners being freed. */
 static bool checked(struct session *s, int k, const char *what) {
         if (k >= 0)
                 return true;
+        if (k == -ESTALE)
+                return false;
         session_fail(s, k, false, "cannot %s: %s", what, strerror(-k));
         return false;
 }
