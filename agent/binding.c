@@ -53,6 +53,7 @@ void binding_stop(struct binding *b) {
                 struct tunnel_stats st;
                 tunnel_get_stats(b->tunnel, &st);
                 b->past.connections_total += st.connections_total;
+                b->past.connections_refused += st.connections_refused;
                 b->past.bytes_in += st.bytes_in;
                 b->past.bytes_out += st.bytes_out;
                 tunnel_free(b->tunnel);
@@ -205,6 +206,7 @@ static void binding_connect(struct binding *b) {
                 .remote_port = b->relay_port,
                 .local_host = b->conf->host,
                 .local_port = b->conf->port,
+                .max_connections = b->conf->max_connections,
                 .exclusive = c->api,
         };
         set_state(b, BINDING_STATE_CONNECTING);
@@ -323,6 +325,8 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .reconnects = b->reconnects,
                 .connections_active = now.connections_active,
                 .connections_total = b->past.connections_total + now.connections_total,
+                .connections_refused = b->past.connections_refused + now.connections_refused,
+                .max_connections = c->max_connections,
                 .bytes_in = b->past.bytes_in + now.bytes_in,
                 .bytes_out = b->past.bytes_out + now.bytes_out,
                 .last_error = xstrdup(b->last_error),

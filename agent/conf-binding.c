@@ -153,6 +153,9 @@ char *conf_binding_to_ini(const struct binding_conf *b) {
         append(&s, "password", b->password);
         append(&s, "socket_id", b->socket_id);
         append(&s, "remote_port", b->remote_port ? rp : NULL);
+        char mc[12];
+        snprintf(mc, sizeof(mc), "%u", b->max_connections);
+        append(&s, "max_connections", b->max_connections ? mc : NULL);
         return s;
 }
 
@@ -178,7 +181,7 @@ bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf 
         return streq(a->name, b->name) &&
                 streq(a->host ? a->host : BINDING_DEFAULT_HOST, b->host ? b->host : BINDING_DEFAULT_HOST) &&
                 a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
-                a->remote_port == b->remote_port && opt_eq(a->display_name, b->display_name) &&
+                a->remote_port == b->remote_port && a->max_connections == b->max_connections && opt_eq(a->display_name, b->display_name) &&
                 opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&
                 opt_eq(a->socket_id, b->socket_id);
 }

@@ -167,6 +167,7 @@ const struct key conf_keys[CONF_N_KEYS] = {
         BND("password", parse_string, password),
         BND("socket_id", parse_string, socket_id),
         BND("remote_port", parse_port16, remote_port),
+        { SECTION_BINDING, "max_connections", parse_unsigned, offsetof(struct binding_conf, max_connections), 0, 1000000 },
 };
 _Static_assert(ELEMENTSOF(conf_keys) == CONF_N_KEYS, "CONF_N_KEYS is the size of the key table");
 

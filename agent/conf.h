@@ -34,6 +34,7 @@ struct binding_conf {
         char *password;
         char *socket_id;
         uint16_t remote_port;        /* direct mode: required; 0 = unset */
+        unsigned max_connections;    /* open relay channels at once; 0 = no limit */
 
         enum binding_source source;
         char *file;                  /* where it is defined */

@@ -94,6 +94,8 @@
 #define PROTO_KEY_RECONNECTS     "reconnects"
 #define PROTO_KEY_CONNECTIONS_ACTIVE "connections_active"
 #define PROTO_KEY_CONNECTIONS_TOTAL "connections_total"
+#define PROTO_KEY_CONNECTIONS_REFUSED "connections_refused"
+#define PROTO_KEY_MAX_CONNECTIONS "max_connections"  /* also an argument of add */
 #define PROTO_KEY_BYTES_IN       "bytes_in"
 #define PROTO_KEY_BYTES_OUT      "bytes_out"
 #define PROTO_KEY_LAST_ERROR     "last_error"

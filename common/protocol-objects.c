@@ -142,6 +142,8 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_uint(o, PROTO_KEY_RECONNECTS, b->reconnects);
         add_uint(o, PROTO_KEY_CONNECTIONS_ACTIVE, b->connections_active);
         add_uint(o, PROTO_KEY_CONNECTIONS_TOTAL, b->connections_total);
+        add_uint(o, PROTO_KEY_CONNECTIONS_REFUSED, b->connections_refused);
+        add_uint(o, PROTO_KEY_MAX_CONNECTIONS, b->max_connections);
         add_uint(o, PROTO_KEY_BYTES_IN, b->bytes_in);
         add_uint(o, PROTO_KEY_BYTES_OUT, b->bytes_out);
         add_string_or_null(o, PROTO_KEY_LAST_ERROR, b->last_error);
@@ -178,6 +180,8 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = proto_get_uint(o, PROTO_KEY_RECONNECTS, UINT64_MAX, 0, &b.reconnects, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_CONNECTIONS_ACTIVE, UINT64_MAX, 0, &b.connections_active, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_CONNECTIONS_TOTAL, UINT64_MAX, 0, &b.connections_total, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_CONNECTIONS_REFUSED, UINT64_MAX, 0, &b.connections_refused, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, UINT64_MAX, 0, &b.max_connections, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_BYTES_IN, UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_BYTES_OUT, UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_LAST_ERROR, false, &b.last_error, error)) < 0 ||
@@ -233,12 +237,15 @@ cJSON *proto_add_to_json(const struct proto_add *a) {
         add_string_if(o, PROTO_KEY_SOCKET_ID, a->socket_id);
         if (a->remote_port)
                 add_uint(o, PROTO_KEY_REMOTE_PORT, a->remote_port);
+        if (a->max_connections)
+                add_uint(o, PROTO_KEY_MAX_CONNECTIONS, a->max_connections);
         return o;
 }
 
 static const char *const add_keys[] = {
         PROTO_KEY_NAME, PROTO_KEY_HOST, PROTO_KEY_PORT, PROTO_KEY_TYPE, PROTO_KEY_DISPLAY_NAME, PROTO_KEY_PROTECTED,
         PROTO_KEY_USERNAME, PROTO_KEY_PASSWORD, PROTO_KEY_SOCKET_ID, PROTO_KEY_REMOTE_PORT,
+        PROTO_KEY_MAX_CONNECTIONS,
 };
 
 int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
@@ -272,7 +279,8 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
             (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &a.username, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_PASSWORD, false, &a.password, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_SOCKET_ID, false, &a.socket_id, error)) < 0 ||
-            (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &a.remote_port, error)) < 0)
+            (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &a.remote_port, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, 1000000, 0, &a.max_connections, error)) < 0)
                 goto out;
 
         r = -EINVAL;

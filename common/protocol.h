@@ -59,6 +59,8 @@ struct proto_binding {
         uint64_t reconnects;
         uint64_t connections_active;
         uint64_t connections_total;
+        uint64_t connections_refused;  /* relay channels refused over max_connections */
+        uint64_t max_connections;  /* 0 = no limit */
         uint64_t bytes_in;
         uint64_t bytes_out;
         char *last_error;
@@ -84,6 +86,7 @@ struct proto_add {
         char *password;
         char *socket_id;
         uint16_t remote_port;
+        uint64_t max_connections;  /* 0 = no limit (key absent) */
 };
 void proto_add_clear(struct proto_add *a);
 cJSON *proto_add_to_json(const struct proto_add *a);

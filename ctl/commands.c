@@ -104,6 +104,14 @@ int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a) {
                 if (parse_port(optarg, &a->remote_port) < 0)
                         return ctl_usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535)", optarg);
                 return -1;
+        case CTL_OPT_MAX_CONNECTIONS: {
+                unsigned n;
+                if (parse_uint(optarg, 0, 1000000, &n) < 0)
+                        return ctl_usage_error(ctx, "--max-connections: \"%s\" is not a number from 0 to 1000000",
+                                               optarg);
+                a->max_connections = n;
+                return -1;
+        }
         default:
                 return ctl_common_option(ctx, c);
         }
@@ -242,7 +250,8 @@ int ctl_print_event_line(const struct ctl_context *ctx, const cJSON *line, const
         "  --type TYPE          http, https, tcp or tls (default http)\n" \
         "  --name DISPLAY       the socket's display name at the API\n" \
         "  --protected          basic auth at the edge (http/https), with:\n" \
-        "  --username U --password P\n"
+        "  --username U --password P\n" \
+        "  --max-connections N  relay connections open at once (0 = no limit)\n"
 
 static const struct ctl_command commands[] = {
         { "add", NULL, ctl_cmd_add,

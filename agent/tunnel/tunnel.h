@@ -40,6 +40,7 @@ struct tunnel_params {
         uint16_t remote_port;                /* port requested on the relay */
         const char *local_host;              /* where accepted channels are bridged to */
         uint16_t local_port;
+        unsigned max_connections;            /* relay channels open at once; 0 = no limit */
         /* A session of its own, never shared: in API mode the relay's request log on a
          * connection belongs to the one socket it serves. */
         bool exclusive;
@@ -48,6 +49,7 @@ struct tunnel_params {
 struct tunnel_stats {
         uint64_t connections_active;
         uint64_t connections_total;
+        uint64_t connections_refused;        /* closed at once: max_connections were open */
         uint64_t bytes_in;                   /* relay -> local service */
         uint64_t bytes_out;                  /* local service -> relay */
 };

@@ -255,6 +255,7 @@ END_TEST
 static const char *const spec_keys[] = {
         "name", "source", "type", "host", "port", "state", "public_url", "socket_id", "tunnel_id",
         "relay_port", "connected_since", "reconnects", "connections_active", "connections_total",
+        "connections_refused", "max_connections",
         "bytes_in", "bytes_out", "last_error", "cipher", "mac", "next_attempt", "display_name", "protected",
         "username", "remote_port", "defined_at",
 };
