@@ -146,6 +146,8 @@ static void on_tunnel_up(struct tunnel *t, void *userdata) {
         _cleanup_(freep) char *url = public_url(b), *relay = NULL;
         b->connected_since = now_realtime_usec();
         b->next_attempt = 0;
+        if (!b->relay_port)     /* remote_port = 0: the port the relay chose */
+                b->relay_port = tunnel_get_bound_port(t);
         free(b->last_error);
         b->last_error = NULL;
         set_state(b, BINDING_STATE_UP);
@@ -202,7 +204,7 @@ static void binding_connect(struct binding *b) {
                 .host_key_fingerprint = c->host_key_fingerprint,
                 .keepalive_interval = c->keepalive_interval,
                 .keepalive_count = c->keepalive_count,
-                .bind_host = "localhost",
+                .bind_host = b->conf->remote_host && *b->conf->remote_host ? b->conf->remote_host : "localhost",
                 .remote_port = b->relay_port,
                 .local_host = b->conf->host,
                 .local_port = b->conf->port,
@@ -317,6 +319,7 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .protected_ = c->protected_,
                 .username = xstrdup(c->username),
                 .remote_port = c->remote_port,
+                .remote_host = xstrdup(c->remote_host),
                 .state = xstrdup(binding_state_to_string(b->state)),
                 .socket_id = xstrdup(b->socket_id),
                 .tunnel_id = xstrdup(b->tunnel_id),

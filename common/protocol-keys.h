@@ -107,6 +107,7 @@
 #define PROTO_KEY_USERNAME       "username"
 #define PROTO_KEY_PASSWORD       "password"        /* add and login only: never sent back */
 #define PROTO_KEY_REMOTE_PORT    "remote_port"
+#define PROTO_KEY_REMOTE_HOST    "remote_host"     /* also an argument of add */
 #define PROTO_KEY_DEFINED_AT     "defined_at"
 
 /* A binding's "source" and "state". */

@@ -116,6 +116,7 @@ void proto_binding_clear(struct proto_binding *b) {
         free(b->username);
         free(b->state);
         free(b->public_url);
+        free(b->remote_host);
         free(b->socket_id);
         free(b->tunnel_id);
         free(b->last_error);
@@ -154,6 +155,7 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         cJSON_AddBoolToObject(o, PROTO_KEY_PROTECTED, b->protected_);
         add_string_or_null(o, PROTO_KEY_USERNAME, b->username);
         add_port_or_null(o, PROTO_KEY_REMOTE_PORT, b->remote_port);
+        add_string_or_null(o, PROTO_KEY_REMOTE_HOST, b->remote_host);
         add_string_or_null(o, PROTO_KEY_DEFINED_AT, b->defined_at);
         return o;
 }
@@ -192,6 +194,7 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = proto_get_bool(o, PROTO_KEY_PROTECTED, false, &b.protected_, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &b.username, error)) < 0 ||
             (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &b.remote_port, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &b.remote_host, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_DEFINED_AT, false, &b.defined_at, error)) < 0)
                 goto out;
 
@@ -214,6 +217,7 @@ void proto_add_clear(struct proto_add *a) {
         free(a->username);
         free(a->password);
         free(a->socket_id);
+        free(a->remote_host);
         *a = (struct proto_add) {};
 }
 
@@ -239,13 +243,14 @@ cJSON *proto_add_to_json(const struct proto_add *a) {
                 add_uint(o, PROTO_KEY_REMOTE_PORT, a->remote_port);
         if (a->max_connections)
                 add_uint(o, PROTO_KEY_MAX_CONNECTIONS, a->max_connections);
+        add_string_if(o, PROTO_KEY_REMOTE_HOST, a->remote_host);
         return o;
 }
 
 static const char *const add_keys[] = {
         PROTO_KEY_NAME, PROTO_KEY_HOST, PROTO_KEY_PORT, PROTO_KEY_TYPE, PROTO_KEY_DISPLAY_NAME, PROTO_KEY_PROTECTED,
         PROTO_KEY_USERNAME, PROTO_KEY_PASSWORD, PROTO_KEY_SOCKET_ID, PROTO_KEY_REMOTE_PORT,
-        PROTO_KEY_MAX_CONNECTIONS,
+        PROTO_KEY_MAX_CONNECTIONS, PROTO_KEY_REMOTE_HOST,
 };
 
 int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
@@ -280,7 +285,8 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
             (r = get_string_dup(o, PROTO_KEY_PASSWORD, false, &a.password, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_SOCKET_ID, false, &a.socket_id, error)) < 0 ||
             (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &a.remote_port, error)) < 0 ||
-            (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, 1000000, 0, &a.max_connections, error)) < 0)
+            (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, 1000000, 0, &a.max_connections, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &a.remote_host, error)) < 0)
                 goto out;
 
         r = -EINVAL;

@@ -50,6 +50,7 @@ struct proto_binding {
         bool protected_;
         char *username;            /* never the password: it is not sent back */
         uint16_t remote_port;      /* 0 = unset */
+        char *remote_host;         /* direct mode: the tcpip-forward address asked; NULL = localhost */
         char *state;               /* resolving|connecting|up|backoff|failed|removing */
         char *public_url;
         char *socket_id;
@@ -87,6 +88,7 @@ struct proto_add {
         char *socket_id;
         uint16_t remote_port;
         uint64_t max_connections;  /* 0 = no limit (key absent) */
+        char *remote_host;
 };
 void proto_add_clear(struct proto_add *a);
 cJSON *proto_add_to_json(const struct proto_add *a);

@@ -104,6 +104,10 @@ int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a) {
                 if (parse_port(optarg, &a->remote_port) < 0)
                         return ctl_usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535)", optarg);
                 return -1;
+        case CTL_OPT_REMOTE_HOST:
+                free(a->remote_host);
+                a->remote_host = xstrdup(optarg);
+                return -1;
         case CTL_OPT_MAX_CONNECTIONS: {
                 unsigned n;
                 if (parse_uint(optarg, 0, 1000000, &n) < 0)
@@ -260,6 +264,7 @@ static const struct ctl_command commands[] = {
           BINDING_HELP
           "  --socket-id ID       attach to an existing socket instead of creating one\n"
           "  --remote-port N      direct mode: the port bound on the relay\n"
+          "  --remote-host H      direct mode: the address bound on the relay (default localhost)\n"
           "  --wait[=SECONDS]     wait until the binding is up (default 60 s), showing progress\n"
           "  --json               print the binding as JSON\n" },
         { "remove", "rm", ctl_cmd_remove,
@@ -298,6 +303,7 @@ static const struct ctl_command commands[] = {
           "Quick connect: a temporary binding whose logs stream here; Ctrl-C removes it.",
           BINDING_HELP
           "  --remote-port N      direct mode: the port bound on the relay\n"
+          "  --remote-host H      direct mode: the address bound on the relay (default localhost)\n"
           "  --json               print the binding, then one event object per line\n"
           "\nThe binding lives as long as this command: Ctrl-C (or the command being killed)\n"
           "removes it and deletes its socket at the API.\n" },

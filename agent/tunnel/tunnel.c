@@ -145,6 +145,12 @@ void tunnel_free(struct tunnel *t) {
         free(t);
 }
 
+uint16_t tunnel_get_bound_port(const struct tunnel *t) {
+        if (!t || t->state != FORWARD_UP)
+                return 0;
+        return (uint16_t) (t->bound_port > 0 ? t->bound_port : t->remote_port);
+}
+
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret) {
         if (!t) {
                 *ret = (struct tunnel_stats) { 0 };

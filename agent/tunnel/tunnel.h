@@ -76,6 +76,9 @@ int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct t
 /* Closes everything the tunnel holds (sockets, channels, session). NULL is fine. */
 void tunnel_free(struct tunnel *t);
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret);
+/* The port the relay listens on for the tunnel (its answer to a request for port 0), or 0
+ * while the forward is not granted. */
+uint16_t tunnel_get_bound_port(const struct tunnel *t);
 /* The session's negotiated cipher and MAC (names valid until the next loop turn), NULL
  * while it is not up; *mac is NULL for an AEAD cipher (aes-gcm, chacha20-poly1305). */
 void tunnel_get_algorithms(const struct tunnel *t, const char **cipher, const char **mac);

@@ -113,3 +113,75 @@ def test_max_connections_config_errors_name_file_and_line(relay_daemon, relay):
     r = subprocess.run([*d.command(), "--check-config"], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
     assert f"{d.config}:" in r.stderr and "max_connections" in r.stderr, r.stderr
+
+
+def listening(port):
+    """The local addresses some process listens on at TCP `port` (ss -ltn)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return sorted({ln.split()[3].rsplit(":", 1)[0] for ln in out.splitlines() if ln.strip()})
+
+
+def echo_via(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=3) as c:
+            return echo_ok(c)
+    except OSError:
+        return False
+
+
+def test_remote_host_all_addresses_vs_localhost(tmp_path, relay_daemon):
+    from relay import Relay
+    d, echo = relay_daemon, EchoServer()
+    r = Relay(tmp_path / "gwrelay", extra_config=["GatewayPorts clientspecified"]).start()
+    try:
+        p_any, p_lo = free_port(), free_port()
+        d.configure_relay(r, binding("any", echo.port, p_any, "remote_host = 0.0.0.0\n") +
+                          binding("lo", echo.port, p_lo))
+        d.start()
+        d.wait_state("any", "up", timeout=20)
+        d.wait_state("lo", "up", timeout=20)
+        print("relay listens:", p_any, listening(p_any), p_lo, listening(p_lo))
+        assert listening(p_any) == ["0.0.0.0"]
+        assert "0.0.0.0" not in listening(p_lo) and "127.0.0.1" in listening(p_lo)
+        # 127.0.0.2 is a loopback address other than 127.0.0.1: only 0.0.0.0 answers on it.
+        assert echo_via("127.0.0.2", p_any) and echo_via("127.0.0.1", p_any)
+        assert echo_via("127.0.0.1", p_lo) and not echo_via("127.0.0.2", p_lo)
+        assert d.binding("any")["remote_host"] == "0.0.0.0" and d.binding("lo")["remote_host"] is None
+    finally:
+        d.stop()
+        r.stop()
+        echo.close()
+
+
+def test_remote_port_zero_records_the_port_the_relay_chose(tmp_path, relay_daemon):
+    from relay import Relay
+    d, echo = relay_daemon, EchoServer()
+    r = Relay(tmp_path / "dbgrelay", log_level="DEBUG1").start()
+    try:
+        d.configure_relay(r, binding("auto", echo.port, 0, "remote_host = myname.example\n"))
+        d.start()
+        d.wait_state("auto", "up", timeout=20)
+        b = d.binding("auto")
+        port = b["relay_port"]
+        print("relay chose port", port, "listening on", listening(port))
+        assert port and b["remote_port"] is None and b["remote_host"] == "myname.example"
+        assert "127.0.0.1" in listening(port)
+        assert echo_via("127.0.0.1", port)
+        # The name went to the relay as given.
+        assert "tcpip-forward listen myname.example port 0" in r.log()
+        assert "-> relay 127.0.0.1 port %d" % port in d.log_text()
+    finally:
+        d.stop()
+        r.stop()
+        echo.close()
+
+
+def test_remote_host_from_ctl_add_is_saved(relay_daemon, relay):
+    d = relay_daemon
+    d.configure_relay(relay, "")
+    d.start()
+    d.ctl("add", "rh", "--port", "8000", "--remote-port", str(free_port()), "--remote-host", "0.0.0.0")
+    assert d.binding("rh")["remote_host"] == "0.0.0.0"
+    assert "remote_host = 0.0.0.0" in (d.state_dir / "bindings.d" / "rh.ini").read_text()
+    r = d.ctl("add", "bad", "--port", "8000", "--remote-port", str(free_port()), "--remote-host", "a b", check=False)
+    assert r.returncode != 0 and "remote_host" in r.stderr

@@ -257,7 +257,7 @@ static const char *const spec_keys[] = {
         "relay_port", "connected_since", "reconnects", "connections_active", "connections_total",
         "connections_refused", "max_connections",
         "bytes_in", "bytes_out", "last_error", "cipher", "mac", "next_attempt", "display_name", "protected",
-        "username", "remote_port", "defined_at",
+        "username", "remote_port", "remote_host", "defined_at",
 };
 
 START_TEST(test_binding_round_trip) {
