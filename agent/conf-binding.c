@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
         const struct { const char *key; const char *v; } strs[] = {
                 { "host", b->host }, { "name", b->display_name }, { "username", b->username },
                 { "password", b->password }, { "socket_id", b->socket_id }, { "remote_host", b->remote_host },
+                { "public_url_pattern", b->public_url_pattern },
         };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++) {
                 const char *why = strs[i].v ? unsafe_for_ini(strs[i].v) : NULL;
@@ -77,6 +79,21 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
         _cleanup_(freep) char *rhost_why = b->remote_host && b->remote_host[0] ? conf_host_problem(b->remote_host) : NULL;
         if (rhost_why)
                 ISSUE("remote_host", "%s", rhost_why);
+        if (b->public_url_pattern && *b->public_url_pattern) {
+                regex_t re;
+                int rc = regcomp(&re, b->public_url_pattern, REG_EXTENDED);
+                char why[128];
+                if (rc != 0) {
+                        regerror(rc, &re, why, sizeof(why));
+                        ISSUE("public_url_pattern", "\"%s\" is not a POSIX extended regular expression: %s",
+                              b->public_url_pattern, why);
+                } else {
+                        if (re.re_nsub < 1)
+                                ISSUE("public_url_pattern", "\"%s\" has no group: put the URL in ( )",
+                                      b->public_url_pattern);
+                        regfree(&re);
+                }
+        }
         if (b->username && strchr(b->username, ':'))
                 ISSUE("username", "must not contain ':' (HTTP basic auth)");
         bool has_user = b->username && *b->username, has_pass = b->password && *b->password;
@@ -134,6 +151,7 @@ void conf_binding_free(struct binding_conf *b) {
         free(b->password);
         free(b->socket_id);
         free(b->remote_host);
+        free(b->public_url_pattern);
         free(b->file);
         free(b);
 }
@@ -160,6 +178,7 @@ char *conf_binding_to_ini(const struct binding_conf *b) {
         append(&s, "socket_id", b->socket_id);
         append(&s, "remote_port", b->remote_port || b->remote_port_any ? rp : NULL);
         append(&s, "remote_host", b->remote_host);
+        append(&s, "public_url_pattern", b->public_url_pattern);
         char mc[12];
         snprintf(mc, sizeof(mc), "%u", b->max_connections);
         append(&s, "max_connections", b->max_connections ? mc : NULL);
@@ -176,6 +195,7 @@ struct binding_conf *conf_binding_dup(const struct binding_conf *b) {
         d->password = xstrdup(b->password);
         d->socket_id = xstrdup(b->socket_id);
         d->remote_host = xstrdup(b->remote_host);
+        d->public_url_pattern = xstrdup(b->public_url_pattern);
         d->file = xstrdup(b->file);
         return d;
 }
@@ -190,7 +210,8 @@ bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf 
                 streq(a->host ? a->host : BINDING_DEFAULT_HOST, b->host ? b->host : BINDING_DEFAULT_HOST) &&
                 a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
                 a->remote_port == b->remote_port && a->max_connections == b->max_connections &&
-                a->remote_port_any == b->remote_port_any && opt_eq(a->remote_host, b->remote_host) && opt_eq(a->display_name, b->display_name) &&
+                a->remote_port_any == b->remote_port_any && opt_eq(a->remote_host, b->remote_host) &&
+                opt_eq(a->public_url_pattern, b->public_url_pattern) && opt_eq(a->display_name, b->display_name) &&
                 opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&
                 opt_eq(a->socket_id, b->socket_id);
 }

@@ -181,6 +181,7 @@ const struct key conf_keys[CONF_N_KEYS] = {
         BND("socket_id", parse_string, socket_id),
         BND("remote_port", parse_remote_port, remote_port),
         BND("remote_host", parse_host, remote_host),
+        BND("public_url_pattern", parse_string, public_url_pattern),
         { SECTION_BINDING, "max_connections", parse_unsigned, offsetof(struct binding_conf, max_connections), 0, 1000000 },
 };
 _Static_assert(ELEMENTSOF(conf_keys) == CONF_N_KEYS, "CONF_N_KEYS is the size of the key table");

@@ -185,3 +185,47 @@ def test_remote_host_from_ctl_add_is_saved(relay_daemon, relay):
     assert "remote_host = 0.0.0.0" in (d.state_dir / "bindings.d" / "rh.ini").read_text()
     r = d.ctl("add", "bad", "--port", "8000", "--remote-port", str(free_port()), "--remote-host", "a b", check=False)
     assert r.returncode != 0 and "remote_host" in r.stderr
+
+
+URL_SHELL = """#!/bin/sh
+echo "Welcome to the tunnel service"
+echo "Your URL: https://abc.example.net"
+exec cat >/dev/null
+"""
+
+
+def test_public_url_pattern_reads_the_relays_line(tmp_path, relay_daemon):
+    from relay import Relay
+    d, echo = relay_daemon, EchoServer()
+    r = Relay(tmp_path / "urlrelay")
+    with open(r.script, "w") as f:        # the ForceCommand: prints the URL, then waits
+        f.write(URL_SHELL)
+    r.start()
+    try:
+        d.configure_relay(r, binding("svc", echo.port, free_port(), "public_url_pattern = Your URL: (https://[^ ]+)\n") +
+                          binding("plain", echo.port, free_port()))
+        d.start()
+        d.wait_state("svc", "up", timeout=20)
+        b = wait_for(lambda: (lambda b: b if b["public_url"] else None)(d.binding("svc")), timeout=10,
+                     what="public_url from the relay's line")
+        assert b["public_url"] == "https://abc.example.net"
+        shown = d.ctl("show", "svc").stdout
+        assert "https://abc.example.net" in shown
+        # Without a pattern nothing is read from the lines.
+        assert d.binding("plain")["public_url"] is None
+        assert "public URL from the relay: https://abc.example.net" in d.log_text()
+    finally:
+        d.stop()
+        r.stop()
+        echo.close()
+
+
+def test_public_url_pattern_errors_name_file_and_line(relay_daemon, relay):
+    d = relay_daemon
+    for pattern, why in (("Your URL: (https://", "is not a POSIX extended regular expression"),
+                         ("https://[^ ]+", "has no group")):
+        d.configure_relay(relay, binding("web", 8000, 9000, f"public_url_pattern = {pattern}\n"))
+        r = subprocess.run([*d.command(), "--check-config"], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 78
+        assert f'{d.config}:' in r.stderr and '[binding "web"] public_url_pattern: ' in r.stderr and why in r.stderr, \
+            r.stderr
