@@ -239,7 +239,7 @@ cJSON *proto_add_to_json(const struct proto_add *a) {
         add_string_if(o, PROTO_KEY_USERNAME, a->username);
         add_string_if(o, PROTO_KEY_PASSWORD, a->password);
         add_string_if(o, PROTO_KEY_SOCKET_ID, a->socket_id);
-        if (a->remote_port)
+        if (a->remote_port || a->remote_port_any)
                 add_uint(o, PROTO_KEY_REMOTE_PORT, a->remote_port);
         if (a->max_connections)
                 add_uint(o, PROTO_KEY_MAX_CONNECTIONS, a->max_connections);
@@ -255,6 +255,7 @@ static const char *const add_keys[] = {
 
 int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
         struct proto_add a = {};
+        uint64_t rport;         /* 0: the relay chooses; UINT64_MAX: absent */
         const cJSON *i;
         int r;
 
@@ -284,11 +285,13 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
             (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &a.username, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_PASSWORD, false, &a.password, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_SOCKET_ID, false, &a.socket_id, error)) < 0 ||
-            (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &a.remote_port, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_REMOTE_PORT, 65535, UINT64_MAX, &rport, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, 1000000, 0, &a.max_connections, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &a.remote_host, error)) < 0)
                 goto out;
 
+        a.remote_port_any = rport == 0;
+        a.remote_port = rport == UINT64_MAX ? 0 : (uint16_t) rport;
         r = -EINVAL;
         if (!binding_name_valid(a.name)) {
                 *error = xstrdup("\"name\" is not a valid binding name (" BINDING_NAME_RULE ")");

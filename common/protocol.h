@@ -89,6 +89,7 @@ struct proto_add {
         uint16_t remote_port;
         uint64_t max_connections;  /* 0 = no limit (key absent) */
         char *remote_host;
+        bool remote_port_any;      /* "remote_port": 0, the relay chooses (direct mode) */
 };
 void proto_add_clear(struct proto_add *a);
 cJSON *proto_add_to_json(const struct proto_add *a);

@@ -101,8 +101,10 @@ int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a) {
                 a->socket_id = xstrdup(optarg);
                 return -1;
         case CTL_OPT_REMOTE_PORT:
-                if (parse_port(optarg, &a->remote_port) < 0)
-                        return ctl_usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535)", optarg);
+                a->remote_port_any = streq(optarg, "0");
+                if (!a->remote_port_any && parse_port(optarg, &a->remote_port) < 0)
+                        return ctl_usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535, or 0: the "
+                                               "relay chooses)", optarg);
                 return -1;
         case CTL_OPT_REMOTE_HOST:
                 free(a->remote_host);
@@ -137,7 +139,7 @@ int ctl_parse_common(struct ctl_context *ctx, int argc, char **argv) {
 int ctl_check_remote_port(const struct ctl_context *ctx, const struct proto_add *a) {
         _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL;
-        if (a->remote_port)
+        if (a->remote_port || a->remote_port_any)
                 return -1;
         /* Only the daemon knows its mode; if it cannot say, it will answer the add itself. */
         req = proto_request_new(PROTO_CMD_STATUS);
@@ -263,7 +265,7 @@ static const struct ctl_command commands[] = {
           "Add a binding at run time (kept across restarts).",
           BINDING_HELP
           "  --socket-id ID       attach to an existing socket instead of creating one\n"
-          "  --remote-port N      direct mode: the port bound on the relay\n"
+          "  --remote-port N      direct mode: the port bound on the relay (0: the relay chooses)\n"
           "  --remote-host H      direct mode: the address bound on the relay (default localhost)\n"
           "  --wait[=SECONDS]     wait until the binding is up (default 60 s), showing progress\n"
           "  --json               print the binding as JSON\n" },

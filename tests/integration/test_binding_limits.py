@@ -4,6 +4,7 @@ import json
 import socket
 import subprocess
 import time
+import urllib.request
 
 from conftest import TCPService, binding, free_port, wait_for
 
@@ -51,7 +52,9 @@ def test_max_connections_refuses_beyond_the_cap(relay_daemon, relay):
     conns = []
     try:
         rp = free_port()
+        mport = free_port()
         d.configure_relay(relay, binding("capped", echo.port, rp, "max_connections = 5\n"))
+        d.config.write_text(d.config.read_text().replace("[daemon]\n", f"[daemon]\nmetrics_listen = 127.0.0.1:{mport}\n"))
         d.start()
         d.wait_state("capped", "up", timeout=20)
         # The first `cap` connections are bridged (each checked with an echo before the next).
@@ -77,6 +80,9 @@ def test_max_connections_refuses_beyond_the_cap(relay_daemon, relay):
         b = d.binding("capped")
         assert (b["connections_active"], b["connections_total"], b["connections_refused"], b["max_connections"]) \
             == (cap, cap, 10, cap)
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/health", timeout=5) as resp:
+            h = json.loads(resp.read())
+        assert (h["connections"], h["max_connections"], h["connections_capacity_percent"]) == (cap, cap, 100), h
         metrics = d.ctl("metrics").stdout
         assert 'mysocketd_binding_connections_refused_total{binding="capped"} 10' in metrics
         # Logged, rate-limited: 10 refusals within seconds give one line, not ten.
@@ -185,6 +191,26 @@ def test_remote_host_from_ctl_add_is_saved(relay_daemon, relay):
     assert "remote_host = 0.0.0.0" in (d.state_dir / "bindings.d" / "rh.ini").read_text()
     r = d.ctl("add", "bad", "--port", "8000", "--remote-port", str(free_port()), "--remote-host", "a b", check=False)
     assert r.returncode != 0 and "remote_host" in r.stderr
+
+
+def test_remote_port_zero_from_ctl_add(relay_daemon, relay):
+    d, echo = relay_daemon, EchoServer()
+    try:
+        d.configure_relay(relay, "")
+        d.start()
+        d.ctl("add", "any", "--port", str(echo.port), "--remote-port", "0")
+        assert "remote_port = 0" in (d.state_dir / "bindings.d" / "any.ini").read_text()
+        d.wait_state("any", "up", timeout=20)
+        port = d.binding("any")["relay_port"]
+        assert port and echo_via("127.0.0.1", port)
+        # Kept across a restart: asks for port 0 again and shows what it got.
+        d.stop()
+        d.start()
+        d.wait_state("any", "up", timeout=20)
+        port = d.binding("any")["relay_port"]
+        assert port and echo_via("127.0.0.1", port)
+    finally:
+        echo.close()
 
 
 URL_SHELL = """#!/bin/sh
