@@ -1,6 +1,7 @@
 /* One binding's state machine (see manager.h for the picture): resolve at the API, connect
  * the tunnel, back off with full jitter, fail for good on what retrying cannot fix. */
 #include <errno.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -53,6 +54,7 @@ void binding_stop(struct binding *b) {
                 struct tunnel_stats st;
                 tunnel_get_stats(b->tunnel, &st);
                 b->past.connections_total += st.connections_total;
+                b->past.connections_refused += st.connections_refused;
                 b->past.bytes_in += st.bytes_in;
                 b->past.bytes_out += st.bytes_out;
                 tunnel_free(b->tunnel);
@@ -150,6 +152,8 @@ static void on_tunnel_up(struct tunnel *t, void *userdata) {
         _cleanup_(freep) char *url = public_url(b), *relay = NULL;
         b->connected_since = now_realtime_usec();
         b->next_attempt = 0;
+        if (!b->relay_port)     /* remote_port = 0: the port the relay chose */
+                b->relay_port = tunnel_get_bound_port(t);
         free(b->last_error);
         b->last_error = NULL;
         set_state(b, BINDING_STATE_UP);
@@ -179,8 +183,57 @@ static void on_tunnel_down(struct tunnel *t, int error, bool permanent, const ch
         schedule_retry(b);
 }
 
+/* public_url_pattern, compiled for the pattern text it was made from (a reload may
+ * change the binding's conf under it). */
+struct url_matcher {
+        char *pattern;
+        regex_t re;
+};
+
+static void url_matcher_free(struct url_matcher *m) {
+        if (!m)
+                return;
+        regfree(&m->re);
+        free(m->pattern);
+        free(m);
+}
+
+/* The relay printed the binding's public address in this line: remember it. */
+static void match_public_url(struct binding *b, const char *line) {
+        const char *pattern = b->conf->public_url_pattern;
+        if (!pattern || !*pattern) {
+                url_matcher_free(b->url_matcher);
+                b->url_matcher = NULL;
+                return;
+        }
+        if (!b->url_matcher || !streq(b->url_matcher->pattern, pattern)) {
+                url_matcher_free(b->url_matcher);
+                b->url_matcher = xcalloc(1, sizeof(*b->url_matcher));
+                /* Checked by conf_binding_check: it compiles, with a group. */
+                if (regcomp(&b->url_matcher->re, pattern, REG_EXTENDED) != 0) {
+                        free(b->url_matcher);
+                        b->url_matcher = NULL;
+                        return;
+                }
+                b->url_matcher->pattern = xstrdup(pattern);
+                free(b->relay_url);
+                b->relay_url = NULL;
+        }
+        regmatch_t m[2];
+        if (regexec(&b->url_matcher->re, line, 2, m, 0) != 0 || m[1].rm_so < 0 || m[1].rm_eo <= m[1].rm_so)
+                return;
+        _cleanup_(freep) char *url = strndup(line + m[1].rm_so, (size_t) (m[1].rm_eo - m[1].rm_so));
+        if (!url || streq_ptr(url, b->relay_url))
+                return;
+        free(b->relay_url);
+        b->relay_url = url;
+        url = NULL;
+        log_binding(LOG_NOTICE, b->conf->name, "public-url", "public URL from the relay: %s", b->relay_url);
+}
+
 static void on_tunnel_log(struct tunnel *t, const char *line, void *userdata) {
         struct binding *b = userdata;
+        match_public_url(b, line);
         log_full(LOG_INFO, &(struct log_fields) {
                          .binding = b->conf->name, .event = "edge-log",
                          .socket_id = b->socket_id, .tunnel_id = b->tunnel_id },
@@ -206,10 +259,11 @@ static void binding_connect(struct binding *b) {
                 .host_key_fingerprint = c->host_key_fingerprint,
                 .keepalive_interval = c->keepalive_interval,
                 .keepalive_count = c->keepalive_count,
-                .bind_host = "localhost",
+                .bind_host = b->conf->remote_host && *b->conf->remote_host ? b->conf->remote_host : "localhost",
                 .remote_port = b->relay_port,
                 .local_host = b->conf->host,
                 .local_port = b->conf->port,
+                .max_connections = b->conf->max_connections,
                 .exclusive = c->api,
         };
         set_state(b, BINDING_STATE_CONNECTING);
@@ -300,6 +354,8 @@ void binding_free(struct binding *b) {
         free(b->tunnel_id);
         free(b->dnsname);
         free(b->ssh_user);
+        free(b->relay_url);
+        url_matcher_free(b->url_matcher);
         free(b);
 }
 
@@ -320,6 +376,7 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .protected_ = c->protected_,
                 .username = xstrdup(c->username),
                 .remote_port = c->remote_port,
+                .remote_host = xstrdup(c->remote_host),
                 .state = xstrdup(binding_state_to_string(b->state)),
                 .socket_id = xstrdup(b->socket_id),
                 .tunnel_id = xstrdup(b->tunnel_id),
@@ -328,6 +385,8 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .reconnects = b->reconnects,
                 .connections_active = now.connections_active,
                 .connections_total = b->past.connections_total + now.connections_total,
+                .connections_refused = b->past.connections_refused + now.connections_refused,
+                .max_connections = c->max_connections,
                 .bytes_in = b->past.bytes_in + now.bytes_in,
                 .bytes_out = b->past.bytes_out + now.bytes_out,
                 .last_error = xstrdup(b->last_error),
@@ -336,5 +395,5 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .next_attempt = b->next_attempt,
                 .defined_at = c->source == BINDING_SOURCE_CONFIG ? xasprintf("%s:%u", c->file, c->line) : xstrdup(c->file),
         };
-        p->public_url = public_url(b);
+        p->public_url = b->relay_url ? xstrdup(b->relay_url) : public_url(b);
 }

@@ -66,6 +66,9 @@ static struct binding_conf *binding_conf_from_add(const struct proto_add *a) {
                 .password = xstrdup(a->password),
                 .socket_id = xstrdup(a->socket_id),
                 .remote_port = a->remote_port,
+                .max_connections = (unsigned) a->max_connections,
+                .remote_host = xstrdup(a->remote_host),
+                .remote_port_any = a->remote_port_any,
                 .source = BINDING_SOURCE_RUNTIME,
         };
         return bc;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,8 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
                 ISSUE("type", "not a socket type (" SOCKET_TYPE_NAMES ")");
         const struct { const char *key; const char *v; } strs[] = {
                 { "host", b->host }, { "name", b->display_name }, { "username", b->username },
-                { "password", b->password }, { "socket_id", b->socket_id },
+                { "password", b->password }, { "socket_id", b->socket_id }, { "remote_host", b->remote_host },
+                { "public_url_pattern", b->public_url_pattern },
         };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++) {
                 const char *why = strs[i].v ? unsafe_for_ini(strs[i].v) : NULL;
@@ -74,6 +76,24 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
                 ISSUE("host", "must not be empty");
         else if (host_why)
                 ISSUE("host", "%s", host_why);
+        _cleanup_(freep) char *rhost_why = b->remote_host && b->remote_host[0] ? conf_host_problem(b->remote_host) : NULL;
+        if (rhost_why)
+                ISSUE("remote_host", "%s", rhost_why);
+        if (b->public_url_pattern && *b->public_url_pattern) {
+                regex_t re;
+                int rc = regcomp(&re, b->public_url_pattern, REG_EXTENDED);
+                char why[128];
+                if (rc != 0) {
+                        regerror(rc, &re, why, sizeof(why));
+                        ISSUE("public_url_pattern", "\"%s\" is not a POSIX extended regular expression: %s",
+                              b->public_url_pattern, why);
+                } else {
+                        if (re.re_nsub < 1)
+                                ISSUE("public_url_pattern", "\"%s\" has no group: put the URL in ( )",
+                                      b->public_url_pattern);
+                        regfree(&re);
+                }
+        }
         if (b->username && strchr(b->username, ':'))
                 ISSUE("username", "must not contain ':' (HTTP basic auth)");
         bool has_user = b->username && *b->username, has_pass = b->password && *b->password;
@@ -85,10 +105,12 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
                 ISSUE("username", "only used with protected = yes");
         if (!b->protected_ && has_pass)
                 ISSUE("password", "only used with protected = yes");
-        if (c && c->api && b->remote_port)
+        if (c && c->api && (b->remote_port || b->remote_port_any))
                 ISSUE("remote_port", "only in direct mode (this config has an [api] section)");
+        if (c && c->api && b->remote_host && *b->remote_host)
+                ISSUE("remote_host", "only in direct mode (this config has an [api] section)");
         if (c && !c->api) {
-                if (!b->remote_port)
+                if (!b->remote_port && !b->remote_port_any)
                         ISSUE("remote_port", "missing (required in direct mode, without an [api] section)");
                 if (b->protected_)
                         ISSUE("protected", "only in API mode (in direct mode no edge checks passwords)");
@@ -128,6 +150,8 @@ void conf_binding_free(struct binding_conf *b) {
         free(b->username);
         free(b->password);
         free(b->socket_id);
+        free(b->remote_host);
+        free(b->public_url_pattern);
         free(b->file);
         free(b);
 }
@@ -152,7 +176,12 @@ char *conf_binding_to_ini(const struct binding_conf *b) {
         append(&s, "username", b->username);
         append(&s, "password", b->password);
         append(&s, "socket_id", b->socket_id);
-        append(&s, "remote_port", b->remote_port ? rp : NULL);
+        append(&s, "remote_port", b->remote_port || b->remote_port_any ? rp : NULL);
+        append(&s, "remote_host", b->remote_host);
+        append(&s, "public_url_pattern", b->public_url_pattern);
+        char mc[12];
+        snprintf(mc, sizeof(mc), "%u", b->max_connections);
+        append(&s, "max_connections", b->max_connections ? mc : NULL);
         return s;
 }
 
@@ -165,6 +194,8 @@ struct binding_conf *conf_binding_dup(const struct binding_conf *b) {
         d->username = xstrdup(b->username);
         d->password = xstrdup(b->password);
         d->socket_id = xstrdup(b->socket_id);
+        d->remote_host = xstrdup(b->remote_host);
+        d->public_url_pattern = xstrdup(b->public_url_pattern);
         d->file = xstrdup(b->file);
         return d;
 }
@@ -178,7 +209,9 @@ bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf 
         return streq(a->name, b->name) &&
                 streq(a->host ? a->host : BINDING_DEFAULT_HOST, b->host ? b->host : BINDING_DEFAULT_HOST) &&
                 a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
-                a->remote_port == b->remote_port && opt_eq(a->display_name, b->display_name) &&
+                a->remote_port == b->remote_port && a->max_connections == b->max_connections &&
+                a->remote_port_any == b->remote_port_any && opt_eq(a->remote_host, b->remote_host) &&
+                opt_eq(a->public_url_pattern, b->public_url_pattern) && opt_eq(a->display_name, b->display_name) &&
                 opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&
                 opt_eq(a->socket_id, b->socket_id);
 }

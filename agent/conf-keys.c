@@ -57,6 +57,19 @@ static char *parse_port16(const struct key *k, const char *v, void *base) {
         return NULL;
 }
 
+/* 1-65535, or 0: the relay chooses (direct mode; the binding then shows the port it got). */
+static char *parse_remote_port(const struct key *k, const char *v, void *base) {
+        struct binding_conf *b = base;
+        b->remote_port_any = streq(v, "0");
+        if (b->remote_port_any) {
+                b->remote_port = 0;
+                return NULL;
+        }
+        if (parse_port(v, &b->remote_port) < 0)
+                return xasprintf("\"%s\" is not a port (1-65535), nor 0 (the relay chooses)", v);
+        return NULL;
+}
+
 static char *parse_unsigned(const struct key *k, const char *v, void *base) {
         if (parse_uint(v, k->min, k->max, FIELD(base, k, unsigned)) < 0)
                 return xasprintf("\"%s\" is not a number from %u to %u", v, k->min, k->max);
@@ -166,7 +179,10 @@ const struct key conf_keys[CONF_N_KEYS] = {
         BND("username", parse_string, username),
         BND("password", parse_string, password),
         BND("socket_id", parse_string, socket_id),
-        BND("remote_port", parse_port16, remote_port),
+        BND("remote_port", parse_remote_port, remote_port),
+        BND("remote_host", parse_host, remote_host),
+        BND("public_url_pattern", parse_string, public_url_pattern),
+        { SECTION_BINDING, "max_connections", parse_unsigned, offsetof(struct binding_conf, max_connections), 0, 1000000 },
 };
 _Static_assert(ELEMENTSOF(conf_keys) == CONF_N_KEYS, "CONF_N_KEYS is the size of the key table");
 

@@ -34,6 +34,10 @@ struct binding_conf {
         char *password;
         char *socket_id;
         uint16_t remote_port;        /* direct mode: required; 0 = unset */
+        bool remote_port_any;        /* remote_port = 0 was given: the relay chooses (direct mode) */
+        char *remote_host;           /* direct mode: the tcpip-forward address; NULL = "localhost" */
+        char *public_url_pattern;    /* POSIX ERE; its first group in a relay log line is public_url */
+        unsigned max_connections;    /* open relay channels at once; 0 = no limit */
 
         enum binding_source source;
         char *file;                  /* where it is defined */

@@ -33,6 +33,7 @@ const char *binding_state_to_string(enum binding_state s);
 struct manager;
 struct api;
 struct api_call;
+struct url_matcher;
 
 struct binding {
         struct manager *manager;
@@ -50,6 +51,8 @@ struct binding {
         uint64_t next_attempt;          /* realtime usec, 0 when not in backoff */
         char *last_error;
         struct tunnel_stats past;       /* counters of the sessions before the current one */
+        struct url_matcher *url_matcher;  /* public_url_pattern compiled, NULL until a line comes */
+        char *relay_url;                /* public_url_pattern's match in the relay's log lines */
 
         /* API mode: where the relay expects us (from the API, remembered in the state dir). */
         char *socket_id;

@@ -39,9 +39,8 @@ static uint64_t total_of(const struct binding *b, const struct proto_binding *p)
         return p->connections_total;
 }
 
-/* The engine does not refuse connections yet (no max_connections): always 0 so far. */
 static uint64_t refused_of(const struct binding *b, const struct proto_binding *p) {
-        return 0;
+        return p->connections_refused;
 }
 
 static uint64_t received_of(const struct binding *b, const struct proto_binding *p) {
@@ -131,16 +130,20 @@ char *metrics_render(const struct manager *m) {
 
 char *metrics_health_json(const struct manager *m, bool *down) {
         unsigned up, failed;
-        uint64_t connections = 0;
+        uint64_t connections = 0, max_connections = 0;
+        bool unlimited = false;
         manager_count(m, &up, &failed);
         for (size_t i = 0; i < m->n_bindings; i++) {
                 struct proto_binding p;
                 binding_to_proto(m->bindings[i], &p);
                 connections += p.connections_active;
+                max_connections += p.max_connections;
+                unlimited = unlimited || p.max_connections == 0;
                 proto_binding_clear(&p);
         }
-        /* No binding has a connection cap yet: 0 means no limit, and no capacity to fill. */
-        uint64_t max_connections = 0;
+        /* The sum of the caps; one binding without a cap makes the whole unlimited: 0. */
+        if (unlimited)
+                max_connections = 0;
         unsigned percent = max_connections ? (unsigned) (connections * 100 / max_connections) : 0;
         const char *status = up == m->n_bindings ? "ok" : up > 0 ? "degraded" : "down";
         *down = up == 0 && m->n_bindings > 0;

@@ -94,6 +94,8 @@
 #define PROTO_KEY_RECONNECTS     "reconnects"
 #define PROTO_KEY_CONNECTIONS_ACTIVE "connections_active"
 #define PROTO_KEY_CONNECTIONS_TOTAL "connections_total"
+#define PROTO_KEY_CONNECTIONS_REFUSED "connections_refused"
+#define PROTO_KEY_MAX_CONNECTIONS "max_connections"  /* also an argument of add */
 #define PROTO_KEY_BYTES_IN       "bytes_in"
 #define PROTO_KEY_BYTES_OUT      "bytes_out"
 #define PROTO_KEY_LAST_ERROR     "last_error"
@@ -105,6 +107,7 @@
 #define PROTO_KEY_USERNAME       "username"
 #define PROTO_KEY_PASSWORD       "password"        /* add and login only: never sent back */
 #define PROTO_KEY_REMOTE_PORT    "remote_port"
+#define PROTO_KEY_REMOTE_HOST    "remote_host"     /* also an argument of add */
 #define PROTO_KEY_DEFINED_AT     "defined_at"
 
 /* A binding's "source" and "state". */

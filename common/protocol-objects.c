@@ -116,6 +116,7 @@ void proto_binding_clear(struct proto_binding *b) {
         free(b->username);
         free(b->state);
         free(b->public_url);
+        free(b->remote_host);
         free(b->socket_id);
         free(b->tunnel_id);
         free(b->last_error);
@@ -142,6 +143,8 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_uint(o, PROTO_KEY_RECONNECTS, b->reconnects);
         add_uint(o, PROTO_KEY_CONNECTIONS_ACTIVE, b->connections_active);
         add_uint(o, PROTO_KEY_CONNECTIONS_TOTAL, b->connections_total);
+        add_uint(o, PROTO_KEY_CONNECTIONS_REFUSED, b->connections_refused);
+        add_uint(o, PROTO_KEY_MAX_CONNECTIONS, b->max_connections);
         add_uint(o, PROTO_KEY_BYTES_IN, b->bytes_in);
         add_uint(o, PROTO_KEY_BYTES_OUT, b->bytes_out);
         add_string_or_null(o, PROTO_KEY_LAST_ERROR, b->last_error);
@@ -152,6 +155,7 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         cJSON_AddBoolToObject(o, PROTO_KEY_PROTECTED, b->protected_);
         add_string_or_null(o, PROTO_KEY_USERNAME, b->username);
         add_port_or_null(o, PROTO_KEY_REMOTE_PORT, b->remote_port);
+        add_string_or_null(o, PROTO_KEY_REMOTE_HOST, b->remote_host);
         add_string_or_null(o, PROTO_KEY_DEFINED_AT, b->defined_at);
         return o;
 }
@@ -178,6 +182,8 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = proto_get_uint(o, PROTO_KEY_RECONNECTS, UINT64_MAX, 0, &b.reconnects, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_CONNECTIONS_ACTIVE, UINT64_MAX, 0, &b.connections_active, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_CONNECTIONS_TOTAL, UINT64_MAX, 0, &b.connections_total, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_CONNECTIONS_REFUSED, UINT64_MAX, 0, &b.connections_refused, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, UINT64_MAX, 0, &b.max_connections, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_BYTES_IN, UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_BYTES_OUT, UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_LAST_ERROR, false, &b.last_error, error)) < 0 ||
@@ -188,6 +194,7 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = proto_get_bool(o, PROTO_KEY_PROTECTED, false, &b.protected_, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &b.username, error)) < 0 ||
             (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &b.remote_port, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &b.remote_host, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_DEFINED_AT, false, &b.defined_at, error)) < 0)
                 goto out;
 
@@ -210,6 +217,7 @@ void proto_add_clear(struct proto_add *a) {
         free(a->username);
         free(a->password);
         free(a->socket_id);
+        free(a->remote_host);
         *a = (struct proto_add) {};
 }
 
@@ -231,18 +239,23 @@ cJSON *proto_add_to_json(const struct proto_add *a) {
         add_string_if(o, PROTO_KEY_USERNAME, a->username);
         add_string_if(o, PROTO_KEY_PASSWORD, a->password);
         add_string_if(o, PROTO_KEY_SOCKET_ID, a->socket_id);
-        if (a->remote_port)
+        if (a->remote_port || a->remote_port_any)
                 add_uint(o, PROTO_KEY_REMOTE_PORT, a->remote_port);
+        if (a->max_connections)
+                add_uint(o, PROTO_KEY_MAX_CONNECTIONS, a->max_connections);
+        add_string_if(o, PROTO_KEY_REMOTE_HOST, a->remote_host);
         return o;
 }
 
 static const char *const add_keys[] = {
         PROTO_KEY_NAME, PROTO_KEY_HOST, PROTO_KEY_PORT, PROTO_KEY_TYPE, PROTO_KEY_DISPLAY_NAME, PROTO_KEY_PROTECTED,
         PROTO_KEY_USERNAME, PROTO_KEY_PASSWORD, PROTO_KEY_SOCKET_ID, PROTO_KEY_REMOTE_PORT,
+        PROTO_KEY_MAX_CONNECTIONS, PROTO_KEY_REMOTE_HOST,
 };
 
 int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
         struct proto_add a = {};
+        uint64_t rport;         /* 0: the relay chooses; UINT64_MAX: absent */
         const cJSON *i;
         int r;
 
@@ -272,9 +285,13 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
             (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &a.username, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_PASSWORD, false, &a.password, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_SOCKET_ID, false, &a.socket_id, error)) < 0 ||
-            (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &a.remote_port, error)) < 0)
+            (r = proto_get_uint(o, PROTO_KEY_REMOTE_PORT, 65535, UINT64_MAX, &rport, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, 1000000, 0, &a.max_connections, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &a.remote_host, error)) < 0)
                 goto out;
 
+        a.remote_port_any = rport == 0;
+        a.remote_port = rport == UINT64_MAX ? 0 : (uint16_t) rport;
         r = -EINVAL;
         if (!binding_name_valid(a.name)) {
                 *error = xstrdup("\"name\" is not a valid binding name (" BINDING_NAME_RULE ")");

@@ -50,6 +50,7 @@ struct proto_binding {
         bool protected_;
         char *username;            /* never the password: it is not sent back */
         uint16_t remote_port;      /* 0 = unset */
+        char *remote_host;         /* direct mode: the tcpip-forward address asked; NULL = localhost */
         char *state;               /* resolving|connecting|up|backoff|failed|removing */
         char *public_url;
         char *socket_id;
@@ -59,6 +60,8 @@ struct proto_binding {
         uint64_t reconnects;
         uint64_t connections_active;
         uint64_t connections_total;
+        uint64_t connections_refused;  /* relay channels refused over max_connections */
+        uint64_t max_connections;  /* 0 = no limit */
         uint64_t bytes_in;
         uint64_t bytes_out;
         char *last_error;
@@ -84,6 +87,9 @@ struct proto_add {
         char *password;
         char *socket_id;
         uint16_t remote_port;
+        uint64_t max_connections;  /* 0 = no limit (key absent) */
+        char *remote_host;
+        bool remote_port_any;      /* "remote_port": 0, the relay chooses (direct mode) */
 };
 void proto_add_clear(struct proto_add *a);
 cJSON *proto_add_to_json(const struct proto_add *a);

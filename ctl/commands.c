@@ -101,9 +101,23 @@ int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a) {
                 a->socket_id = xstrdup(optarg);
                 return -1;
         case CTL_OPT_REMOTE_PORT:
-                if (parse_port(optarg, &a->remote_port) < 0)
-                        return ctl_usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535)", optarg);
+                a->remote_port_any = streq(optarg, "0");
+                if (!a->remote_port_any && parse_port(optarg, &a->remote_port) < 0)
+                        return ctl_usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535, or 0: the "
+                                               "relay chooses)", optarg);
                 return -1;
+        case CTL_OPT_REMOTE_HOST:
+                free(a->remote_host);
+                a->remote_host = xstrdup(optarg);
+                return -1;
+        case CTL_OPT_MAX_CONNECTIONS: {
+                unsigned n;
+                if (parse_uint(optarg, 0, 1000000, &n) < 0)
+                        return ctl_usage_error(ctx, "--max-connections: \"%s\" is not a number from 0 to 1000000",
+                                               optarg);
+                a->max_connections = n;
+                return -1;
+        }
         default:
                 return ctl_common_option(ctx, c);
         }
@@ -125,7 +139,7 @@ int ctl_parse_common(struct ctl_context *ctx, int argc, char **argv) {
 int ctl_check_remote_port(const struct ctl_context *ctx, const struct proto_add *a) {
         _cleanup_(proto_json_freep) cJSON *req = NULL;
         cJSON *reply = NULL;
-        if (a->remote_port)
+        if (a->remote_port || a->remote_port_any)
                 return -1;
         /* Only the daemon knows its mode; if it cannot say, it will answer the add itself. */
         req = proto_request_new(PROTO_CMD_STATUS);
@@ -242,7 +256,8 @@ int ctl_print_event_line(const struct ctl_context *ctx, const cJSON *line, const
         "  --type TYPE          http, https, tcp or tls (default http)\n" \
         "  --name DISPLAY       the socket's display name at the API\n" \
         "  --protected          basic auth at the edge (http/https), with:\n" \
-        "  --username U --password P\n"
+        "  --username U --password P\n" \
+        "  --max-connections N  relay connections open at once (0 = no limit)\n"
 
 static const struct ctl_command commands[] = {
         { "add", NULL, ctl_cmd_add,
@@ -250,7 +265,8 @@ static const struct ctl_command commands[] = {
           "Add a binding at run time (kept across restarts).",
           BINDING_HELP
           "  --socket-id ID       attach to an existing socket instead of creating one\n"
-          "  --remote-port N      direct mode: the port bound on the relay\n"
+          "  --remote-port N      direct mode: the port bound on the relay (0: the relay chooses)\n"
+          "  --remote-host H      direct mode: the address bound on the relay (default localhost)\n"
           "  --wait[=SECONDS]     wait until the binding is up (default 60 s), showing progress\n"
           "  --json               print the binding as JSON\n" },
         { "remove", "rm", ctl_cmd_remove,
@@ -289,6 +305,7 @@ static const struct ctl_command commands[] = {
           "Quick connect: a temporary binding whose logs stream here; Ctrl-C removes it.",
           BINDING_HELP
           "  --remote-port N      direct mode: the port bound on the relay\n"
+          "  --remote-host H      direct mode: the address bound on the relay (default localhost)\n"
           "  --json               print the binding, then one event object per line\n"
           "\nThe binding lives as long as this command: Ctrl-C (or the command being killed)\n"
           "removes it and deletes its socket at the API.\n" },

@@ -53,6 +53,7 @@ struct tunnel {
         uint16_t remote_port;
         char *local_host;
         uint16_t local_port;
+        unsigned max_connections; /* 0 = no limit */
         struct tunnel_callbacks cb;
         void *userdata;
         enum forward_state state;

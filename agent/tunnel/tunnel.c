@@ -108,6 +108,7 @@ int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct t
         t->name = xstrdup(params->name ? params->name : "tunnel");
         t->bind_host = xstrdup(params->bind_host ? params->bind_host : "localhost");
         t->remote_port = params->remote_port;
+        t->max_connections = params->max_connections;
         t->local_host = xstrdup(params->local_host);
         t->local_port = params->local_port;
         if (cb)
@@ -142,6 +143,12 @@ void tunnel_free(struct tunnel *t) {
         free(t->bind_host);
         free(t->local_host);
         free(t);
+}
+
+uint16_t tunnel_get_bound_port(const struct tunnel *t) {
+        if (!t || t->state != FORWARD_UP)
+                return 0;
+        return (uint16_t) (t->bound_port > 0 ? t->bound_port : t->remote_port);
 }
 
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret) {

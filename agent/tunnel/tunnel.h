@@ -40,6 +40,7 @@ struct tunnel_params {
         uint16_t remote_port;                /* port requested on the relay */
         const char *local_host;              /* where accepted channels are bridged to */
         uint16_t local_port;
+        unsigned max_connections;            /* relay channels open at once; 0 = no limit */
         /* A session of its own, never shared: in API mode the relay's request log on a
          * connection belongs to the one socket it serves. */
         bool exclusive;
@@ -48,6 +49,7 @@ struct tunnel_params {
 struct tunnel_stats {
         uint64_t connections_active;
         uint64_t connections_total;
+        uint64_t connections_refused;        /* closed at once: max_connections were open */
         uint64_t bytes_in;                   /* relay -> local service */
         uint64_t bytes_out;                  /* local service -> relay */
 };
@@ -74,6 +76,9 @@ int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct t
 /* Closes everything the tunnel holds (sockets, channels, session). NULL is fine. */
 void tunnel_free(struct tunnel *t);
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret);
+/* The port the relay listens on for the tunnel (its answer to a request for port 0), or 0
+ * while the forward is not granted. */
+uint16_t tunnel_get_bound_port(const struct tunnel *t);
 /* The session's negotiated cipher and MAC (names valid until the next loop turn), NULL
  * while it is not up; *mac is NULL for an AEAD cipher (aes-gcm, chacha20-poly1305). */
 void tunnel_get_algorithms(const struct tunnel *t, const char **cipher, const char **mac);

@@ -148,7 +148,10 @@ class Relay:
             # skips it when SHLVL says it is not the outermost shell.
             "SetEnv SHLVL=1",
             "LogLevel %s" % self.log_level,
-        ] + self.extra_config
+        ]
+        # sshd takes a keyword's first value: an extra line replaces the default it names.
+        given = {e.split()[0].lower() for e in self.extra_config if e.strip()}
+        lines = [ln for ln in lines if ln.split()[0].lower() not in given] + self.extra_config
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 

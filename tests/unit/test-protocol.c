@@ -255,8 +255,9 @@ END_TEST
 static const char *const spec_keys[] = {
         "name", "source", "type", "host", "port", "state", "public_url", "socket_id", "tunnel_id",
         "relay_port", "connected_since", "reconnects", "connections_active", "connections_total",
+        "connections_refused", "max_connections",
         "bytes_in", "bytes_out", "last_error", "cipher", "mac", "next_attempt", "display_name", "protected",
-        "username", "remote_port", "defined_at",
+        "username", "remote_port", "remote_host", "defined_at",
 };
 
 START_TEST(test_binding_round_trip) {
@@ -415,8 +416,17 @@ START_TEST(test_add_round_trip) {
         ck_assert_ptr_null(out.type);
         ck_assert(!out.protected_);
         ck_assert_uint_eq(out.remote_port, 0);
+        ck_assert(!out.remote_port_any);
         proto_add_clear(&out);
         proto_add_clear(NULL);
+        cJSON_Delete(j);
+        j = parse("{\"name\":\"m\",\"port\":1,\"remote_port\":0,\"remote_host\":\"0.0.0.0\",\"max_connections\":7}");
+        ck_assert_int_eq(proto_add_from_json(j, &out, &error), 0);
+        ck_assert(out.remote_port_any);
+        ck_assert_uint_eq(out.remote_port, 0);
+        ck_assert_str_eq(out.remote_host, "0.0.0.0");
+        ck_assert_uint_eq(out.max_connections, 7);
+        proto_add_clear(&out);
         cJSON_Delete(j);
         free(line);
 }
@@ -441,7 +451,8 @@ START_TEST(test_add_malformed) {
         bad_add("{\"name\":\"web\",\"port\":-1}", "\"port\" must be an integer 1-65535");
         bad_add("{\"name\":\"web\",\"port\":99999999999999999999}", "\"port\" must be an integer 1-65535");
         bad_add("{\"name\":\"web\",\"port\":80.5}", "\"port\" must be an integer 1-65535");
-        bad_add("{\"name\":\"web\",\"port\":80,\"remote_port\":0}", "\"remote_port\" must be an integer 1-65535");
+        /* 0 asks the relay to choose (remote_port_any); 65536 is no port. */
+        bad_add("{\"name\":\"web\",\"port\":80,\"remote_port\":65536}", "\"remote_port\" must be an integer 0-65535");
         bad_add("{\"name\":5,\"port\":80}", "\"name\" must be a string");
         bad_add("{\"name\":\"web\",\"port\":80,\"host\":[]}", "\"host\" must be a string");
         bad_add("{\"name\":\"web\",\"port\":80,\"host\":\"\"}", "\"host\" must not be empty");
