@@ -8,7 +8,8 @@ import subprocess
 from conftest import BUILD, REPO
 
 PREFIX = {"tunnel": "tunnel_", "session": "session_", "forward": "forward_", "bridge": "bridge_",
-          "reach": "reach_", "sshcall": "sshcall_", "resolve": "resolve_", "hostkey": "hostkey_"}
+          "reach": "reach_", "sshcall": "sshcall_", "methods": "methods_", "resolve": "resolve_",
+          "hostkey": "hostkey_"}
 
 
 def objects():
