@@ -60,9 +60,19 @@ struct token {
         int last_errno;
 };
 
+/* Arming a source fails only when the loop is out of memory: the work then waits for the
+ * next event that arms it again, and the warning says so. */
 static void arm_maint(struct token *t, uint64_t when) {
-        (void) sd_event_source_set_time(t->maint, when);
-        (void) sd_event_source_set_enabled(t->maint, SD_EVENT_ONESHOT);
+        int r;
+        if ((r = sd_event_source_set_time(t->maint, when)) < 0 ||
+            (r = sd_event_source_set_enabled(t->maint, SD_EVENT_ONESHOT)) < 0)
+                log_warning("API token: cannot arm the refresh timer: %s", strerror(-r));
+}
+
+static void kick(struct token *t) {
+        int r = sd_event_source_set_enabled(t->kick, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_warning("API token: cannot schedule the waiting calls: %s", strerror(-r));
 }
 
 static void wipe_free(char *s) {
@@ -193,7 +203,7 @@ static void req_submit(struct token_req *r) {
         r->seq = ++t->seq;
         TAILQ_INSERT_TAIL(&t->waiting, r, link);
         r->where = REQ_WAITING;
-        (void) sd_event_source_set_enabled(t->kick, SD_EVENT_ONESHOT);
+        kick(t);
 }
 
 static struct token_req *req_new(struct token *t, const char *method, char *path, cJSON *body,
@@ -311,7 +321,7 @@ static int token_set(struct token *t, char *token, const char *source, bool pers
         free(t->last_error);
         t->last_error = NULL;
         schedule_refresh(t);
-        (void) sd_event_source_set_enabled(t->kick, SD_EVENT_ONESHOT);
+        kick(t);
         return 0;
 }
 
