@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 
 #include "http.h"
 #include "json.h"
+#include "list.h"
 #include "log.h"
 #include "scrub.h"
 #include "state.h"
@@ -21,7 +21,7 @@ enum req_where { REQ_IDLE, REQ_WAITING, REQ_RUNNING };
 
 struct token_req {
         struct token *token;
-        TAILQ_ENTRY(token_req) link;
+        struct token_req *prev, *next; /* in waiting or running, as `where` says */
         enum req_where where;
         uint64_t seq;
         struct http_req *http;
@@ -35,14 +35,13 @@ struct token_req {
         token_done_cb done;
         void *userdata;
 };
-TAILQ_HEAD(req_list, token_req);
 
 struct token {
         sd_event *event;
         struct http *http;
         sd_event_source *kick;         /* deferred: serve the requests waiting for a token */
         sd_event_source *maint;        /* CLOCK_REALTIME: refresh, or log in again */
-        struct req_list waiting, running;
+        struct token_req *waiting, *waiting_tail, *running, *running_tail;
         uint64_t seq;
 
         char *url, *email, *password_file, *token_file, *state_dir;
@@ -108,9 +107,9 @@ static char *req_what(const struct token_req *r) {
 static void req_detach(struct token_req *r) {
         struct token *t = r->token;
         if (r->where == REQ_WAITING)
-                TAILQ_REMOVE(&t->waiting, r, link);
+                LIST_REMOVE(t->waiting, t->waiting_tail, r);
         else if (r->where == REQ_RUNNING)
-                TAILQ_REMOVE(&t->running, r, link);
+                LIST_REMOVE(t->running, t->running_tail, r);
         r->where = REQ_IDLE;
         http_cancel(r->http);
         r->http = NULL;
@@ -190,7 +189,7 @@ static int req_start(struct token_req *r) {
         wipe_free(hdr);
         if (e < 0)
                 return e;
-        TAILQ_INSERT_TAIL(&t->running, r, link);
+        LIST_APPEND(t->running, t->running_tail, r);
         r->where = REQ_RUNNING;
         return 0;
 }
@@ -201,7 +200,7 @@ static void req_submit(struct token_req *r) {
         if ((!r->auth || (usable(t) && (r->path || t->user_id))) && req_start(r) >= 0)
                 return;
         r->seq = ++t->seq;
-        TAILQ_INSERT_TAIL(&t->waiting, r, link);
+        LIST_APPEND(t->waiting, t->waiting_tail, r);
         r->where = REQ_WAITING;
         kick(t);
 }
@@ -237,7 +236,7 @@ int token_request(struct token *t, const char *method, char *path, cJSON *body, 
 static void fail_waiting(struct token *t, int error, const char *message) {
         uint64_t limit = t->seq;
         struct token_req *r;
-        while ((r = TAILQ_FIRST(&t->waiting)) && r->seq <= limit)
+        while ((r = t->waiting) && r->seq <= limit)
                 req_complete(r, error, NULL, message);
 }
 
@@ -421,7 +420,7 @@ static int login_start(struct token *t, char **error) {
 
 static int on_kick(sd_event_source *s, void *userdata) {
         struct token *t = userdata;
-        if (TAILQ_EMPTY(&t->waiting))
+        if (!t->waiting)
                 return 0;
         if (!usable(t)) {
                 _cleanup_(freep) char *err = NULL;
@@ -435,8 +434,8 @@ static int on_kick(sd_event_source *s, void *userdata) {
         }
         uint64_t limit = t->seq;
         struct token_req *r;
-        while ((r = TAILQ_FIRST(&t->waiting)) && r->seq <= limit) {
-                TAILQ_REMOVE(&t->waiting, r, link);
+        while ((r = t->waiting) && r->seq <= limit) {
+                LIST_REMOVE(t->waiting, t->waiting_tail, r);
                 r->where = REQ_IDLE;
                 int e = req_start(r);
                 if (e < 0)
@@ -560,15 +559,13 @@ int token_new(sd_event *e, const struct config *c, struct token **ret) {
         int r;
 
         t->event = sd_event_ref(e);
-        TAILQ_INIT(&t->waiting);
-        TAILQ_INIT(&t->running);
         t->url = xstrdup(c->api_url ? c->api_url : "https://api.mysocket.io");
         for (size_t n = strlen(t->url); n > 0 && t->url[n - 1] == '/'; n--)
                 t->url[n - 1] = '\0';
         t->email = xstrdup(c->api_email);
         t->password_file = xstrdup(c->api_password_file);
         t->token_file = xstrdup(c->api_token_file);
-        t->state_dir = xstrdup(c->state_dir ? c->state_dir : LOCALSTATEDIR "/lib/mysocketd");
+        t->state_dir = xstrdup(c->state_dir ? c->state_dir : STATE_DIR_DEFAULT);
         t->backoff_initial = c->backoff_initial ? c->backoff_initial : 1;
         t->backoff_max = c->backoff_max > t->backoff_initial ? c->backoff_max : t->backoff_initial;
 
@@ -590,9 +587,9 @@ void token_free(struct token *t) {
         struct token_req *r;
         if (!t)
                 return;
-        while ((r = TAILQ_FIRST(&t->waiting)))
+        while ((r = t->waiting))
                 req_free(r);
-        while ((r = TAILQ_FIRST(&t->running)))
+        while ((r = t->running))
                 req_free(r);
         http_free(t->http);
         sd_event_source_disable_unref(t->maint);
