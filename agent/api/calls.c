@@ -68,11 +68,8 @@ static void call_free(struct api_call *c) {
         if (c->api->user_call == c)
                 c->api->user_call = NULL;
         token_req_cancel(c->req);
-        if (c->password) {
-                scrub_remove(c->password);
-                explicit_bzero(c->password, strlen(c->password));
-                free(c->password);
-        }
+        scrub_remove(c->password);
+        scrub_free(c->password);
         free(c->path);
         free(c->name);
         free(c->display_name);

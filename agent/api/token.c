@@ -74,13 +74,6 @@ static void kick(struct token *t) {
                 log_warning("API token: cannot schedule the waiting calls: %s", strerror(-r));
 }
 
-static void wipe_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
-
 /* Exponential from [backoff] initial to max with full jitter, as the bindings do. */
 static uint64_t backoff_delay(const struct token *t, unsigned failures) {
         return backoff_usec((uint64_t) t->backoff_initial * USEC_PER_SEC,
@@ -93,7 +86,7 @@ static bool usable(struct token *t) {
 
 static void drop_token(struct token *t) {
         scrub_remove(t->token);
-        wipe_free(t->token);
+        scrub_free(t->token);
         t->token = NULL;
         t->exp = 0;
 }
@@ -123,10 +116,10 @@ static void req_free(struct token_req *r) {
         if (!r)
                 return;
         req_detach(r);
-        wipe_free(r->body);
+        scrub_free(r->body);
         free(r->method);
         free(r->path);
-        wipe_free(r->token_used);
+        scrub_free(r->token_used);
         free(r);
 }
 
@@ -181,12 +174,12 @@ static int req_start(struct token_req *r) {
         char *hdr = NULL;
         if (r->auth) {
                 hdr = xasprintf("x-access-token: %s", t->token);
-                wipe_free(r->token_used);
+                scrub_free(r->token_used);
                 r->token_used = xstrdup(t->token);
         }
         const char *headers[] = { hdr, NULL };
         int e = http_start(t->http, r->method, url, r->body, headers, on_http_done, r, &r->http);
-        wipe_free(hdr);
+        scrub_free(hdr);
         if (e < 0)
                 return e;
         LIST_APPEND(t->running, t->running_tail, r);
@@ -294,7 +287,7 @@ static int token_set(struct token *t, char *token, const char *source, bool pers
         } else
                 r = token_end(&c, source, now_realtime_usec(), &end, error);
         if (r < 0) {
-                wipe_free(token);
+                scrub_free(token);
                 apijson_jwt_claims_clear(&c);
                 return r;
         }
@@ -310,7 +303,7 @@ static int token_set(struct token *t, char *token, const char *source, bool pers
                 _cleanup_(freep) char *path = state_token_path(t->state_dir);
                 char *data = xasprintf("%s\n", token);
                 r = write_file_atomic(path, data, strlen(data), 0600);
-                wipe_free(data);
+                scrub_free(data);
                 if (r < 0)
                         log_warning("cannot save the API token in %s: %s; it will not survive a restart",
                                     path, strerror(-r));
@@ -388,14 +381,14 @@ static int login_start(struct token *t, char **error) {
                         return r;
                 if (!streq(password, t->password_scrubbed)) {
                         scrub_remove(t->password_scrubbed);
-                        wipe_free(t->password_scrubbed);
+                        scrub_free(t->password_scrubbed);
                         t->password_scrubbed = xstrdup(password);
                         scrub_add(password);
                 }
                 cJSON *body = cJSON_CreateObject();
                 cJSON_AddStringToObject(body, "email", t->email);
                 cJSON_AddStringToObject(body, "password", password);
-                wipe_free(password);
+                scrub_free(password);
                 t->login_req = req_new(t, "POST", xstrdup("/login"), body, false, login_done, t);
                 req_submit(t->login_req);
                 return 0;
@@ -515,7 +508,7 @@ bool token_start(struct token *t) {
                 if (token_set(t, saved, "the saved token is one", false, &err) >= 0)
                         token_log(t, "login", "reusing the saved API token");
         } else
-                wipe_free(saved);
+                scrub_free(saved);
         apijson_jwt_claims_clear(&c);
         free(err);
         err = NULL;
@@ -597,7 +590,7 @@ void token_free(struct token *t) {
         sd_event_unref(t->event);
         drop_token(t);
         scrub_remove(t->password_scrubbed);
-        wipe_free(t->password_scrubbed);
+        scrub_free(t->password_scrubbed);
         free(t->url);
         free(t->email);
         free(t->password_file);
