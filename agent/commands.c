@@ -227,8 +227,9 @@ static void follower_closed(struct control_client *c, void *userdata) {
 static cJSON *dropped_notice(uint64_t n) {
         _cleanup_(freep) char *msg = xasprintf("%" PRIu64 " event%s dropped: this reader fell behind", n,
                                                n == 1 ? "" : "s");
-        struct proto_event pe = { .time = now_realtime_usec(), .priority = (char *) "warning",
-                                  .event = (char *) "dropped", .message = msg };
+        struct proto_event pe = { .time = now_realtime_usec(),
+                                  .priority = (char *) log_level_to_string(LOG_WARNING),
+                                  .event = (char *) PROTO_EVENT_DROPPED, .message = msg };
         return proto_event_line(proto_event_to_json(&pe));
 }
 
