@@ -168,7 +168,7 @@ static cJSON *cmd_reload(struct commands *ctx, struct control_client *c, const c
                 cJSON_AddItemToObject(r, PROTO_KEY_RETRIED, strv_json(&res.retried));
         }
         cJSON_AddItemToObject(reply, PROTO_KEY_WARNINGS, strv_json(&res.warnings));
-        reload_result_clear(&res);
+        manager_reload_result_clear(&res);
         strv_clear(&errors);
         return reply;
 }

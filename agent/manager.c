@@ -277,7 +277,7 @@ int manager_remove(struct manager *m, const char *name, bool purge, enum proto_c
         return 0;
 }
 
-void reload_result_clear(struct reload_result *r) {
+void manager_reload_result_clear(struct reload_result *r) {
         strv_clear(&r->added);
         strv_clear(&r->removed);
         strv_clear(&r->changed);

@@ -105,7 +105,7 @@ struct reload_result {
         struct strv retried;            /* unchanged but failed: tried again */
         struct strv warnings;
 };
-void reload_result_clear(struct reload_result *r);
+void manager_reload_result_clear(struct reload_result *r);
 /* Re-reads the config files and applies the difference. On a bad config returns -EINVAL
  * with every problem in *errors and leaves the running config untouched. */
 int manager_reload(struct manager *m, struct reload_result *result, struct strv *errors);
