@@ -117,7 +117,7 @@ static void purge_orphaned_connects(struct manager *m) {
         strv_clear(&names);
 }
 
-int manager_start(struct manager *m) {
+void manager_start(struct manager *m) {
         int r = netwatch_new(m->event, on_network_change, m, &m->netwatch);
         if (r < 0)
                 log_warning("cannot watch network changes (%s); bindings retry on their backoff timers only",
@@ -131,7 +131,6 @@ int manager_start(struct manager *m) {
         for (size_t i = 0; i < m->n_bindings; i++)
                 binding_attempt(m->bindings[i]);
         manager_update_status(m);
-        return 0;
 }
 
 void manager_free(struct manager *m) {

@@ -85,8 +85,8 @@ struct manager {
 
 /* Takes ownership of config. Does not start anything yet. Returns 0 or -errno. */
 int manager_new(sd_event *event, struct config *config, struct manager **ret);
-/* Starts every binding and the network watch. */
-int manager_start(struct manager *m);
+/* Starts every binding and the network watch (a watch that cannot start is logged). */
+void manager_start(struct manager *m);
 /* Stops every tunnel and frees everything. NULL is fine. */
 void manager_free(struct manager *m);
 

@@ -540,11 +540,10 @@ void api_set_timeouts(struct api *a, uint64_t connect_usec, uint64_t total_usec)
         token_set_timeouts(a->token, connect_usec, total_usec);
 }
 
-int api_start(struct api *a) {
+void api_start(struct api *a) {
         /* Learn the SSH user early, so `status` can show it before any binding needs it. */
         if (token_start(a->token))
                 json_call(a, "GET", NULL, NULL, true, DECODE_USER, NULL, NULL, &a->user_call);
-        return 0;
 }
 
 uint64_t api_token_expiry(struct api *a) {
