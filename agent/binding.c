@@ -157,8 +157,11 @@ static void on_tunnel_up(struct tunnel *t, void *userdata) {
         free(b->last_error);
         b->last_error = NULL;
         set_state(b, BINDING_STATE_UP);
-        sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC,
-                                   (uint64_t) b->manager->config->stable_after * USEC_PER_SEC, 0, on_stable, b);
+        if (sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC,
+                                       (uint64_t) b->manager->config->stable_after * USEC_PER_SEC, 0, on_stable,
+                                       b) < 0)
+                /* Out of resources: the failure count is not reset, so a later backoff is longer. */
+                log_binding(LOG_WARNING, b->conf->name, PROTO_EVENT_UP, "cannot arm the stable_after timer");
         relay = relay_text(b);
         log_full(LOG_NOTICE, &(struct log_fields) {
                          .binding = b->conf->name, .event = PROTO_EVENT_UP, .message_id = LOG_MESSAGE_ID_UP,

@@ -171,7 +171,7 @@ static cJSON *cmd_reload(struct commands *ctx, struct control_client *c, const c
                 cJSON_AddItemToObject(r, PROTO_KEY_RETRIED, strv_json(&res.retried));
         }
         cJSON_AddItemToObject(reply, PROTO_KEY_WARNINGS, strv_json(&res.warnings));
-        reload_result_clear(&res);
+        manager_reload_result_clear(&res);
         strv_clear(&errors);
         return reply;
 }
@@ -230,8 +230,9 @@ static void follower_closed(struct control_client *c, void *userdata) {
 static cJSON *dropped_notice(uint64_t n) {
         _cleanup_(freep) char *msg = xasprintf("%" PRIu64 " event%s dropped: this reader fell behind", n,
                                                n == 1 ? "" : "s");
-        struct proto_event pe = { .time = now_realtime_usec(), .priority = (char *) "warning",
-                                  .event = (char *) "dropped", .message = msg };
+        struct proto_event pe = { .time = now_realtime_usec(),
+                                  .priority = (char *) log_level_to_string(LOG_WARNING),
+                                  .event = (char *) PROTO_EVENT_DROPPED, .message = msg };
         return proto_event_line(proto_event_to_json(&pe));
 }
 

@@ -450,7 +450,7 @@ static void load_runtime(struct config *c, size_t n_config, const char *path, st
 
 static struct config *config_new(const char *path) {
         struct config *c = xcalloc(1, sizeof(*c));
-        c->state_dir = xstrdup("/var/lib/mysocketd");
+        c->state_dir = xstrdup(STATE_DIR_DEFAULT);
         c->control_socket = xstrdup("/run/mysocketd/control.sock");
         c->control_group = xstrdup("mysocketd");
         c->log_level = LOG_INFO;

@@ -78,13 +78,24 @@ static void client_free(struct control_client *c) {
                 malloc_trim(0);
 }
 
+/* Drops a client without freeing it here (we may be inside a handler or a log call): what
+ * it has queued is discarded and its socket shut down both ways, which makes the socket hang
+ * up; epoll reports EPOLLHUP whatever events are asked for, and the io callback frees it. */
+static void client_drop(struct control_client *c) {
+        c->closing = true;
+        c->out_len = 0;
+        shutdown(c->fd, SHUT_RDWR);
+}
+
 static void client_update_events(struct control_client *c) {
         uint32_t ev = 0;
         if (!c->closing && c->out_len < OUTPUT_PAUSE_READING)
                 ev |= EPOLLIN;
         if (c->out_len > 0)
                 ev |= EPOLLOUT;
-        sd_event_source_set_io_events(c->io, ev);
+        /* Fails only when epoll has no room: a client we cannot watch is dropped. */
+        if (sd_event_source_set_io_events(c->io, ev) < 0)
+                client_drop(c);
 }
 
 /* Returns false if the client is gone. */
@@ -189,10 +200,7 @@ int control_client_send(struct control_client *c, const cJSON *o) {
         }
         if (queue_line(c, o) < 0) {
                 /* A reader this far behind has stopped reading: drop it, not the daemon. */
-                c->closing = true;
-                c->out_len = 0;
-                shutdown(c->fd, SHUT_RDWR);
-                sd_event_source_set_io_events(c->io, EPOLLOUT);
+                client_drop(c);
                 return -ENOBUFS;
         }
         client_update_events(c);
@@ -213,16 +221,17 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void arm_timer(struct control_client *c) {
+/* Restarts the request timeout (none for a stream). Returns < 0 when no timer could be
+ * armed; the caller drops the client, which would otherwise hold its slot forever. */
+static int arm_timer(struct control_client *c) {
         if (c->streaming) {
                 c->timer = sd_event_source_disable_unref(c->timer);
-                return;
+                return 0;
         }
         uint64_t deadline = now_monotonic_usec() + CONTROL_REQUEST_TIMEOUT_USEC;
         if (c->timer)
-                sd_event_source_set_time(c->timer, deadline);
-        else
-                sd_event_add_time(c->control->event, &c->timer, CLOCK_MONOTONIC, deadline, 0, on_timeout, c);
+                return sd_event_source_set_time(c->timer, deadline);
+        return sd_event_add_time(c->control->event, &c->timer, CLOCK_MONOTONIC, deadline, 0, on_timeout, c);
 }
 
 /* Handles complete lines in the input buffer. Returns false if the client is gone. */
@@ -250,7 +259,8 @@ static bool process_lines(struct control_client *c) {
                                 c->closing = true;
                         cJSON_Delete(reply);
                 }
-                arm_timer(c);
+                if (arm_timer(c) < 0)
+                        client_drop(c);
         }
         memmove(c->in, c->in + start, c->in_len - start);
         c->in_len -= start;
@@ -325,11 +335,8 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 c->n_groups = (int) (len / sizeof(gid_t));
         LIST_APPEND(ctl->clients, ctl->clients_tail, c);
         ctl->n_clients++;
-        if (sd_event_add_io(ctl->event, &c->io, cfd, EPOLLIN, on_client_io, c) < 0) {
+        if (sd_event_add_io(ctl->event, &c->io, cfd, EPOLLIN, on_client_io, c) < 0 || arm_timer(c) < 0)
                 client_free(c);
-                return 0;
-        }
-        arm_timer(c);
         return 0;
 }
 

@@ -70,7 +70,7 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
         struct reload_result res = { 0 };
         struct strv errors = { 0 };
         manager_reload(m, &res, &errors);
-        reload_result_clear(&res);
+        manager_reload_result_clear(&res);
         strv_clear(&errors);
         return 0;
 }

@@ -117,7 +117,7 @@ static void purge_orphaned_connects(struct manager *m) {
         strv_clear(&names);
 }
 
-int manager_start(struct manager *m) {
+void manager_start(struct manager *m) {
         int r = netwatch_new(m->event, on_network_change, m, &m->netwatch);
         if (r < 0)
                 log_warning("cannot watch network changes (%s); bindings retry on their backoff timers only",
@@ -131,7 +131,6 @@ int manager_start(struct manager *m) {
         for (size_t i = 0; i < m->n_bindings; i++)
                 binding_attempt(m->bindings[i]);
         manager_update_status(m);
-        return 0;
 }
 
 void manager_free(struct manager *m) {
@@ -277,7 +276,7 @@ int manager_remove(struct manager *m, const char *name, bool purge, enum proto_c
         return 0;
 }
 
-void reload_result_clear(struct reload_result *r) {
+void manager_reload_result_clear(struct reload_result *r) {
         strv_clear(&r->added);
         strv_clear(&r->removed);
         strv_clear(&r->changed);

@@ -88,8 +88,8 @@ struct manager {
 
 /* Takes ownership of config. Does not start anything yet. Returns 0 or -errno. */
 int manager_new(sd_event *event, struct config *config, struct manager **ret);
-/* Starts every binding and the network watch. */
-int manager_start(struct manager *m);
+/* Starts every binding and the network watch (a watch that cannot start is logged). */
+void manager_start(struct manager *m);
 /* Stops every tunnel and frees everything. NULL is fine. */
 void manager_free(struct manager *m);
 
@@ -108,7 +108,7 @@ struct reload_result {
         struct strv retried;            /* unchanged but failed: tried again */
         struct strv warnings;
 };
-void reload_result_clear(struct reload_result *r);
+void manager_reload_result_clear(struct reload_result *r);
 /* Re-reads the config files and applies the difference. On a bad config returns -EINVAL
  * with every problem in *errors and leaves the running config untouched. */
 int manager_reload(struct manager *m, struct reload_result *result, struct strv *errors);

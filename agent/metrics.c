@@ -112,14 +112,17 @@ static enum MHD_Result on_request(void *userdata, struct MHD_Connection *conn, c
 /* After every run: when must MHD run again without a socket event? */
 static void schedule(struct metrics *mx) {
         MHD_UNSIGNED_LONG_LONG ms;
-        if (MHD_get_timeout(mx->mhd, &ms) != MHD_YES) {
-                sd_event_source_set_enabled(mx->timer, SD_EVENT_OFF);
-                return;
-        }
         uint64_t now;
-        sd_event_now(sd_event_source_get_event(mx->timer), CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(mx->timer, now + (uint64_t) ms * 1000);
-        sd_event_source_set_enabled(mx->timer, SD_EVENT_ONESHOT);
+        int r;
+        if (MHD_get_timeout(mx->mhd, &ms) != MHD_YES)
+                r = sd_event_source_set_enabled(mx->timer, SD_EVENT_OFF);
+        else if ((r = sd_event_now(sd_event_source_get_event(mx->timer), CLOCK_MONOTONIC, &now)) >= 0 &&
+                 (r = sd_event_source_set_time(mx->timer, now + (uint64_t) ms * 1000)) >= 0)
+                r = sd_event_source_set_enabled(mx->timer, SD_EVENT_ONESHOT);
+        /* Out of resources: MHD's own timeouts then run at the next socket event only. */
+        if (r < 0)
+                log_full(LOG_WARNING, &(struct log_fields) { .event = "metrics" },
+                         "metrics: cannot arm the timeout: %s", strerror(-r));
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -176,8 +179,9 @@ int metrics_new(sd_event *e, const char *listen, struct manager *m, struct metri
                 *error = xasprintf("metrics: cannot watch the listener: %s", strerror(-r));
                 goto out;
         }
-        sd_event_source_set_description(mx->io, "metrics-http");
-        sd_event_source_set_description(mx->timer, "metrics-timeout");
+        /* Names for debugging only: failing to set one changes nothing. */
+        (void) sd_event_source_set_description(mx->io, "metrics-http");
+        (void) sd_event_source_set_description(mx->timer, "metrics-timeout");
         schedule(mx);
         r = 0;
 out:

@@ -4,6 +4,9 @@
 
 #include "conf.h"
 
+/* Where the state lives unless state_dir says otherwise. */
+#define STATE_DIR_DEFAULT "/var/lib/mysocketd"
+
 /* Creates STATE_DIR (0700) and STATE_DIR/bindings.d (0700) if missing; refuses one that is not
  * state_trusted(); removes temp files a crash left in the middle of a write. Returns 0 or -errno (*error says what, caller frees). */
 int state_init(const char *state_dir, char **error);

@@ -124,8 +124,10 @@
 #define PROTO_KEY_TIME           "time"
 #define PROTO_KEY_PRIORITY       "priority"
 #define PROTO_KEY_MESSAGE        "message"
-/* and PROTO_KEY_BINDING, PROTO_KEY_EVENT; the "up" event word is PROTO_EVENT_UP */
+/* and PROTO_KEY_BINDING, PROTO_KEY_EVENT; the "up" event word is PROTO_EVENT_UP, the one a
+ * stream gets in place of lines it was too slow to read PROTO_EVENT_DROPPED */
 #define PROTO_EVENT_UP           "up"
+#define PROTO_EVENT_DROPPED      "dropped"
 
 /* ---- the API's objects, relayed as the daemon received them (SPEC §8) --------------------
  * account, sockets/socket, tunnels/tunnel carry the API's own field names; these are the

@@ -70,3 +70,10 @@ void scrub_clear(void) {
         free(secrets);
         secrets = NULL;
 }
+
+void scrub_free(char *s) {
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
+}

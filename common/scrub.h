@@ -17,3 +17,5 @@ void scrub_remove(const char *secret);
 char *scrub_secrets(char *s);
 /* Forgets everything (tests, exit). */
 void scrub_clear(void);
+/* Overwrites the NUL-terminated secret s with zeros and frees it. NULL is fine. */
+void scrub_free(char *s);

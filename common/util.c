@@ -275,6 +275,22 @@ static const char *file_kind(mode_t m) {
                 S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : S_ISLNK(m) ? "a symlink" : "special";
 }
 
+/* Reads fd into buf until EOF or until cap bytes are there (*len counts them, from what
+ * it holds on entry). Returns 0 or -errno. */
+static int read_up_to(int fd, char *buf, size_t cap, size_t *len) {
+        while (*len < cap) {
+                ssize_t n = read(fd, buf + *len, cap - *len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                *len += (size_t) n;
+        }
+        return 0;
+}
+
 int read_file_checked(const char *path, size_t max, bool nofollow, char **ret, size_t *ret_len,
                       struct stat *ret_st, char **problem) {
         struct stat st;
@@ -305,18 +321,9 @@ int read_file_checked(const char *path, size_t max, bool nofollow, char **ret, s
         }
         buf = xmalloc(max + 1);
         /* Read to the end, not to st_size: the file may grow while we read; past max it is refused. */
-        while (len <= max) {
-                ssize_t n = read(fd, buf + len, max + 1 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        *problem = xasprintf("cannot read: %s", strerror(-r));
-                        goto out;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
+        if ((r = read_up_to(fd, buf, max + 1, &len)) < 0) {
+                *problem = xasprintf("cannot read: %s", strerror(-r));
+                goto out;
         }
         if (len > max) {
                 r = -EFBIG;
@@ -375,18 +382,9 @@ int secret_file_read(const char *path, const char *what, size_t max, char **ret,
         }
         /* Up to max + 1 bytes (a final line end beyond max is still the file's) plus one
          * more to see that the file is longer. */
-        while (len < max + 2) {
-                ssize_t n = read(fd, buf + len, max + 2 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        *error = xasprintf("cannot read %s file %s: %s", what, path, strerror(-r));
-                        goto out;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
+        if ((r = read_up_to(fd, buf, max + 2, &len)) < 0) {
+                *error = xasprintf("cannot read %s file %s: %s", what, path, strerror(-r));
+                goto out;
         }
         len = strip_line_end(buf, len);
         if (len > max) {

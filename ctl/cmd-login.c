@@ -14,6 +14,7 @@
 #include "client.h"
 #include "output.h"
 #include "protocol.h"
+#include "scrub.h"
 #include "util.h"
 
 #define PASSWORD_MAX 1024
@@ -139,8 +140,7 @@ int ctl_cmd_login(struct ctl_context *ctx, int argc, char **argv) {
         req = proto_request_new(PROTO_CMD_LOGIN);
         cJSON_AddStringToObject(req, PROTO_KEY_EMAIL, email);
         pw = cJSON_AddStringToObject(req, PROTO_KEY_PASSWORD, password);
-        explicit_bzero(password, strlen(password));
-        free(password);
+        scrub_free(password);
 
         r = client_call(ctx->socket_path, req, &reply);
         if (pw && pw->valuestring)

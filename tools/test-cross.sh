@@ -39,14 +39,14 @@ done
 [ "$(dpkg --print-architecture)" = amd64 ] || { echo "test-cross.sh: runs on amd64" >&2; exit 1; }
 
 common="build-essential autoconf automake pkgconf libssh2-1-dev libcurl4-openssl-dev
-libcjson-dev libinih-dev libsystemd-dev check openssh-server openssh-client python3
+libcjson-dev libinih-dev libsystemd-dev libmicrohttpd-dev check openssh-server openssh-client python3
 python3-pytest iproute2 curl procps xz-utils debhelper dh-autoreconf dpkg-dev fakeroot
 lintian systemd"
 cross_pkgs() {
 	local a
 	for a in arm64 armhf; do
 		echo "crossbuild-essential-$a"
-		for p in libssh2-1-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsystemd-dev check pkgconf; do
+		for p in libssh2-1-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsystemd-dev libmicrohttpd-dev check pkgconf; do
 			echo "$p:$a"
 		done
 	done

@@ -38,8 +38,8 @@ security=$(apt_mirror_or_die debian-security test-in.sh)
 # tools/setup.sh installs any missing one too. systemd brings journalctl, systemd-analyze
 # and the socket activator, the rest is what tools/build-deb.sh and the package test use.
 PACKAGES="build-essential autoconf automake pkg-config libssh2-1-dev libcurl4-openssl-dev libcjson-dev
-libinih-dev libsystemd-dev check openssh-server openssh-client python3 python3-pytest iproute2 curl procps
-xz-utils clang libclang-rt-dev systemd debhelper dh-autoreconf dpkg-dev fakeroot lintian pkgconf
+libinih-dev libsystemd-dev libmicrohttpd-dev check openssh-server openssh-client python3 python3-pytest python3-paramiko iproute2 curl procps
+xz-utils tini bash-completion clang libclang-rt-dev systemd debhelper dh-autoreconf dpkg-dev fakeroot lintian pkgconf
 ca-certificates git"
 
 mkdir -p "$cache"

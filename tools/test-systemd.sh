@@ -55,8 +55,8 @@ mirror() {
 # What the root holds besides minbase: the service manager, the relay, the test runner, and
 # the package's run-time libraries (so the .deb installs with no network in the container).
 case $suite in
-bookworm) libs=libssh2-1,libcurl4 ;;
-trixie) libs=libssh2-1t64,libcurl4t64 ;;
+bookworm) libs=libssh2-1,libcurl4,libmicrohttpd12 ;;
+trixie) libs=libssh2-1t64,libcurl4t64,libmicrohttpd12t64 ;;
 esac
 include=systemd,systemd-sysv,dbus,openssh-server,openssh-client,python3,python3-pytest,procps,$libs,libcjson1,libinih1
 

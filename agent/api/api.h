@@ -52,9 +52,9 @@ void api_free(struct api *a);
 void api_set_timeouts(struct api *a, uint64_t connect_usec, uint64_t total_usec);
 
 /* Loads STATE_DIR/token when still valid, else logs in; from then on keeps the token fresh
- * and learns the account's user_name. Returns 0 at once; failures are logged and retried
- * on the next call that needs a token. */
-int api_start(struct api *a);
+ * and learns the account's user_name. Cannot fail: failures are logged and retried on the
+ * next call that needs a token. */
+void api_start(struct api *a);
 /* When the current token expires (realtime usec), 0 when there is none. */
 uint64_t api_token_expiry(struct api *a);
 /* The account's user_name (GET /user/{user_id}), NULL until known. */

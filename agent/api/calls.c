@@ -6,10 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sys/queue.h>
-
 #include "api.h"
 #include "json.h"
+#include "list.h"
 #include "log.h"
 #include "scrub.h"
 #include "state.h"
@@ -21,7 +20,7 @@ enum call_decode { DECODE_NONE, DECODE_USER, DECODE_SOCKET, DECODE_SOCKET_LIST, 
 
 struct api_call {
         struct api *api;
-        LIST_ENTRY(api_call) link;
+        struct api_call *prev, *next;
         struct token_req *req;         /* the request in flight, if any */
         const char *method;            /* of that request, or the last one */
         char *path;                    /* likewise; NULL: /user/{user_id} */
@@ -43,14 +42,14 @@ struct api_call {
 
 struct api {
         struct token *token;
-        LIST_HEAD(, api_call) calls;
+        struct api_call *calls, *calls_tail;   /* every call not yet freed */
         char *state_dir;
         char *user_name, *user_name_of;        /* the account's SSH user, and its user_id */
         struct api_call *user_call;
 };
 
-static int json_call(struct api *a, const char *method, char *path, cJSON *body, bool auth,
-                     enum call_decode decode, api_json_cb cb, void *userdata, struct api_call **ret);
+static struct api_call *json_call(struct api *a, const char *method, char *path, cJSON *body, bool auth,
+                                  enum call_decode decode, api_json_cb cb, void *userdata, struct api_call **ret);
 
 /* ---- calls ---------------------------------------------------------------------------- */
 
@@ -58,22 +57,19 @@ static struct api_call *call_new(struct api *a, void *userdata) {
         struct api_call *c = xcalloc(1, sizeof(*c));
         c->api = a;
         c->userdata = userdata;
-        LIST_INSERT_HEAD(&a->calls, c, link);
+        LIST_APPEND(a->calls, a->calls_tail, c);
         return c;
 }
 
 static void call_free(struct api_call *c) {
         if (!c)
                 return;
-        LIST_REMOVE(c, link);
+        LIST_REMOVE(c->api->calls, c->api->calls_tail, c);
         if (c->api->user_call == c)
                 c->api->user_call = NULL;
         token_req_cancel(c->req);
-        if (c->password) {
-                scrub_remove(c->password);
-                explicit_bzero(c->password, strlen(c->password));
-                free(c->password);
-        }
+        scrub_remove(c->password);
+        scrub_free(c->password);
         free(c->path);
         free(c->name);
         free(c->display_name);
@@ -430,15 +426,16 @@ static void json_on_done(int error, const cJSON *json, const char *message, void
         call_free(c);
 }
 
-static int json_call(struct api *a, const char *method, char *path, cJSON *body, bool auth,
-                     enum call_decode decode, api_json_cb cb, void *userdata, struct api_call **ret) {
+/* Starts a call whose reply goes to cb as JSON; *ret (if ret) and the return value are the call. */
+static struct api_call *json_call(struct api *a, const char *method, char *path, cJSON *body, bool auth,
+                                  enum call_decode decode, api_json_cb cb, void *userdata, struct api_call **ret) {
         struct api_call *c = call_new(a, userdata);
         c->json_cb = cb;
         c->decode = decode;
         call_request(c, method, path, body, auth, json_on_done);
         if (ret)
                 *ret = c;
-        return 0;
+        return c;
 }
 
 int api_login(struct api *a, const char *email, const char *password,
@@ -448,18 +445,19 @@ int api_login(struct api *a, const char *email, const char *password,
         cJSON *body = cJSON_CreateObject();
         cJSON_AddStringToObject(body, "email", email);
         cJSON_AddStringToObject(body, "password", password);
-        int r = json_call(a, "POST", xstrdup("/login"), body, false, DECODE_LOGIN, cb, userdata, ret);
-        struct api_call *c = LIST_FIRST(&a->calls);
+        struct api_call *c = json_call(a, "POST", xstrdup("/login"), body, false, DECODE_LOGIN, cb, userdata, ret);
         c->name = xstrdup(email);      /* for the log line */
-        return r;
+        return 0;
 }
 
 int api_account_show(struct api *a, api_json_cb cb, void *userdata, struct api_call **ret) {
-        return json_call(a, "GET", NULL, NULL, true, DECODE_USER, cb, userdata, ret);
+        json_call(a, "GET", NULL, NULL, true, DECODE_USER, cb, userdata, ret);
+        return 0;
 }
 
 int api_socket_list(struct api *a, api_json_cb cb, void *userdata, struct api_call **ret) {
-        return json_call(a, "GET", xstrdup("/connect"), NULL, true, DECODE_SOCKET_LIST, cb, userdata, ret);
+        json_call(a, "GET", xstrdup("/connect"), NULL, true, DECODE_SOCKET_LIST, cb, userdata, ret);
+        return 0;
 }
 
 int api_socket_create(struct api *a, const struct api_binding_request *spec,
@@ -469,43 +467,46 @@ int api_socket_create(struct api *a, const struct api_binding_request *spec,
                 return -EINVAL;
         cJSON *body = socket_body(spec->display_name ? spec->display_name : spec->name, spec->type,
                                   spec->protected_, spec->username, spec->password);
-        int r = json_call(a, "POST", xstrdup("/socket"), body, true, DECODE_SOCKET, cb, userdata, ret);
-        struct api_call *c = LIST_FIRST(&a->calls);
+        struct api_call *c = json_call(a, "POST", xstrdup("/socket"), body, true, DECODE_SOCKET, cb, userdata, ret);
         c->password = xstrdup(spec->password);      /* scrubbed from any text while in use */
         scrub_add(c->password);
-        return r;
+        return 0;
 }
 
 int api_socket_delete(struct api *a, const char *socket_id,
                       api_json_cb cb, void *userdata, struct api_call **ret) {
         if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        return json_call(a, "DELETE", xasprintf("/socket/%s", socket_id), NULL, true, DECODE_DELETE,
+        json_call(a, "DELETE", xasprintf("/socket/%s", socket_id), NULL, true, DECODE_DELETE,
                          cb, userdata, ret);
+        return 0;
 }
 
 int api_tunnel_list(struct api *a, const char *socket_id,
                     api_json_cb cb, void *userdata, struct api_call **ret) {
         if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        return json_call(a, "GET", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
+        json_call(a, "GET", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
                          DECODE_TUNNEL_LIST, cb, userdata, ret);
+        return 0;
 }
 
 int api_tunnel_create(struct api *a, const char *socket_id,
                       api_json_cb cb, void *userdata, struct api_call **ret) {
         if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        return json_call(a, "POST", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
+        json_call(a, "POST", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
                          DECODE_TUNNEL, cb, userdata, ret);
+        return 0;
 }
 
 int api_tunnel_delete(struct api *a, const char *socket_id, const char *tunnel_id,
                       api_json_cb cb, void *userdata, struct api_call **ret) {
         if (!remote_id_valid(socket_id) || !remote_id_valid(tunnel_id))
                 return -EINVAL;
-        return json_call(a, "DELETE", xasprintf("/socket/%s/tunnel/%s", socket_id, tunnel_id), NULL,
+        json_call(a, "DELETE", xasprintf("/socket/%s/tunnel/%s", socket_id, tunnel_id), NULL,
                          true, DECODE_DELETE, cb, userdata, ret);
+        return 0;
 }
 
 
@@ -518,8 +519,7 @@ int api_new(sd_event *e, const struct config *c, struct api **ret) {
                 free(a);
                 return r;
         }
-        LIST_INIT(&a->calls);
-        a->state_dir = xstrdup(c->state_dir ? c->state_dir : LOCALSTATEDIR "/lib/mysocketd");
+        a->state_dir = xstrdup(c->state_dir ? c->state_dir : STATE_DIR_DEFAULT);
         *ret = a;
         return 0;
 }
@@ -527,8 +527,8 @@ int api_new(sd_event *e, const struct config *c, struct api **ret) {
 void api_free(struct api *a) {
         if (!a)
                 return;
-        while (!LIST_EMPTY(&a->calls))
-                call_free(LIST_FIRST(&a->calls));
+        while (a->calls)
+                call_free(a->calls);
         token_free(a->token);
         free(a->state_dir);
         free(a->user_name);
@@ -540,11 +540,10 @@ void api_set_timeouts(struct api *a, uint64_t connect_usec, uint64_t total_usec)
         token_set_timeouts(a->token, connect_usec, total_usec);
 }
 
-int api_start(struct api *a) {
+void api_start(struct api *a) {
         /* Learn the SSH user early, so `status` can show it before any binding needs it. */
         if (token_start(a->token))
-                (void) json_call(a, "GET", NULL, NULL, true, DECODE_USER, NULL, NULL, &a->user_call);
-        return 0;
+                json_call(a, "GET", NULL, NULL, true, DECODE_USER, NULL, NULL, &a->user_call);
 }
 
 uint64_t api_token_expiry(struct api *a) {

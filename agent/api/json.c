@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "json.h"
 #include "scrub.h"
 #include "util.h"
@@ -305,49 +306,6 @@ int apijson_tunnel_list(const cJSON *j, char **error) {
 
 /* ---- JWT ------------------------------------------------------------------------------ */
 
-static int b64url_value(char c) {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '-' || c == '+')
-                return 62;
-        if (c == '_' || c == '/')
-                return 63;
-        return -1;
-}
-
-/* base64url without padding (RFC 7515 §2); trailing '=' tolerated. NUL-terminates. */
-static int b64url_decode(const char *s, size_t n, char **ret, size_t *ret_len) {
-        while (n > 0 && s[n - 1] == '=')
-                n--;
-        if (n % 4 == 1)
-                return -EINVAL;
-        char *out = xmalloc(n * 3 / 4 + 1);
-        size_t len = 0;
-        uint32_t acc = 0;
-        unsigned bits = 0;
-        for (size_t i = 0; i < n; i++) {
-                int v = b64url_value(s[i]);
-                if (v < 0) {
-                        free(out);
-                        return -EINVAL;
-                }
-                acc = (acc << 6) | (uint32_t) v;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        out[len++] = (char) ((acc >> bits) & 0xff);
-                }
-        }
-        out[len] = '\0';
-        *ret = out;
-        *ret_len = len;
-        return 0;
-}
-
 static int claim_time(const cJSON *v, uint64_t *ret) {
         /* Up to the year 9999: beyond that it is garbage, and usec would overflow. From
          * 1 s on: a tiny positive exp (1e-80) would become 0 usec, which reads as "no
@@ -369,9 +327,9 @@ void apijson_jwt_claims_clear(struct api_jwt_claims *c) {
 
 int apijson_jwt_claims(const char *token, struct api_jwt_claims *ret) {
         struct api_jwt_claims c = {};
-        _cleanup_(freep) char *payload = NULL;
+        _cleanup_(freep) unsigned char *payload = NULL;
         cJSON *j = NULL;
-        size_t len;
+        ssize_t len;
         int r = -EINVAL;
 
         *ret = c;
@@ -381,11 +339,12 @@ int apijson_jwt_claims(const char *token, struct api_jwt_claims *ret) {
         const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
         if (!dot1 || !dot2 || strchr(dot2 + 1, '.') || dot1 == token || dot2 == dot1 + 1)
                 return -EINVAL;
-        if (b64url_decode(dot1 + 1, (size_t) (dot2 - dot1 - 1), &payload, &len) < 0)
+        /* base64url without padding (RFC 7515 §2); trailing '=' tolerated. */
+        if ((len = base64_decode(dot1 + 1, (size_t) (dot2 - dot1 - 1), true, &payload)) < 0)
                 return -EINVAL;
-        if (strlen(payload) != len)                 /* embedded NUL */
+        if (strlen((char *) payload) != (size_t) len)       /* embedded NUL */
                 return -EINVAL;
-        j = cJSON_ParseWithLength(payload, len);
+        j = cJSON_ParseWithLength((char *) payload, (size_t) len);
         if (!cJSON_IsObject(j))
                 goto out;
         r = -EBADMSG;

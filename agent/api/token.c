@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 
 #include "http.h"
 #include "json.h"
+#include "list.h"
 #include "log.h"
 #include "scrub.h"
 #include "state.h"
@@ -21,7 +21,7 @@ enum req_where { REQ_IDLE, REQ_WAITING, REQ_RUNNING };
 
 struct token_req {
         struct token *token;
-        TAILQ_ENTRY(token_req) link;
+        struct token_req *prev, *next; /* in waiting or running, as `where` says */
         enum req_where where;
         uint64_t seq;
         struct http_req *http;
@@ -35,14 +35,13 @@ struct token_req {
         token_done_cb done;
         void *userdata;
 };
-TAILQ_HEAD(req_list, token_req);
 
 struct token {
         sd_event *event;
         struct http *http;
         sd_event_source *kick;         /* deferred: serve the requests waiting for a token */
         sd_event_source *maint;        /* CLOCK_REALTIME: refresh, or log in again */
-        struct req_list waiting, running;
+        struct token_req *waiting, *waiting_tail, *running, *running_tail;
         uint64_t seq;
 
         char *url, *email, *password_file, *token_file, *state_dir;
@@ -60,16 +59,19 @@ struct token {
         int last_errno;
 };
 
+/* Arming a source fails only when the loop is out of memory: the work then waits for the
+ * next event that arms it again, and the warning says so. */
 static void arm_maint(struct token *t, uint64_t when) {
-        (void) sd_event_source_set_time(t->maint, when);
-        (void) sd_event_source_set_enabled(t->maint, SD_EVENT_ONESHOT);
+        int r;
+        if ((r = sd_event_source_set_time(t->maint, when)) < 0 ||
+            (r = sd_event_source_set_enabled(t->maint, SD_EVENT_ONESHOT)) < 0)
+                log_warning("API token: cannot arm the refresh timer: %s", strerror(-r));
 }
 
-static void wipe_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
+static void kick(struct token *t) {
+        int r = sd_event_source_set_enabled(t->kick, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_warning("API token: cannot schedule the waiting calls: %s", strerror(-r));
 }
 
 /* Exponential from [backoff] initial to max with full jitter, as the bindings do. */
@@ -84,7 +86,7 @@ static bool usable(struct token *t) {
 
 static void drop_token(struct token *t) {
         scrub_remove(t->token);
-        wipe_free(t->token);
+        scrub_free(t->token);
         t->token = NULL;
         t->exp = 0;
 }
@@ -98,9 +100,9 @@ static char *req_what(const struct token_req *r) {
 static void req_detach(struct token_req *r) {
         struct token *t = r->token;
         if (r->where == REQ_WAITING)
-                TAILQ_REMOVE(&t->waiting, r, link);
+                LIST_REMOVE(t->waiting, t->waiting_tail, r);
         else if (r->where == REQ_RUNNING)
-                TAILQ_REMOVE(&t->running, r, link);
+                LIST_REMOVE(t->running, t->running_tail, r);
         r->where = REQ_IDLE;
         http_cancel(r->http);
         r->http = NULL;
@@ -114,10 +116,10 @@ static void req_free(struct token_req *r) {
         if (!r)
                 return;
         req_detach(r);
-        wipe_free(r->body);
+        scrub_free(r->body);
         free(r->method);
         free(r->path);
-        wipe_free(r->token_used);
+        scrub_free(r->token_used);
         free(r);
 }
 
@@ -172,15 +174,15 @@ static int req_start(struct token_req *r) {
         char *hdr = NULL;
         if (r->auth) {
                 hdr = xasprintf("x-access-token: %s", t->token);
-                wipe_free(r->token_used);
+                scrub_free(r->token_used);
                 r->token_used = xstrdup(t->token);
         }
         const char *headers[] = { hdr, NULL };
         int e = http_start(t->http, r->method, url, r->body, headers, on_http_done, r, &r->http);
-        wipe_free(hdr);
+        scrub_free(hdr);
         if (e < 0)
                 return e;
-        TAILQ_INSERT_TAIL(&t->running, r, link);
+        LIST_APPEND(t->running, t->running_tail, r);
         r->where = REQ_RUNNING;
         return 0;
 }
@@ -191,9 +193,9 @@ static void req_submit(struct token_req *r) {
         if ((!r->auth || (usable(t) && (r->path || t->user_id))) && req_start(r) >= 0)
                 return;
         r->seq = ++t->seq;
-        TAILQ_INSERT_TAIL(&t->waiting, r, link);
+        LIST_APPEND(t->waiting, t->waiting_tail, r);
         r->where = REQ_WAITING;
-        (void) sd_event_source_set_enabled(t->kick, SD_EVENT_ONESHOT);
+        kick(t);
 }
 
 static struct token_req *req_new(struct token *t, const char *method, char *path, cJSON *body,
@@ -227,7 +229,7 @@ int token_request(struct token *t, const char *method, char *path, cJSON *body, 
 static void fail_waiting(struct token *t, int error, const char *message) {
         uint64_t limit = t->seq;
         struct token_req *r;
-        while ((r = TAILQ_FIRST(&t->waiting)) && r->seq <= limit)
+        while ((r = t->waiting) && r->seq <= limit)
                 req_complete(r, error, NULL, message);
 }
 
@@ -285,7 +287,7 @@ static int token_set(struct token *t, char *token, const char *source, bool pers
         } else
                 r = token_end(&c, source, now_realtime_usec(), &end, error);
         if (r < 0) {
-                wipe_free(token);
+                scrub_free(token);
                 apijson_jwt_claims_clear(&c);
                 return r;
         }
@@ -301,7 +303,7 @@ static int token_set(struct token *t, char *token, const char *source, bool pers
                 _cleanup_(freep) char *path = state_token_path(t->state_dir);
                 char *data = xasprintf("%s\n", token);
                 r = write_file_atomic(path, data, strlen(data), 0600);
-                wipe_free(data);
+                scrub_free(data);
                 if (r < 0)
                         log_warning("cannot save the API token in %s: %s; it will not survive a restart",
                                     path, strerror(-r));
@@ -311,7 +313,7 @@ static int token_set(struct token *t, char *token, const char *source, bool pers
         free(t->last_error);
         t->last_error = NULL;
         schedule_refresh(t);
-        (void) sd_event_source_set_enabled(t->kick, SD_EVENT_ONESHOT);
+        kick(t);
         return 0;
 }
 
@@ -379,14 +381,14 @@ static int login_start(struct token *t, char **error) {
                         return r;
                 if (!streq(password, t->password_scrubbed)) {
                         scrub_remove(t->password_scrubbed);
-                        wipe_free(t->password_scrubbed);
+                        scrub_free(t->password_scrubbed);
                         t->password_scrubbed = xstrdup(password);
                         scrub_add(password);
                 }
                 cJSON *body = cJSON_CreateObject();
                 cJSON_AddStringToObject(body, "email", t->email);
                 cJSON_AddStringToObject(body, "password", password);
-                wipe_free(password);
+                scrub_free(password);
                 t->login_req = req_new(t, "POST", xstrdup("/login"), body, false, login_done, t);
                 req_submit(t->login_req);
                 return 0;
@@ -411,7 +413,7 @@ static int login_start(struct token *t, char **error) {
 
 static int on_kick(sd_event_source *s, void *userdata) {
         struct token *t = userdata;
-        if (TAILQ_EMPTY(&t->waiting))
+        if (!t->waiting)
                 return 0;
         if (!usable(t)) {
                 _cleanup_(freep) char *err = NULL;
@@ -425,8 +427,8 @@ static int on_kick(sd_event_source *s, void *userdata) {
         }
         uint64_t limit = t->seq;
         struct token_req *r;
-        while ((r = TAILQ_FIRST(&t->waiting)) && r->seq <= limit) {
-                TAILQ_REMOVE(&t->waiting, r, link);
+        while ((r = t->waiting) && r->seq <= limit) {
+                LIST_REMOVE(t->waiting, t->waiting_tail, r);
                 r->where = REQ_IDLE;
                 int e = req_start(r);
                 if (e < 0)
@@ -506,7 +508,7 @@ bool token_start(struct token *t) {
                 if (token_set(t, saved, "the saved token is one", false, &err) >= 0)
                         token_log(t, "login", "reusing the saved API token");
         } else
-                wipe_free(saved);
+                scrub_free(saved);
         apijson_jwt_claims_clear(&c);
         free(err);
         err = NULL;
@@ -550,15 +552,13 @@ int token_new(sd_event *e, const struct config *c, struct token **ret) {
         int r;
 
         t->event = sd_event_ref(e);
-        TAILQ_INIT(&t->waiting);
-        TAILQ_INIT(&t->running);
         t->url = xstrdup(c->api_url ? c->api_url : "https://api.mysocket.io");
         for (size_t n = strlen(t->url); n > 0 && t->url[n - 1] == '/'; n--)
                 t->url[n - 1] = '\0';
         t->email = xstrdup(c->api_email);
         t->password_file = xstrdup(c->api_password_file);
         t->token_file = xstrdup(c->api_token_file);
-        t->state_dir = xstrdup(c->state_dir ? c->state_dir : LOCALSTATEDIR "/lib/mysocketd");
+        t->state_dir = xstrdup(c->state_dir ? c->state_dir : STATE_DIR_DEFAULT);
         t->backoff_initial = c->backoff_initial ? c->backoff_initial : 1;
         t->backoff_max = c->backoff_max > t->backoff_initial ? c->backoff_max : t->backoff_initial;
 
@@ -580,9 +580,9 @@ void token_free(struct token *t) {
         struct token_req *r;
         if (!t)
                 return;
-        while ((r = TAILQ_FIRST(&t->waiting)))
+        while ((r = t->waiting))
                 req_free(r);
-        while ((r = TAILQ_FIRST(&t->running)))
+        while ((r = t->running))
                 req_free(r);
         http_free(t->http);
         sd_event_source_disable_unref(t->maint);
@@ -590,7 +590,7 @@ void token_free(struct token *t) {
         sd_event_unref(t->event);
         drop_token(t);
         scrub_remove(t->password_scrubbed);
-        wipe_free(t->password_scrubbed);
+        scrub_free(t->password_scrubbed);
         free(t->url);
         free(t->email);
         free(t->password_file);

@@ -20,7 +20,6 @@
 #include "sshcall.h"
 #include "tunnel.h"
 
-#define USEC_PER_SEC 1000000ULL
 #define SETUP_TIMEOUT_MIN_SEC 30
 
 enum session_state {

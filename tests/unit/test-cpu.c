@@ -9,7 +9,7 @@
 #include <string.h>
 
 /* chrony style: the .c is included to reach its static cpu_has_sha256(). */
-#include "../../agent/tunnel/sshcall.c"
+#include "../../agent/tunnel/methods.c"
 
 /* Whether the first /proc/cpuinfo line starting with `key` lists the word `feature`;
  * fails the test when no such line exists (the check would then prove nothing). */

@@ -119,19 +119,19 @@ START_TEST(test_method_preferences) {
         char out[256];
         size_t n;
         const char *const *w = sshcall_method_wants(LIBSSH2_METHOD_MAC_CS, false, false, &n);
-        pref_join(w, n, have, ELEMENTSOF(have), out, sizeof(out));
+        methods_join(w, n, have, ELEMENTSOF(have), out, sizeof(out));
         ck_assert_str_eq(out, "hmac-sha2-512,hmac-sha2-256,hmac-sha1");
         w = sshcall_method_wants(LIBSSH2_METHOD_MAC_SC, false, true, &n);
-        pref_join(w, n, have, ELEMENTSOF(have), out, sizeof(out));
+        methods_join(w, n, have, ELEMENTSOF(have), out, sizeof(out));
         ck_assert_str_eq(out, "hmac-sha2-256,hmac-sha2-512,hmac-sha1");
 
         /* Names this libssh2 does not know never reach method_pref. */
         const char *old[] = { "ssh-rsa", "ecdsa-sha2-nistp256" };
         w = sshcall_method_wants(LIBSSH2_METHOD_HOSTKEY, false, false, &n);
         ck_assert_str_eq(w[0], "ssh-ed25519");
-        pref_join(w, n, old, ELEMENTSOF(old), out, sizeof(out));
+        methods_join(w, n, old, ELEMENTSOF(old), out, sizeof(out));
         ck_assert_str_eq(out, "ecdsa-sha2-nistp256");
-        pref_join(w, n, old, 0, out, sizeof(out));
+        methods_join(w, n, old, 0, out, sizeof(out));
         ck_assert_str_eq(out, "");
 
         /* Without AES instructions chacha20-poly1305 first, with them aes128-gcm; on 1.10,
@@ -141,7 +141,7 @@ START_TEST(test_method_preferences) {
         w = sshcall_method_wants(LIBSSH2_METHOD_CRYPT_SC, true, false, &n);
         ck_assert_str_eq(w[0], "aes128-gcm@openssh.com");
         const char *v110[] = { "aes256-ctr", "aes128-ctr", "aes256-cbc" };
-        pref_join(w, n, v110, ELEMENTSOF(v110), out, sizeof(out));
+        methods_join(w, n, v110, ELEMENTSOF(v110), out, sizeof(out));
         ck_assert_str_eq(out, "aes128-ctr,aes256-ctr");
         ck_assert_ptr_null(sshcall_method_wants(LIBSSH2_METHOD_KEX, false, false, &n));
 
