@@ -34,12 +34,27 @@ struct manager;
 struct api;
 struct api_call;
 
+/* One tunnel of a binding: in direct mode one per relay of [ssh] server, each with its own
+ * state, backoff and last error, so that one relay failing never disturbs another. */
+struct binding_slot {
+        struct binding *binding;
+        size_t index;                   /* the relay: conf_relay(config, index, ...) */
+        enum binding_state state;       /* connecting, up, backoff or failed */
+        struct tunnel *tunnel;
+        sd_event_source *timer;         /* backoff wait, or the stable_after timer while up */
+        unsigned failures;              /* consecutive failed attempts: the backoff exponent */
+        uint64_t connected_since;       /* realtime usec, 0 when not up */
+        uint64_t next_attempt;          /* realtime usec, 0 when not in backoff */
+        char *last_error;
+};
+
 struct binding {
         struct manager *manager;
         struct binding_conf *conf;
-        enum binding_state state;
+        enum binding_state state;       /* resolving, removing, or derived from the slots */
 
-        struct tunnel *tunnel;
+        struct binding_slot *slots;     /* n_slots of them while connecting or later */
+        size_t n_slots;
         struct api_call *api_call;
         sd_event_source *timer;         /* backoff wait, or the stable_after timer while up */
 
@@ -123,5 +138,7 @@ void binding_attempt(struct binding *b);
 void binding_stop(struct binding *b);
 /* Logs the binding's `down` (with why) if it is up; call before stopping it on purpose. */
 void binding_going_down(struct binding *b, const char *why);
+/* How many of the binding's tunnels are up. */
+unsigned binding_tunnels_up(const struct binding *b);
 /* Fills the wire view of a binding (caller clears it with proto_binding_clear). */
 void binding_to_proto(const struct binding *b, struct proto_binding *ret);
