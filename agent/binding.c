@@ -438,6 +438,28 @@ void binding_attempt(struct binding *b) {
         binding_connect(b);
 }
 
+bool binding_retry_now(struct binding *b) {
+        bool any = false;
+        if (b->state == BINDING_STATE_BACKOFF) {
+                b->timer = sd_event_source_disable_unref(b->timer);
+                binding_attempt(b);
+                return true;
+        }
+        if (b->manager->api)
+                return false;
+        for (size_t i = 0; i < b->n_slots; i++) {
+                struct binding_slot *s = &b->slots[i];
+                if (s->state != BINDING_STATE_BACKOFF)
+                        continue;
+                s->timer = sd_event_source_disable_unref(s->timer);
+                b->attempts++;
+                b->reconnects++;
+                slot_connect(s);
+                any = true;
+        }
+        return any;
+}
+
 struct binding *binding_new(struct manager *m, struct binding_conf *bc) {
         struct binding *b = xcalloc(1, sizeof(*b));
         b->manager = m;

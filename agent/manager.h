@@ -134,6 +134,9 @@ struct binding *binding_new(struct manager *m, struct binding_conf *bc);   /* ta
 void binding_free(struct binding *b);                                       /* stops it first; NULL is fine */
 /* Starts an attempt now: resolve at the API (API mode) or connect (direct mode). */
 void binding_attempt(struct binding *b);
+/* A network change: every tunnel of b in backoff tries again now (the whole binding when
+ * it is in backoff). Returns whether anything was retried. */
+bool binding_retry_now(struct binding *b);
 /* Ends the session, the API call and the timers; the state is left to the caller. */
 void binding_stop(struct binding *b);
 /* Logs the binding's `down` (with why) if it is up; call before stopping it on purpose. */
