@@ -171,6 +171,40 @@ def test_two_relays_both_hold_the_forward(tmp_path, request, lab):
     # One host-key entry per relay, as OpenSSH writes them: [host]:port.
     kh = (d.state_dir / "known_hosts").read_text()
     assert f"[127.0.0.1]:{a.port} " in kh and f"[{b.host}]:{b.port} " in kh
+    # The metric counts tunnels, not bindings.
+    metrics = d.ctl("metrics").stdout
+    assert 'mysocketd_binding_tunnels_up{binding="web"} 2\n' in metrics
+    assert 'mysocketd_binding_up{binding="web"} 1\n' in metrics
+
+
+def test_reload_to_one_relay_and_back(tmp_path, request, lab):
+    """A changed relay list restarts the bindings with one tunnel per relay listed now."""
+    a, b, d, rport, ns = start_two(tmp_path, request, lab)
+    wait_for(lambda: tunnels_up(d) == 2, timeout=20, what="both tunnels up")
+    text = d.config.read_text()
+    both = f"127.0.0.1:{a.port}, {b.host}:{b.port}"
+    assert both in text
+    d.config.write_text(text.replace(both, f"{b.host}:{b.port}"))
+    d.ctl("reload")
+    wait_for(lambda: (lambda j: j["tunnels"] == 1 and j["tunnels_up"] == 1)(d.binding("web")), timeout=20,
+             what="one tunnel, through B")
+    assert list_state(d) == "up " + d.binding("web")["type"]   # no count with one tunnel
+    assert roundtrip(rport, ns)
+    wait_for(lambda: not _listening(rport), timeout=10, what="relay A to drop the forward")
+    d.config.write_text(text)
+    d.ctl("reload")
+    wait_for(lambda: tunnels_up(d) == 2, timeout=20, what="both tunnels up again")
+    assert roundtrip(rport) and roundtrip(rport, ns)
+    metrics = d.ctl("metrics").stdout
+    assert 'mysocketd_binding_tunnels_up{binding="web"} 2\n' in metrics
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def test_one_relay_dies_the_other_is_untouched(tmp_path, request, lab):
