@@ -52,12 +52,13 @@ static void slot_stop(struct binding_slot *s) {
         struct binding *b = s->binding;
         if (s->tunnel) {
                 struct tunnel_stats st;
-                tunnel_get_stats(s->tunnel, &st);
+                struct tunnel *t = s->tunnel;
+                tunnel_get_stats(t, &st);
                 b->past.connections_total += st.connections_total;
                 b->past.bytes_in += st.bytes_in;
                 b->past.bytes_out += st.bytes_out;
-                tunnel_free(s->tunnel);
-                s->tunnel = NULL;
+                s->tunnel = NULL;       /* first: freeing it may call on_down for it */
+                tunnel_free(t);
         }
         s->timer = sd_event_source_disable_unref(s->timer);
         s->connected_since = 0;
@@ -65,6 +66,9 @@ static void slot_stop(struct binding_slot *s) {
 }
 
 void binding_stop(struct binding *b) {
+        /* Freeing one tunnel may end another's session (the loop is finishing, say): its
+         * on_down must not start a new attempt in the middle of this. */
+        b->stopping = true;
         for (size_t i = 0; i < b->n_slots; i++) {
                 slot_stop(&b->slots[i]);
                 if (b->slots[i].state == BINDING_STATE_UP)
@@ -75,6 +79,7 @@ void binding_stop(struct binding *b) {
         b->timer = sd_event_source_disable_unref(b->timer);
         b->connected_since = 0;
         b->next_attempt = 0;
+        b->stopping = false;
 }
 
 static int on_backoff_done(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -202,8 +207,11 @@ static void slot_retry(struct binding_slot *s) {
         derive_state(b);
         if (sd_event_add_time_relative(b->manager->event, &s->timer, CLOCK_MONOTONIC, delay, 0,
                                        on_slot_backoff_done, s) < 0) {
-                /* Cannot arm a timer: out of resources. Trying again right away is all we can do. */
-                on_slot_backoff_done(NULL, 0, s);
+                /* Cannot arm a timer (out of resources, or the loop is finishing): trying
+                 * again from here could recurse without end; the tunnel waits for a network
+                 * change or a reload instead. */
+                log_binding(LOG_ERR, b->conf->name, "backoff", "cannot arm the retry timer; %s",
+                            s->last_error ? s->last_error : "not connected");
                 return;
         }
         _cleanup_(freep) char *prefix = slot_prefix(s);
@@ -289,6 +297,11 @@ static void on_tunnel_down(struct tunnel *t, int error, bool permanent, const ch
                 log_down(s, LOG_WARNING, message);
         free(s->last_error);
         s->last_error = xstrdup(message);
+        if (b->stopping) {
+                /* binding_stop frees every tunnel; binding_attempt starts them again. */
+                s->state = BINDING_STATE_CONNECTING;
+                return;
+        }
         slot_stop(s);
         if (permanent) {
                 _cleanup_(freep) char *prefix = slot_prefix(s);
@@ -532,7 +545,9 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
         p->n_relays = b->n_slots ? b->n_slots : (b->manager->api ? 1 : conf_relay_count(b->manager->config));
         p->relays = xcalloc(p->n_relays, sizeof(*p->relays));
         for (size_t i = 0; i < p->n_relays; i++) {
-                const struct binding_slot *s = i < b->n_slots ? &b->slots[i] : NULL;
+                /* API mode's one tunnel is the binding (which also resolves and backs off
+                 * at the API); no slot yet: what the binding is. */
+                const struct binding_slot *s = i < b->n_slots && !b->manager->api ? &b->slots[i] : NULL;
                 const char *host;
                 uint16_t port;
                 conf_relay(b->manager->config, b->manager->api ? 0 : i, &host, &port);
@@ -540,7 +555,7 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                         .server = format_host_port(host, port),
                         .state = xstrdup(binding_state_to_string(s ? s->state : b->state)),
                         .last_error = xstrdup(s ? s->last_error : b->last_error),
-                        .connected_since = s ? s->connected_since : 0,
+                        .connected_since = s ? s->connected_since : b->connected_since,
                 };
         }
 }

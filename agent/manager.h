@@ -55,6 +55,7 @@ struct binding {
 
         struct binding_slot *slots;     /* n_slots of them while connecting or later */
         size_t n_slots;
+        bool stopping;                  /* in binding_stop: a tunnel's on_down starts nothing */
         struct api_call *api_call;
         sd_event_source *timer;         /* backoff wait, or the stable_after timer while up */
 
