@@ -49,22 +49,39 @@ static void set_error(struct binding *b, const char *message) {
         b->last_error = xstrdup(message);
 }
 
-void binding_stop(struct binding *b) {
-        if (b->tunnel) {
+static void slot_stop(struct binding_slot *s) {
+        struct binding *b = s->binding;
+        if (s->tunnel) {
                 struct tunnel_stats st;
-                tunnel_get_stats(b->tunnel, &st);
+                struct tunnel *t = s->tunnel;
+                tunnel_get_stats(t, &st);
                 b->past.connections_total += st.connections_total;
                 b->past.connections_refused += st.connections_refused;
                 b->past.bytes_in += st.bytes_in;
                 b->past.bytes_out += st.bytes_out;
-                tunnel_free(b->tunnel);
-                b->tunnel = NULL;
+                s->tunnel = NULL;       /* first: freeing it may call on_down for it */
+                tunnel_free(t);
+        }
+        s->timer = sd_event_source_disable_unref(s->timer);
+        s->connected_since = 0;
+        s->next_attempt = 0;
+}
+
+void binding_stop(struct binding *b) {
+        /* Freeing one tunnel may end another's session (the loop is finishing, say): its
+         * on_down must not start a new attempt in the middle of this. */
+        b->stopping = true;
+        for (size_t i = 0; i < b->n_slots; i++) {
+                slot_stop(&b->slots[i]);
+                if (b->slots[i].state == BINDING_STATE_UP)
+                        b->slots[i].state = BINDING_STATE_CONNECTING;   /* stopped: up no more */
         }
         api_call_cancel(b->api_call);
         b->api_call = NULL;
         b->timer = sd_event_source_disable_unref(b->timer);
         b->connected_since = 0;
         b->next_attempt = 0;
+        b->stopping = false;
 }
 
 static int on_backoff_done(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -86,6 +103,7 @@ static uint64_t backoff_delay(const struct config *c, unsigned failures) {
         return d < BACKOFF_MIN_USEC ? BACKOFF_MIN_USEC : d;
 }
 
+/* The API could not be asked (API mode): the whole binding waits. */
 static void schedule_retry(struct binding *b) {
         uint64_t delay = backoff_delay(b->manager->config, b->failures);
         b->failures++;
@@ -106,11 +124,114 @@ static void schedule_retry(struct binding *b) {
                     b->last_error ? b->last_error : "not connected", (double) delay / USEC_PER_SEC);
 }
 
-static int on_stable(sd_event_source *s, uint64_t usec, void *userdata) {
-        struct binding *b = userdata;
-        b->timer = sd_event_source_disable_unref(b->timer);
+/* The relay of slot s, host and port. */
+static void slot_relay(const struct binding_slot *s, const char **host, uint16_t *port) {
+        conf_relay(s->binding->manager->config, s->index, host, port);
+}
+
+/* "HOST:PORT: " before a slot's sentences when the binding has several relays, else "". */
+static char *slot_prefix(const struct binding_slot *s) {
+        const char *host;
+        uint16_t port;
+        if (s->binding->n_slots < 2)
+                return xstrdup("");
+        slot_relay(s, &host, &port);
+        _cleanup_(freep) char *hp = format_host_port(host, port);
+        return xasprintf("relay %s: ", hp);
+}
+
+unsigned binding_tunnels_up(const struct binding *b) {
+        unsigned n = 0;
+        for (size_t i = 0; i < b->n_slots; i++)
+                n += b->slots[i].state == BINDING_STATE_UP;
+        return n;
+}
+
+/* The binding's state from its slots': up if any is up, else connecting, backoff, failed
+ * in that order; since, next attempt and error follow. */
+static void derive_state(struct binding *b) {
+        static const enum binding_state order[] = {
+                BINDING_STATE_UP, BINDING_STATE_CONNECTING, BINDING_STATE_BACKOFF, BINDING_STATE_FAILED };
+        enum binding_state best = BINDING_STATE_FAILED;
+        uint64_t since = 0, next = 0;
+        const struct binding_slot *err = NULL;
+        if (b->n_slots == 0)
+                return;
+        for (size_t k = 0; k < ELEMENTSOF(order); k++) {
+                bool found = false;
+                for (size_t i = 0; i < b->n_slots; i++)
+                        found = found || b->slots[i].state == order[k];
+                if (found) {
+                        best = order[k];
+                        break;
+                }
+        }
+        for (size_t i = 0; i < b->n_slots; i++) {
+                const struct binding_slot *s = &b->slots[i];
+                if (s->state == BINDING_STATE_UP && s->connected_since && (!since || s->connected_since < since))
+                        since = s->connected_since;
+                if (s->state == BINDING_STATE_BACKOFF && s->next_attempt && (!next || s->next_attempt < next))
+                        next = s->next_attempt;
+                if (s->state != BINDING_STATE_UP && s->last_error && !err)
+                        err = s;
+        }
+        b->connected_since = since;
+        b->next_attempt = best == BINDING_STATE_BACKOFF ? next : 0;
+        if (err) {
+                _cleanup_(freep) char *prefix = slot_prefix(err);
+                free(b->last_error);
+                b->last_error = xasprintf("%s%s", prefix, err->last_error);
+        } else if (best == BINDING_STATE_UP) {
+                free(b->last_error);
+                b->last_error = NULL;
+        }
+        set_state(b, best);
+}
+
+static void slot_connect(struct binding_slot *s);
+
+static int on_slot_backoff_done(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct binding_slot *s = userdata;
+        struct binding *b = s->binding;
+        s->timer = sd_event_source_disable_unref(s->timer);
+        if (b->manager->api) {
+                binding_attempt(b);     /* API mode asks the API again first */
+                return 0;
+        }
+        b->attempts++;
+        b->reconnects++;
+        slot_connect(s);
+        return 0;
+}
+
+/* One tunnel failed: it alone waits, with its own exponent; the others go on. */
+static void slot_retry(struct binding_slot *s) {
+        struct binding *b = s->binding;
+        uint64_t delay = backoff_delay(b->manager->config, s->failures);
+        s->failures++;
+        s->next_attempt = now_realtime_usec() + delay;
+        s->state = BINDING_STATE_BACKOFF;
+        derive_state(b);
+        if (sd_event_add_time_relative(b->manager->event, &s->timer, CLOCK_MONOTONIC, delay, 0,
+                                       on_slot_backoff_done, s) < 0) {
+                /* Cannot arm a timer (out of resources, or the loop is finishing): trying
+                 * again from here could recurse without end; the tunnel waits for a network
+                 * change or a reload instead. */
+                log_binding(LOG_ERR, b->conf->name, "backoff", "cannot arm the retry timer; %s",
+                            s->last_error ? s->last_error : "not connected");
+                return;
+        }
+        _cleanup_(freep) char *prefix = slot_prefix(s);
+        log_binding(LOG_NOTICE, b->conf->name, "backoff", "%s%s; retrying in %.1f s", prefix,
+                    s->last_error ? s->last_error : "not connected", (double) delay / USEC_PER_SEC);
+}
+
+static int on_stable(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct binding_slot *s = userdata;
+        s->timer = sd_event_source_disable_unref(s->timer);
         /* Up long enough: the next failure starts from `initial` again. */
-        b->failures = 0;
+        s->failures = 0;
+        s->binding->failures = 0;
         return 0;
 }
 
@@ -125,65 +246,84 @@ static char *public_url(const struct binding *b) {
 }
 
 /* "relay HOST port N", and the API's ids when there are some: what the catalog shows. */
-static char *relay_text(const struct binding *b) {
-        const char *server = b->manager->config->ssh_server;
+static char *relay_text(const struct binding_slot *s) {
+        const struct binding *b = s->binding;
+        const char *server;
+        uint16_t port;
+        slot_relay(s, &server, &port);
         if (b->socket_id)
                 return xasprintf("relay %s port %u, socket %s, tunnel %s", server, b->relay_port, b->socket_id,
                                  b->tunnel_id ? b->tunnel_id : "-");
         return xasprintf("relay %s port %u", server, b->relay_port);
 }
 
-/* The one place a binding's `down` is told: only a binding that was up goes down. */
-static void log_down(struct binding *b, int priority, const char *why) {
-        _cleanup_(freep) char *relay = relay_text(b);
+/* The one place a binding's `down` is told: only a tunnel that was up goes down. */
+static void log_down(struct binding_slot *s, int priority, const char *why) {
+        struct binding *b = s->binding;
+        _cleanup_(freep) char *relay = relay_text(s), *prefix = slot_prefix(s);
         log_full(priority, &(struct log_fields) {
                          .binding = b->conf->name, .event = "down", .message_id = LOG_MESSAGE_ID_DOWN,
                          .socket_id = b->socket_id, .tunnel_id = b->tunnel_id, .relay = relay },
-                 "down: %s", why);
+                 "down: %s%s", prefix, why);
 }
 
 void binding_going_down(struct binding *b, const char *why) {
-        if (b->state == BINDING_STATE_UP)
-                log_down(b, LOG_NOTICE, why);
+        for (size_t i = 0; i < b->n_slots; i++)
+                if (b->slots[i].state == BINDING_STATE_UP)
+                        log_down(&b->slots[i], LOG_NOTICE, why);
 }
 
 static void on_tunnel_up(struct tunnel *t, void *userdata) {
-        struct binding *b = userdata;
+        struct binding_slot *s = userdata;
+        struct binding *b = s->binding;
         _cleanup_(freep) char *url = public_url(b), *relay = NULL;
-        b->connected_since = now_realtime_usec();
-        b->next_attempt = 0;
+        const char *server;
+        uint16_t port;
+        slot_relay(s, &server, &port);
+        s->connected_since = now_realtime_usec();
+        s->next_attempt = 0;
+        free(s->last_error);
+        s->last_error = NULL;
+        s->state = BINDING_STATE_UP;
+        derive_state(b);
         if (!b->relay_port)     /* remote_port = 0: the port the relay chose */
                 b->relay_port = tunnel_get_bound_port(t);
-        free(b->last_error);
-        b->last_error = NULL;
-        set_state(b, BINDING_STATE_UP);
-        if (sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC,
+        if (sd_event_add_time_relative(b->manager->event, &s->timer, CLOCK_MONOTONIC,
                                        (uint64_t) b->manager->config->stable_after * USEC_PER_SEC, 0, on_stable,
-                                       b) < 0)
+                                       s) < 0)
                 /* Out of resources: the failure count is not reset, so a later backoff is longer. */
                 log_binding(LOG_WARNING, b->conf->name, PROTO_EVENT_UP, "cannot arm the stable_after timer");
-        relay = relay_text(b);
+        relay = relay_text(s);
         log_full(LOG_NOTICE, &(struct log_fields) {
                          .binding = b->conf->name, .event = PROTO_EVENT_UP, .message_id = LOG_MESSAGE_ID_UP,
                          .socket_id = b->socket_id, .tunnel_id = b->tunnel_id, .relay = relay },
                  "up: %s:%u -> relay %s port %u%s%s", b->conf->host, b->conf->port,
-                 b->manager->config->ssh_server, b->relay_port, url ? ", public at " : "", url ? url : "");
+                 server, b->relay_port, url ? ", public at " : "", url ? url : "");
 }
 
 static void on_tunnel_down(struct tunnel *t, int error, bool permanent, const char *message, void *userdata) {
-        struct binding *b = userdata;
-        /* A failed attempt is no `down`: the binding was not up. It backs off, or fails. */
-        if (b->state == BINDING_STATE_UP)
-                log_down(b, LOG_WARNING, message);
-        set_error(b, message);
-        binding_stop(b);
-        if (permanent) {
-                log_binding(LOG_ERR, b->conf->name, "failed", "failed: %s; not retrying until the binding or "
-                            "config changes", message);
-                set_state(b, BINDING_STATE_FAILED);
+        struct binding_slot *s = userdata;
+        struct binding *b = s->binding;
+        /* A failed attempt is no `down`: the tunnel was not up. It backs off, or fails. */
+        if (s->state == BINDING_STATE_UP)
+                log_down(s, LOG_WARNING, message);
+        free(s->last_error);
+        s->last_error = xstrdup(message);
+        if (b->stopping) {
+                /* binding_stop frees every tunnel; binding_attempt starts them again. */
+                s->state = BINDING_STATE_CONNECTING;
                 return;
         }
-        schedule_retry(b);
+        slot_stop(s);
+        if (permanent) {
+                _cleanup_(freep) char *prefix = slot_prefix(s);
+                log_binding(LOG_ERR, b->conf->name, "failed", "failed: %s%s; not retrying until the binding or "
+                            "config changes", prefix, message);
+                s->state = BINDING_STATE_FAILED;
+                derive_state(b);
+                return;
+        }
+        slot_retry(s);
 }
 
 /* public_url_pattern, compiled for the pattern text it was made from (a reload may
@@ -235,7 +375,8 @@ static void match_public_url(struct binding *b, const char *line) {
 }
 
 static void on_tunnel_log(struct tunnel *t, const char *line, void *userdata) {
-        struct binding *b = userdata;
+        struct binding_slot *s = userdata;
+        struct binding *b = s->binding;
         match_public_url(b, line);
         log_full(LOG_INFO, &(struct log_fields) {
                          .binding = b->conf->name, .event = "edge-log",
@@ -249,12 +390,16 @@ static const struct tunnel_callbacks tunnel_callbacks = {
         .on_log = on_tunnel_log,
 };
 
-static void binding_connect(struct binding *b) {
+static void slot_connect(struct binding_slot *s) {
+        struct binding *b = s->binding;
         const struct config *c = b->manager->config;
+        const char *server;
+        uint16_t port;
+        slot_relay(s, &server, &port);
         const struct tunnel_params p = {
                 .name = b->conf->name,
-                .server = c->ssh_server,
-                .server_port = c->ssh_port,
+                .server = server,
+                .server_port = port,
                 .user = c->ssh_user ? c->ssh_user : b->ssh_user,
                 .identity_file = c->identity_file,
                 .known_hosts = c->known_hosts,
@@ -269,13 +414,39 @@ static void binding_connect(struct binding *b) {
                 .max_connections = b->conf->max_connections,
                 .exclusive = c->api,
         };
-        set_state(b, BINDING_STATE_CONNECTING);
-        int r = tunnel_new(b->manager->tunnels, b->manager->event, &p, &tunnel_callbacks, b, &b->tunnel);
+        s->state = BINDING_STATE_CONNECTING;
+        derive_state(b);
+        int r = tunnel_new(b->manager->tunnels, b->manager->event, &p, &tunnel_callbacks, s, &s->tunnel);
         if (r < 0) {
-                _cleanup_(freep) char *msg = xasprintf("cannot start the tunnel: %s", strerror(-r));
-                set_error(b, msg);
-                schedule_retry(b);
+                free(s->last_error);
+                s->last_error = xasprintf("cannot start the tunnel: %s", strerror(-r));
+                slot_retry(s);
         }
+}
+
+static void slots_free(struct binding *b) {
+        for (size_t i = 0; i < b->n_slots; i++) {
+                slot_stop(&b->slots[i]);
+                free(b->slots[i].last_error);
+        }
+        free(b->slots);
+        b->slots = NULL;
+        b->n_slots = 0;
+}
+
+/* One tunnel per relay in direct mode (one in API mode), each started now. */
+static void binding_connect(struct binding *b) {
+        size_t n = b->manager->api ? 1 : conf_relay_count(b->manager->config);
+        if (n != b->n_slots) {
+                slots_free(b);
+                b->slots = xcalloc(n, sizeof(*b->slots));
+                b->n_slots = n;
+                for (size_t i = 0; i < n; i++)
+                        b->slots[i] = (struct binding_slot) { .binding = b, .index = i,
+                                                              .state = BINDING_STATE_CONNECTING };
+        }
+        for (size_t i = 0; i < n; i++)
+                slot_connect(&b->slots[i]);
 }
 
 static void replace(char **dst, const char *src) {
@@ -329,6 +500,9 @@ static void binding_resolve(struct binding *b) {
 
 void binding_attempt(struct binding *b) {
         binding_stop(b);
+        if (b->attempts == 0)           /* a fresh start (new, reloaded): every tunnel from `initial` */
+                for (size_t i = 0; i < b->n_slots; i++)
+                        b->slots[i].failures = 0;
         if (b->attempts++ > 0)
                 b->reconnects++;
         if (b->manager->api) {
@@ -337,6 +511,28 @@ void binding_attempt(struct binding *b) {
         }
         b->relay_port = b->conf->remote_port;
         binding_connect(b);
+}
+
+bool binding_retry_now(struct binding *b) {
+        bool any = false;
+        if (b->state == BINDING_STATE_BACKOFF) {
+                b->timer = sd_event_source_disable_unref(b->timer);
+                binding_attempt(b);
+                return true;
+        }
+        if (b->manager->api)
+                return false;
+        for (size_t i = 0; i < b->n_slots; i++) {
+                struct binding_slot *s = &b->slots[i];
+                if (s->state != BINDING_STATE_BACKOFF)
+                        continue;
+                s->timer = sd_event_source_disable_unref(s->timer);
+                b->attempts++;
+                b->reconnects++;
+                slot_connect(s);
+                any = true;
+        }
+        return any;
 }
 
 struct binding *binding_new(struct manager *m, struct binding_conf *bc) {
@@ -351,6 +547,7 @@ void binding_free(struct binding *b) {
         if (!b)
                 return;
         binding_stop(b);
+        slots_free(b);
         conf_binding_free(b->conf);
         free(b->last_error);
         free(b->socket_id);
@@ -365,10 +562,22 @@ void binding_free(struct binding *b) {
 void binding_to_proto(const struct binding *b, struct proto_binding *p) {
         const struct binding_conf *c = b->conf;
         struct tunnel_stats now = { 0 };
+        const struct tunnel *up = NULL;
         const char *cipher, *mac;
-        if (b->tunnel)
-                tunnel_get_stats(b->tunnel, &now);
-        tunnel_get_algorithms(b->state == BINDING_STATE_UP ? b->tunnel : NULL, &cipher, &mac);
+        for (size_t i = 0; i < b->n_slots; i++) {
+                const struct binding_slot *s = &b->slots[i];
+                struct tunnel_stats st;
+                if (!s->tunnel)
+                        continue;
+                tunnel_get_stats(s->tunnel, &st);
+                now.connections_active += st.connections_active;
+                now.connections_total += st.connections_total;
+                now.bytes_in += st.bytes_in;
+                now.bytes_out += st.bytes_out;
+                if (!up && s->state == BINDING_STATE_UP)
+                        up = s->tunnel;
+        }
+        tunnel_get_algorithms(b->state == BINDING_STATE_UP ? up : NULL, &cipher, &mac);
         *p = (struct proto_binding) {
                 .name = xstrdup(c->name),
                 .source = xstrdup(c->source == BINDING_SOURCE_CONFIG ? PROTO_SOURCE_CONFIG : PROTO_SOURCE_RUNTIME),
@@ -399,4 +608,21 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .defined_at = c->source == BINDING_SOURCE_CONFIG ? xasprintf("%s:%u", c->file, c->line) : xstrdup(c->file),
         };
         p->public_url = b->relay_url ? xstrdup(b->relay_url) : public_url(b);
+        p->tunnels_up = binding_tunnels_up(b);
+        p->n_relays = b->n_slots ? b->n_slots : (b->manager->api ? 1 : conf_relay_count(b->manager->config));
+        p->relays = xcalloc(p->n_relays, sizeof(*p->relays));
+        for (size_t i = 0; i < p->n_relays; i++) {
+                /* API mode's one tunnel is the binding (which also resolves and backs off
+                 * at the API); no slot yet: what the binding is. */
+                const struct binding_slot *s = i < b->n_slots && !b->manager->api ? &b->slots[i] : NULL;
+                const char *host;
+                uint16_t port;
+                conf_relay(b->manager->config, b->manager->api ? 0 : i, &host, &port);
+                p->relays[i] = (struct proto_relay) {
+                        .server = format_host_port(host, port),
+                        .state = xstrdup(binding_state_to_string(s ? s->state : b->state)),
+                        .last_error = xstrdup(s ? s->last_error : b->last_error),
+                        .connected_since = s ? s->connected_since : b->connected_since,
+                };
+        }
 }

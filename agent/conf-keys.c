@@ -51,6 +51,75 @@ static char *parse_host(const struct key *k, const char *v, void *base) {
         return parse_string(k, v, base);
 }
 
+/* One relay of [ssh] server: host, host:port, [v6]:port, [v6] or a bare IPv6 literal. */
+static char *parse_relay(const char *v, struct relay_conf *ret) {
+        _cleanup_(freep) char *host = NULL;
+        const char *port = NULL;
+        struct in6_addr a6;
+        if (v[0] == '[') {
+                const char *end = strchr(v, ']');
+                if (!end || (end[1] && end[1] != ':'))
+                        return xasprintf("\"%s\" is not [IPV6] or [IPV6]:PORT", v);
+                host = strndup(v + 1, (size_t) (end - v - 1));
+                if (inet_pton(AF_INET6, host, &a6) != 1)
+                        return xasprintf("\"%s\" is not an IPv6 address", host);
+                port = end[1] ? end + 2 : NULL;
+        } else if (strchr(v, ':') && strchr(v, ':') != strrchr(v, ':')) {
+                host = xstrdup(v);              /* a bare IPv6 literal: no port */
+        } else {
+                const char *colon = strchr(v, ':');
+                host = colon ? strndup(v, (size_t) (colon - v)) : xstrdup(v);
+                port = colon ? colon + 1 : NULL;
+        }
+        char *why = conf_host_problem(host);
+        if (why)
+                return why;
+        ret->port = 0;
+        if (port && parse_port(port, &ret->port) < 0)
+                return xasprintf("\"%s\" is not a port (1-65535)", port);
+        ret->host = host;
+        host = NULL;
+        return NULL;
+}
+
+/* [ssh] server: one or more relays, comma-separated; each binding holds its forward on
+ * every one of them. ssh_server is the first one's host. */
+static char *parse_servers(const struct key *k, const char *v, void *base) {
+        struct config *c = base;
+        struct relay_conf relays[CONF_RELAYS_MAX] = {};
+        size_t n = 0;
+        char *why = NULL;
+        _cleanup_(freep) char *copy = xstrdup(v);
+        (void) k;
+        for (char *save = NULL, *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+                item += strspn(item, " \t");
+                size_t len = strlen(item);
+                while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+                        item[--len] = 0;
+                if (n == CONF_RELAYS_MAX) {
+                        why = xasprintf("more than %u relays", CONF_RELAYS_MAX);
+                        break;
+                }
+                if ((why = parse_relay(item, &relays[n])))
+                        break;
+                n++;
+        }
+        if (!why && n == 0)
+                why = xstrdup("no relay given");
+        if (why) {
+                for (size_t i = 0; i < n; i++)
+                        free(relays[i].host);
+                return why;
+        }
+        for (size_t i = 0; i < c->n_ssh_relays; i++)
+                free(c->ssh_relays[i].host);
+        memcpy(c->ssh_relays, relays, sizeof(relays));
+        c->n_ssh_relays = n;
+        free(c->ssh_server);
+        c->ssh_server = xstrdup(relays[0].host);
+        return NULL;
+}
+
 static char *parse_port16(const struct key *k, const char *v, void *base) {
         if (parse_port(v, FIELD(base, k, uint16_t)) < 0)
                 return xasprintf("\"%s\" is not a port (1-65535)", v);
@@ -160,7 +229,7 @@ const struct key conf_keys[CONF_N_KEYS] = {
         CFG(API, "email", parse_string, api_email, 0, 0),
         CFG(API, "password_file", parse_path, api_password_file, 0, 0),
         CFG(API, "token_file", parse_path, api_token_file, 0, 0),
-        CFG(SSH, "server", parse_host, ssh_server, 0, 0),
+        CFG(SSH, "server", parse_servers, ssh_server, 0, 0),
         CFG(SSH, "port", parse_port16, ssh_port, 0, 0),
         CFG(SSH, "user", parse_string, ssh_user, 0, 0),
         CFG(SSH, "identity_file", parse_path, identity_file, 0, 0),

@@ -533,10 +533,40 @@ void conf_free(struct config *c) {
         };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 free(*strs[i]);
+        for (size_t i = 0; i < c->n_ssh_relays; i++)
+                free(c->ssh_relays[i].host);
         for (size_t i = 0; i < c->n_bindings; i++)
                 conf_binding_free(c->bindings[i]);
         free(c->bindings);
         free(c);
+}
+
+size_t conf_relay_count(const struct config *c) {
+        return c->n_ssh_relays > 0 ? c->n_ssh_relays : 1;
+}
+
+void conf_relay(const struct config *c, size_t i, const char **host, uint16_t *port) {
+        if (c->n_ssh_relays == 0 || i >= c->n_ssh_relays) {
+                *host = c->ssh_server;
+                *port = c->ssh_port;
+                return;
+        }
+        *host = c->ssh_relays[i].host;
+        *port = c->ssh_relays[i].port ? c->ssh_relays[i].port : c->ssh_port;
+}
+
+static bool relays_equal(const struct config *a, const struct config *b) {
+        if (conf_relay_count(a) != conf_relay_count(b))
+                return false;
+        for (size_t i = 0; i < conf_relay_count(a); i++) {
+                const char *ha, *hb;
+                uint16_t pa, pb;
+                conf_relay(a, i, &ha, &pa);
+                conf_relay(b, i, &hb, &pb);
+                if (!streq_ptr(ha, hb) || pa != pb)
+                        return false;
+        }
+        return true;
 }
 
 bool conf_transport_equal(const struct config *a, const struct config *b) {
@@ -544,7 +574,7 @@ bool conf_transport_equal(const struct config *a, const struct config *b) {
                 streq_ptr(a->api_email, b->api_email) &&
                 streq_ptr(a->api_password_file, b->api_password_file) &&
                 streq_ptr(a->api_token_file, b->api_token_file) &&
-                streq_ptr(a->ssh_server, b->ssh_server) && a->ssh_port == b->ssh_port &&
+                relays_equal(a, b) &&
                 streq_ptr(a->ssh_user, b->ssh_user) && streq_ptr(a->identity_file, b->identity_file) &&
                 streq_ptr(a->known_hosts, b->known_hosts) && a->host_key_check == b->host_key_check &&
                 streq_ptr(a->host_key_fingerprint, b->host_key_fingerprint) &&

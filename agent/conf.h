@@ -18,6 +18,13 @@ enum host_key_check {
         _HOST_KEY_CHECK_MAX,
 };
 
+/* One relay of `[ssh] server = a, b:2222`. */
+#define CONF_RELAYS_MAX 8
+struct relay_conf {
+        char *host;                  /* brackets removed from IPv6 literals */
+        uint16_t port;               /* 0: the [ssh] port */
+};
+
 enum binding_source {
         BINDING_SOURCE_CONFIG,       /* mysocketd.ini or conf.d: cannot be removed at run time */
         BINDING_SOURCE_RUNTIME,      /* state_dir/bindings.d/NAME.ini, from `mysocketctl add` */
@@ -61,7 +68,9 @@ struct config {
         char *api_token_file;
 
         /* [ssh] */
-        char *ssh_server;            /* ssh.mysocket.io */
+        char *ssh_server;            /* ssh.mysocket.io; the first relay of the list */
+        struct relay_conf ssh_relays[CONF_RELAYS_MAX];   /* every relay of [ssh] server */
+        size_t n_ssh_relays;         /* 0: just ssh_server at ssh_port (the default) */
         uint16_t ssh_port;           /* 22 */
         char *ssh_user;              /* NULL: from the API (required in direct mode) */
         char *identity_file;         /* /etc/mysocketd/id_ed25519 */
@@ -113,6 +122,10 @@ char *conf_binding_to_ini(const struct binding_conf *b);
 struct binding_conf *conf_binding_dup(const struct binding_conf *b);
 bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf *b);
 void conf_binding_free(struct binding_conf *b);
+
+/* How many relays [ssh] server lists (at least 1), and relay i's host and port. */
+size_t conf_relay_count(const struct config *c);
+void conf_relay(const struct config *c, size_t i, const char **host, uint16_t *port);
 
 /* Settings that, when changed by a reload, require every tunnel to restart ([ssh], [api]). */
 bool conf_transport_equal(const struct config *a, const struct config *b);

@@ -49,12 +49,8 @@ static void on_network_change(void *userdata) {
         struct manager *m = userdata;
         unsigned n = 0;
         for (size_t i = 0; i < m->n_bindings; i++) {
-                struct binding *b = m->bindings[i];
-                if (b->state != BINDING_STATE_BACKOFF)
-                        continue;
-                b->timer = sd_event_source_disable_unref(b->timer);
-                binding_attempt(b);
-                n++;
+                if (binding_retry_now(m->bindings[i]))
+                        n++;
         }
         if (n > 0)
                 log_full(LOG_INFO, &(struct log_fields) { .event = "network-change" },

@@ -35,12 +35,28 @@ struct api;
 struct api_call;
 struct url_matcher;
 
+/* One tunnel of a binding: in direct mode one per relay of [ssh] server, each with its own
+ * state, backoff and last error, so that one relay failing never disturbs another. */
+struct binding_slot {
+        struct binding *binding;
+        size_t index;                   /* the relay: conf_relay(config, index, ...) */
+        enum binding_state state;       /* connecting, up, backoff or failed */
+        struct tunnel *tunnel;
+        sd_event_source *timer;         /* backoff wait, or the stable_after timer while up */
+        unsigned failures;              /* consecutive failed attempts: the backoff exponent */
+        uint64_t connected_since;       /* realtime usec, 0 when not up */
+        uint64_t next_attempt;          /* realtime usec, 0 when not in backoff */
+        char *last_error;
+};
+
 struct binding {
         struct manager *manager;
         struct binding_conf *conf;
-        enum binding_state state;
+        enum binding_state state;       /* resolving, removing, or derived from the slots */
 
-        struct tunnel *tunnel;
+        struct binding_slot *slots;     /* n_slots of them while connecting or later */
+        size_t n_slots;
+        bool stopping;                  /* in binding_stop: a tunnel's on_down starts nothing */
         struct api_call *api_call;
         sd_event_source *timer;         /* backoff wait, or the stable_after timer while up */
 
@@ -122,9 +138,14 @@ struct binding *binding_new(struct manager *m, struct binding_conf *bc);   /* ta
 void binding_free(struct binding *b);                                       /* stops it first; NULL is fine */
 /* Starts an attempt now: resolve at the API (API mode) or connect (direct mode). */
 void binding_attempt(struct binding *b);
+/* A network change: every tunnel of b in backoff tries again now (the whole binding when
+ * it is in backoff). Returns whether anything was retried. */
+bool binding_retry_now(struct binding *b);
 /* Ends the session, the API call and the timers; the state is left to the caller. */
 void binding_stop(struct binding *b);
 /* Logs the binding's `down` (with why) if it is up; call before stopping it on purpose. */
 void binding_going_down(struct binding *b, const char *why);
+/* How many of the binding's tunnels are up. */
+unsigned binding_tunnels_up(const struct binding *b);
 /* Fills the wire view of a binding (caller clears it with proto_binding_clear). */
 void binding_to_proto(const struct binding *b, struct proto_binding *ret);

@@ -22,9 +22,8 @@ static uint64_t up_of(const struct binding *b, const struct proto_binding *p) {
         return b->state == BINDING_STATE_UP;
 }
 
-/* One tunnel per binding for now: up is 1 tunnel up. */
 static uint64_t tunnels_up_of(const struct binding *b, const struct proto_binding *p) {
-        return b->state == BINDING_STATE_UP;
+        return binding_tunnels_up(b);
 }
 
 static uint64_t reconnects_of(const struct binding *b, const struct proto_binding *p) {

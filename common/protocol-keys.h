@@ -109,6 +109,9 @@
 #define PROTO_KEY_REMOTE_PORT    "remote_port"
 #define PROTO_KEY_REMOTE_HOST    "remote_host"     /* also an argument of add */
 #define PROTO_KEY_DEFINED_AT     "defined_at"
+#define PROTO_KEY_TUNNELS_UP     "tunnels_up"      /* and PROTO_KEY_TUNNELS: how many tunnels */
+#define PROTO_KEY_RELAYS         "relays"          /* one object per tunnel: */
+#define PROTO_KEY_SERVER         "server"          /* and state, last_error, connected_since */
 
 /* A binding's "source" and "state". */
 #define PROTO_SOURCE_CONFIG      "config"

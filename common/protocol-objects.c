@@ -123,6 +123,12 @@ void proto_binding_clear(struct proto_binding *b) {
         free(b->cipher);
         free(b->mac);
         free(b->defined_at);
+        for (size_t i = 0; i < b->n_relays; i++) {
+                free(b->relays[i].server);
+                free(b->relays[i].state);
+                free(b->relays[i].last_error);
+        }
+        free(b->relays);
         *b = (struct proto_binding) {};
 }
 
@@ -157,7 +163,44 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_port_or_null(o, PROTO_KEY_REMOTE_PORT, b->remote_port);
         add_string_or_null(o, PROTO_KEY_REMOTE_HOST, b->remote_host);
         add_string_or_null(o, PROTO_KEY_DEFINED_AT, b->defined_at);
+        add_uint(o, PROTO_KEY_TUNNELS_UP, b->tunnels_up);
+        add_uint(o, PROTO_KEY_TUNNELS, b->n_relays);
+        cJSON *relays = cJSON_AddArrayToObject(o, PROTO_KEY_RELAYS);
+        for (size_t i = 0; i < b->n_relays; i++) {
+                cJSON *r = proto_new_object();
+                add_string_or_null(r, PROTO_KEY_SERVER, b->relays[i].server);
+                add_string_or_null(r, PROTO_KEY_STATE, b->relays[i].state);
+                add_string_or_null(r, PROTO_KEY_LAST_ERROR, b->relays[i].last_error);
+                proto_add_time_or_null(r, PROTO_KEY_CONNECTED_SINCE, b->relays[i].connected_since);
+                cJSON_AddItemToArray(relays, r);
+        }
         return o;
+}
+
+/* The "relays" array of a binding (absent: none, as from an older daemon). */
+static int get_relays(const cJSON *o, struct proto_binding *b, char **error) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, PROTO_KEY_RELAYS), *i;
+        int r;
+        if (!a || cJSON_IsNull(a))
+                return 0;
+        if (!cJSON_IsArray(a)) {
+                *error = xasprintf("\"%s\" must be an array", PROTO_KEY_RELAYS);
+                return -EINVAL;
+        }
+        b->relays = xcalloc((size_t) cJSON_GetArraySize(a) + 1, sizeof(*b->relays));
+        cJSON_ArrayForEach(i, a) {
+                struct proto_relay *x = &b->relays[b->n_relays++];
+                if (!cJSON_IsObject(i)) {
+                        *error = xasprintf("\"%s\" must hold objects", PROTO_KEY_RELAYS);
+                        return -EINVAL;
+                }
+                if ((r = get_string_dup(i, PROTO_KEY_SERVER, false, &x->server, error)) < 0 ||
+                    (r = get_string_dup(i, PROTO_KEY_STATE, false, &x->state, error)) < 0 ||
+                    (r = get_string_dup(i, PROTO_KEY_LAST_ERROR, false, &x->last_error, error)) < 0 ||
+                    (r = get_time(i, PROTO_KEY_CONNECTED_SINCE, &x->connected_since, error)) < 0)
+                        return r;
+        }
+        return 0;
 }
 
 int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **error) {
@@ -195,7 +238,9 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &b.username, error)) < 0 ||
             (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &b.remote_port, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &b.remote_host, error)) < 0 ||
-            (r = get_string_dup(o, PROTO_KEY_DEFINED_AT, false, &b.defined_at, error)) < 0)
+            (r = get_string_dup(o, PROTO_KEY_DEFINED_AT, false, &b.defined_at, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_TUNNELS_UP, UINT64_MAX, 0, &b.tunnels_up, error)) < 0 ||
+            (r = get_relays(o, &b, error)) < 0)
                 goto out;
 
         *ret = b;

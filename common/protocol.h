@@ -38,6 +38,14 @@ enum proto_code {
 const char *proto_code_to_string(enum proto_code c);
 enum proto_code proto_code_from_string(const char *s);   /* unknown -> PROTO_CODE_INTERNAL */
 
+/* One tunnel of a binding (its relay, in direct mode): an item of the binding's "relays". */
+struct proto_relay {
+        char *server;              /* "host:port", "[v6]:port" */
+        char *state;               /* connecting|up|backoff|failed */
+        char *last_error;
+        uint64_t connected_since;  /* realtime usec, 0 = null */
+};
+
 /* What a binding looks like on the wire: the `list --json` / `show --json` object.
  * Strings are owned by the struct (proto_binding_clear frees them); NULL means JSON null. */
 struct proto_binding {
@@ -69,6 +77,9 @@ struct proto_binding {
         char *mac;                 /* NULL too when the cipher is AEAD (no separate MAC) */
         uint64_t next_attempt;     /* realtime usec, 0 = null */
         char *defined_at;          /* "file:line" for config bindings, the state file for runtime ones */
+        uint64_t tunnels_up;       /* how many of the n_relays tunnels are up */
+        struct proto_relay *relays;   /* one per tunnel; the count is "tunnels" */
+        size_t n_relays;
 };
 void proto_binding_clear(struct proto_binding *b);
 cJSON *proto_binding_to_json(const struct proto_binding *b);

@@ -40,15 +40,18 @@ static char *since_text(const struct proto_binding *b) {
 }
 
 static void add_binding_row(struct table *t, const struct proto_binding *b) {
-        _cleanup_(freep) char *local = NULL, *remote = NULL, *since = NULL, *conns = NULL, *reconn = NULL;
+        _cleanup_(freep) char *local = NULL, *remote = NULL, *since = NULL, *conns = NULL, *reconn = NULL, *state = NULL;
 
+        /* Several tunnels: "up 1/2", how many of them are up. */
+        if (b->n_relays > 1)
+                state = xasprintf("%s %" PRIu64 "/%zu", b->state ?: "?", b->tunnels_up, b->n_relays);
         local = format_host_port(b->host ?: "?", b->port);
         remote = remote_text(b);
         since = since_text(b);
         conns = xasprintf("%" PRIu64 "/%" PRIu64, b->connections_active, b->connections_total);
         reconn = xasprintf("%" PRIu64, b->reconnects);
         table_add_row(t, (const char *const[]) {
-                b->name, b->state, b->type, local, remote, since, conns, reconn, b->last_error });
+                b->name, state ?: b->state, b->type, local, remote, since, conns, reconn, b->last_error });
 }
 
 int ctl_cmd_list(struct ctl_context *ctx, int argc, char **argv) {

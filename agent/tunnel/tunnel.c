@@ -38,13 +38,19 @@ static void tunnel_detach(struct tunnel *t) {
         if (t->listener && s->state == SESSION_UP)
                 forward_cancel_later(s, t->listener);
         t->listener = NULL;
+        /* Aborting its connections may fail the session (a loop that is finishing cannot
+         * schedule it): held, the session outlives this, and t is then off it already. */
+        session_enter(s);
         bridge_abort_tunnel(s, t);
-        LIST_REMOVE(s->tunnels_head, s->tunnels_tail, t);
-        t->s = NULL;
-        if (!s->tunnels_head)
-                session_release(s);
-        else
-                session_schedule(s);
+        if (t->s == s) {
+                LIST_REMOVE(s->tunnels_head, s->tunnels_tail, t);
+                t->s = NULL;
+                if (!s->tunnels_head)
+                        session_release(s);
+                else
+                        session_schedule(s);
+        }
+        session_leave(s);
 }
 
 void tunnel_forward_granted(struct tunnel *t, sshcall_listener *listener, int bound_port) {

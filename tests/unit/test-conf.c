@@ -95,6 +95,9 @@ static const char long_line[] = "[daemon]\ncontrol_group = "
         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n" API;
 
 static const struct bad bad[] = {
+        { API "[ssh]\nserver = a, b:99999\n", F ":4: [ssh] server: \"99999\" is not a port (1-65535)" },
+        { API "[ssh]\nserver = [::1:22\n", F ":4: [ssh] server: \"[::1:22\" is not [IPV6] or [IPV6]:PORT" },
+        { API "[ssh]\nserver = a,b,c,d,e,f,g,h,i\n", F ":4: [ssh] server: more than 8 relays" },
         { API "[foo]\n", F ":3: [foo]: unknown section (expected [daemon], [api], [ssh], [backoff] or [binding \"NAME\"])" },
         { API "[daemon]\nfoo = 1\n", F ":4: [daemon] foo: unknown key" },
         { API "[ssh]\nport = 22\nport = 23\n", F ":5: [ssh] port: duplicate key (first set at line 4)" },
@@ -648,6 +651,44 @@ START_TEST(test_dup_equal) {
 }
 END_TEST
 
+/* [ssh] server = a, b:2222: every relay, the first one also as ssh_server. */
+START_TEST(test_relays) {
+        struct config *c = load_ok("[ssh]\nuser = t\nport = 2200\nserver = relay1 , relay2.example.org:2222, [::1]:23, ::1,[fe80::1]\n");
+        const char *h;
+        uint16_t p;
+        ck_assert_uint_eq(conf_relay_count(c), 5);
+        ck_assert_str_eq(c->ssh_server, "relay1");
+        conf_relay(c, 0, &h, &p);
+        ck_assert_str_eq(h, "relay1");
+        ck_assert_uint_eq(p, 2200);
+        conf_relay(c, 1, &h, &p);
+        ck_assert_str_eq(h, "relay2.example.org");
+        ck_assert_uint_eq(p, 2222);
+        conf_relay(c, 2, &h, &p);
+        ck_assert_str_eq(h, "::1");
+        ck_assert_uint_eq(p, 23);
+        conf_relay(c, 3, &h, &p);
+        ck_assert_str_eq(h, "::1");
+        ck_assert_uint_eq(p, 2200);
+        conf_relay(c, 4, &h, &p);
+        ck_assert_str_eq(h, "fe80::1");
+        struct config *d = load_ok("[ssh]\nuser = t\nport = 2200\nserver = relay1, relay2.example.org:2222, [::1]:23, ::1, [fe80::1]\n");
+        ck_assert(conf_transport_equal(c, d));
+        conf_free(d);
+        d = load_ok("[ssh]\nuser = t\nport = 2200\nserver = relay1\n");
+        ck_assert(!conf_transport_equal(c, d));
+        ck_assert_uint_eq(conf_relay_count(d), 1);
+        conf_free(d);
+        conf_free(c);
+        c = load_ok("[ssh]\nuser = t\n");
+        ck_assert_uint_eq(conf_relay_count(c), 1);
+        conf_relay(c, 0, &h, &p);
+        ck_assert_str_eq(h, "ssh.mysocket.io");
+        ck_assert_uint_eq(p, 22);
+        conf_free(c);
+}
+END_TEST
+
 START_TEST(test_transport_equal) {
         struct config *a = load_ok(API "[binding \"web\"]\nport = 80\n");
         struct config *b = load_ok(API "[backoff]\nmax = 10\n[daemon]\nlog_level = debug\n[binding \"x\"]\nport = 1\n");
@@ -706,6 +747,7 @@ int main(void) {
         tcase_add_test(tc, test_validate);
         tcase_add_test(tc, test_dup_equal);
         tcase_add_test(tc, test_transport_equal);
+        tcase_add_test(tc, test_relays);
         tcase_add_test(tc, test_socket_type_names);
         suite_add_tcase(s, tc);
 

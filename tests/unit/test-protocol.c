@@ -257,7 +257,7 @@ static const char *const spec_keys[] = {
         "relay_port", "connected_since", "reconnects", "connections_active", "connections_total",
         "connections_refused", "max_connections",
         "bytes_in", "bytes_out", "last_error", "cipher", "mac", "next_attempt", "display_name", "protected",
-        "username", "remote_port", "remote_host", "defined_at",
+        "username", "remote_port", "remote_host", "defined_at", "tunnels_up", "tunnels", "relays",
 };
 
 START_TEST(test_binding_round_trip) {
@@ -270,6 +270,9 @@ START_TEST(test_binding_round_trip) {
                 .bytes_out = 9007199254740992ULL, .last_error = "bad \"quote\"\nnewline",
                 .cipher = "aes128-ctr", .mac = "hmac-sha2-256-etm@openssh.com",
                 .next_attempt = 1700000060ULL * 1000000, .defined_at = "/etc/x.ini:4",
+                .tunnels_up = 1, .n_relays = 2, .relays = (struct proto_relay[]) {
+                        { .server = "relay1:22", .state = "up", .connected_since = 1700000000ULL * 1000000 },
+                        { .server = "[::1]:2222", .state = "backoff", .last_error = "refused" } },
         }, out = {};
         cJSON *j, *back;
         char *line, *error = NULL;
@@ -299,6 +302,15 @@ START_TEST(test_binding_round_trip) {
         ck_assert_str_eq(out.display_name, in.display_name);
         ck_assert(out.protected_);
         ck_assert_str_eq(out.username, in.username);
+        ck_assert_uint_eq(out.tunnels_up, 1);
+        ck_assert_uint_eq(out.n_relays, 2);
+        ck_assert_str_eq(out.relays[0].server, "relay1:22");
+        ck_assert_str_eq(out.relays[0].state, "up");
+        ck_assert_ptr_null(out.relays[0].last_error);
+        ck_assert_uint_eq(out.relays[0].connected_since, 1700000000ULL * 1000000);
+        ck_assert_str_eq(out.relays[1].server, "[::1]:2222");
+        ck_assert_str_eq(out.relays[1].last_error, "refused");
+        ck_assert_uint_eq(out.relays[1].connected_since, 0);
         ck_assert_uint_eq(out.remote_port, in.remote_port);
         ck_assert_str_eq(out.state, in.state);
         ck_assert_str_eq(out.public_url, in.public_url);
