@@ -574,6 +574,7 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 now.connections_total += st.connections_total;
                 now.bytes_in += st.bytes_in;
                 now.bytes_out += st.bytes_out;
+                now.connections_refused += st.connections_refused;
                 if (!up && s->state == BINDING_STATE_UP)
                         up = s->tunnel;
         }
