@@ -206,6 +206,7 @@ static void binding_connect(struct binding *b) {
                 .local_host = b->conf->host,
                 .local_port = b->conf->port,
                 .exclusive = c->api,
+                .edge_log = b->conf->edge_log == EDGE_LOG_AUTO ? c->api : b->conf->edge_log == EDGE_LOG_YES,
         };
         set_state(b, BINDING_STATE_CONNECTING);
         int r = tunnel_new(b->manager->tunnels, b->manager->event, &p, &tunnel_callbacks, b, &b->tunnel);

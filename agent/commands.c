@@ -66,6 +66,7 @@ static struct binding_conf *binding_conf_from_add(const struct proto_add *a) {
                 .password = xstrdup(a->password),
                 .socket_id = xstrdup(a->socket_id),
                 .remote_port = a->remote_port,
+                .edge_log = a->edge_log ? edge_log_from_string(a->edge_log) : EDGE_LOG_AUTO,
                 .source = BINDING_SOURCE_RUNTIME,
         };
         return bc;

@@ -153,6 +153,7 @@ char *conf_binding_to_ini(const struct binding_conf *b) {
         append(&s, "password", b->password);
         append(&s, "socket_id", b->socket_id);
         append(&s, "remote_port", b->remote_port ? rp : NULL);
+        append(&s, "edge_log", b->edge_log != EDGE_LOG_AUTO ? edge_log_to_string(b->edge_log) : NULL);
         return s;
 }
 
@@ -178,7 +179,7 @@ bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf 
         return streq(a->name, b->name) &&
                 streq(a->host ? a->host : BINDING_DEFAULT_HOST, b->host ? b->host : BINDING_DEFAULT_HOST) &&
                 a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
-                a->remote_port == b->remote_port && opt_eq(a->display_name, b->display_name) &&
+                a->remote_port == b->remote_port && a->edge_log == b->edge_log && opt_eq(a->display_name, b->display_name) &&
                 opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&
                 opt_eq(a->socket_id, b->socket_id);
 }

@@ -105,6 +105,7 @@
 #define PROTO_KEY_USERNAME       "username"
 #define PROTO_KEY_PASSWORD       "password"        /* add and login only: never sent back */
 #define PROTO_KEY_REMOTE_PORT    "remote_port"
+#define PROTO_KEY_EDGE_LOG       "edge_log"        /* add: auto | yes | no */
 #define PROTO_KEY_DEFINED_AT     "defined_at"
 
 /* A binding's "source" and "state". */

@@ -210,6 +210,7 @@ void proto_add_clear(struct proto_add *a) {
         free(a->username);
         free(a->password);
         free(a->socket_id);
+        free(a->edge_log);
         *a = (struct proto_add) {};
 }
 
@@ -233,12 +234,14 @@ cJSON *proto_add_to_json(const struct proto_add *a) {
         add_string_if(o, PROTO_KEY_SOCKET_ID, a->socket_id);
         if (a->remote_port)
                 add_uint(o, PROTO_KEY_REMOTE_PORT, a->remote_port);
+        add_string_if(o, PROTO_KEY_EDGE_LOG, a->edge_log);
         return o;
 }
 
 static const char *const add_keys[] = {
         PROTO_KEY_NAME, PROTO_KEY_HOST, PROTO_KEY_PORT, PROTO_KEY_TYPE, PROTO_KEY_DISPLAY_NAME, PROTO_KEY_PROTECTED,
         PROTO_KEY_USERNAME, PROTO_KEY_PASSWORD, PROTO_KEY_SOCKET_ID, PROTO_KEY_REMOTE_PORT,
+        PROTO_KEY_EDGE_LOG,
 };
 
 int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
@@ -272,7 +275,8 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
             (r = get_string_dup(o, PROTO_KEY_USERNAME, false, &a.username, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_PASSWORD, false, &a.password, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_SOCKET_ID, false, &a.socket_id, error)) < 0 ||
-            (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &a.remote_port, error)) < 0)
+            (r = get_port(o, PROTO_KEY_REMOTE_PORT, false, &a.remote_port, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_EDGE_LOG, false, &a.edge_log, error)) < 0)
                 goto out;
 
         r = -EINVAL;
@@ -286,6 +290,10 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
         }
         if (a.host && !*a.host) {
                 *error = xstrdup("\"host\" must not be empty");
+                goto out;
+        }
+        if (a.edge_log && !streq(a.edge_log, "auto") && !streq(a.edge_log, "yes") && !streq(a.edge_log, "no")) {
+                *error = xstrdup("\"edge_log\" must be auto, yes or no");
                 goto out;
         }
 

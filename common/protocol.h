@@ -84,6 +84,7 @@ struct proto_add {
         char *password;
         char *socket_id;
         uint16_t remote_port;
+        char *edge_log;            /* "auto" | "yes" | "no"; NULL = auto */
 };
 void proto_add_clear(struct proto_add *a);
 cJSON *proto_add_to_json(const struct proto_add *a);

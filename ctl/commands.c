@@ -104,6 +104,12 @@ int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a) {
                 if (parse_port(optarg, &a->remote_port) < 0)
                         return ctl_usage_error(ctx, "--remote-port: \"%s\" is not a port (1-65535)", optarg);
                 return -1;
+        case CTL_OPT_EDGE_LOG:
+                if (!streq(optarg, "auto") && !streq(optarg, "yes") && !streq(optarg, "no"))
+                        return ctl_usage_error(ctx, "--edge-log: \"%s\" is not auto, yes or no", optarg);
+                free(a->edge_log);
+                a->edge_log = xstrdup(optarg);
+                return -1;
         default:
                 return ctl_common_option(ctx, c);
         }
@@ -251,6 +257,7 @@ static const struct ctl_command commands[] = {
           BINDING_HELP
           "  --socket-id ID       attach to an existing socket instead of creating one\n"
           "  --remote-port N      direct mode: the port bound on the relay\n"
+          "  --edge-log auto|yes|no  read the relay's log lines on a shell (auto: API mode only)\n"
           "  --wait[=SECONDS]     wait until the binding is up (default 60 s), showing progress\n"
           "  --json               print the binding as JSON\n" },
         { "remove", "rm", ctl_cmd_remove,
@@ -289,6 +296,7 @@ static const struct ctl_command commands[] = {
           "Quick connect: a temporary binding whose logs stream here; Ctrl-C removes it.",
           BINDING_HELP
           "  --remote-port N      direct mode: the port bound on the relay\n"
+          "  --edge-log auto|yes|no  read the relay's log lines on a shell (auto: API mode only)\n"
           "  --json               print the binding, then one event object per line\n"
           "\nThe binding lives as long as this command: Ctrl-C (or the command being killed)\n"
           "removes it and deletes its socket at the API.\n" },

@@ -24,7 +24,8 @@ static bool tunnel_shareable(const struct session *s, sd_event *event, const str
                same_str(s->p.identity_file, p->identity_file) && same_str(s->p.known_hosts, p->known_hosts) &&
                s->p.host_key_check == p->host_key_check &&
                same_str(s->p.host_key_fingerprint, p->host_key_fingerprint) &&
-               s->p.keepalive_interval == p->keepalive_interval && s->p.keepalive_count == p->keepalive_count;
+               s->p.keepalive_interval == p->keepalive_interval && s->p.keepalive_count == p->keepalive_count &&
+               s->p.edge_log == p->edge_log;
 }
 
 /* Takes t off its session: its forward is cancelled, its open connections closed, and the

@@ -43,6 +43,9 @@ struct tunnel_params {
         /* A session of its own, never shared: in API mode the relay's request log on a
          * connection belongs to the one socket it serves. */
         bool exclusive;
+        /* Open a shell on the relay and pass its output lines to on_log; false: no shell
+         * (like `ssh -N`), a bare session channel carries only the keepalive probes. */
+        bool edge_log;
 };
 
 struct tunnel_stats {
