@@ -55,6 +55,14 @@ void binding_stop(struct binding *b) {
                 b->past.connections_total += st.connections_total;
                 b->past.bytes_in += st.bytes_in;
                 b->past.bytes_out += st.bytes_out;
+                b->past.local_errors += st.local_errors;
+                bool failing;
+                const char *le = tunnel_get_local_error(b->tunnel, &failing);
+                if (le) {
+                        free(b->last_local_error);
+                        b->last_local_error = xstrdup(le);
+                        b->local_failing = failing;
+                }
                 tunnel_free(b->tunnel);
                 b->tunnel = NULL;
         }
@@ -291,6 +299,7 @@ void binding_free(struct binding *b) {
                 return;
         binding_stop(b);
         conf_binding_free(b->conf);
+        free(b->last_local_error);
         free(b->last_error);
         free(b->socket_id);
         free(b->tunnel_id);
@@ -306,6 +315,12 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
         if (b->tunnel)
                 tunnel_get_stats(b->tunnel, &now);
         tunnel_get_algorithms(b->state == BINDING_STATE_UP ? b->tunnel : NULL, &cipher, &mac);
+        bool failing;
+        const char *local_error = tunnel_get_local_error(b->tunnel, &failing);
+        if (!local_error) {
+                local_error = b->last_local_error;
+                failing = b->local_failing;
+        }
         *p = (struct proto_binding) {
                 .name = xstrdup(c->name),
                 .source = xstrdup(c->source == BINDING_SOURCE_CONFIG ? PROTO_SOURCE_CONFIG : PROTO_SOURCE_RUNTIME),
@@ -327,6 +342,9 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .bytes_in = b->past.bytes_in + now.bytes_in,
                 .bytes_out = b->past.bytes_out + now.bytes_out,
                 .last_error = xstrdup(b->last_error),
+                .local_errors = b->past.local_errors + now.local_errors,
+                .last_local_error = xstrdup(local_error),
+                .local_failing = failing && local_error,
                 .cipher = xstrdup(cipher),
                 .mac = xstrdup(mac),
                 .next_attempt = b->next_attempt,

@@ -139,6 +139,12 @@ static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const c
         cJSON_AddNumberToObject(s, PROTO_KEY_BINDINGS, (double) m->n_bindings);
         cJSON_AddNumberToObject(s, PROTO_KEY_UP, up);
         cJSON_AddNumberToObject(s, PROTO_KEY_FAILED, failed);
+        unsigned per_state[_BINDING_STATE_MAX] = { 0 };
+        for (size_t i = 0; i < m->n_bindings; i++)
+                per_state[m->bindings[i]->state]++;
+        cJSON *states = cJSON_AddObjectToObject(s, PROTO_KEY_STATES);
+        for (int st = 0; st < _BINDING_STATE_MAX; st++)
+                cJSON_AddNumberToObject(states, binding_state_to_string(st), per_state[st]);
         return reply;
 }
 

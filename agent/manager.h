@@ -50,6 +50,8 @@ struct binding {
         uint64_t next_attempt;          /* realtime usec, 0 when not in backoff */
         char *last_error;
         struct tunnel_stats past;       /* counters of the sessions before the current one */
+        char *last_local_error;         /* of an earlier tunnel: kept when the tunnel goes */
+        bool local_failing;
 
         /* API mode: where the relay expects us (from the API, remembered in the state dir). */
         char *socket_id;

@@ -97,6 +97,10 @@
 #define PROTO_KEY_BYTES_IN       "bytes_in"
 #define PROTO_KEY_BYTES_OUT      "bytes_out"
 #define PROTO_KEY_LAST_ERROR     "last_error"
+#define PROTO_KEY_LOCAL_ERRORS   "local_errors"    /* connections the local service refused or dropped */
+#define PROTO_KEY_LAST_LOCAL_ERROR "last_local_error"
+#define PROTO_KEY_LOCAL_FAILING  "local_failing"   /* no local connect succeeded since last_local_error */
+#define PROTO_KEY_STATES         "states"          /* status: bindings per state */
 #define PROTO_KEY_CIPHER         "cipher"
 #define PROTO_KEY_MAC            "mac"
 #define PROTO_KEY_NEXT_ATTEMPT   "next_attempt"

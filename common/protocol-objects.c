@@ -119,6 +119,7 @@ void proto_binding_clear(struct proto_binding *b) {
         free(b->socket_id);
         free(b->tunnel_id);
         free(b->last_error);
+        free(b->last_local_error);
         free(b->cipher);
         free(b->mac);
         free(b->defined_at);
@@ -145,6 +146,9 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_uint(o, PROTO_KEY_BYTES_IN, b->bytes_in);
         add_uint(o, PROTO_KEY_BYTES_OUT, b->bytes_out);
         add_string_or_null(o, PROTO_KEY_LAST_ERROR, b->last_error);
+        add_uint(o, PROTO_KEY_LOCAL_ERRORS, b->local_errors);
+        add_string_or_null(o, PROTO_KEY_LAST_LOCAL_ERROR, b->last_local_error);
+        cJSON_AddBoolToObject(o, PROTO_KEY_LOCAL_FAILING, b->local_failing);
         add_string_or_null(o, PROTO_KEY_CIPHER, b->cipher);
         add_string_or_null(o, PROTO_KEY_MAC, b->mac);
         proto_add_time_or_null(o, PROTO_KEY_NEXT_ATTEMPT, b->next_attempt);
@@ -181,6 +185,9 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = proto_get_uint(o, PROTO_KEY_BYTES_IN, UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_BYTES_OUT, UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_LAST_ERROR, false, &b.last_error, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_LOCAL_ERRORS, UINT64_MAX, 0, &b.local_errors, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_LAST_LOCAL_ERROR, false, &b.last_local_error, error)) < 0 ||
+            (r = proto_get_bool(o, PROTO_KEY_LOCAL_FAILING, false, &b.local_failing, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_CIPHER, false, &b.cipher, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_MAC, false, &b.mac, error)) < 0 ||
             (r = get_time(o, PROTO_KEY_NEXT_ATTEMPT, &b.next_attempt, error)) < 0 ||

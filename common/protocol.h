@@ -62,6 +62,9 @@ struct proto_binding {
         uint64_t bytes_in;
         uint64_t bytes_out;
         char *last_error;
+        uint64_t local_errors;
+        char *last_local_error;    /* kept after the service is back; NULL = none yet */
+        bool local_failing;        /* no local connect succeeded since last_local_error */
         char *cipher;              /* negotiated with the relay while up, else NULL */
         char *mac;                 /* NULL too when the cipher is AEAD (no separate MAC) */
         uint64_t next_attempt;     /* realtime usec, 0 = null */

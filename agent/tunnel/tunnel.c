@@ -142,7 +142,13 @@ void tunnel_free(struct tunnel *t) {
         free(t->name);
         free(t->bind_host);
         free(t->local_host);
+        free(t->last_local_error);
         free(t);
+}
+
+const char *tunnel_get_local_error(const struct tunnel *t, bool *failing) {
+        *failing = t && t->local_failing;
+        return t ? t->last_local_error : NULL;
 }
 
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret) {

@@ -53,6 +53,7 @@ struct tunnel_stats {
         uint64_t connections_total;
         uint64_t bytes_in;                   /* relay -> local service */
         uint64_t bytes_out;                  /* local service -> relay */
+        uint64_t local_errors;               /* connections the local service refused or dropped */
 };
 
 struct tunnel_callbacks {
@@ -77,6 +78,10 @@ int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct t
 /* Closes everything the tunnel holds (sockets, channels, session). NULL is fine. */
 void tunnel_free(struct tunnel *t);
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret);
+/* The last local service error ("cannot connect to 127.0.0.1:8080: Connection refused"), or
+ * NULL if none yet; *failing: no local connection succeeded since (valid until the next
+ * loop turn). */
+const char *tunnel_get_local_error(const struct tunnel *t, bool *failing);
 /* The session's negotiated cipher and MAC (names valid until the next loop turn), NULL
  * while it is not up; *mac is NULL for an AEAD cipher (aes-gcm, chacha20-poly1305). */
 void tunnel_get_algorithms(const struct tunnel *t, const char **cipher, const char **mac);
