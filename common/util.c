@@ -355,7 +355,7 @@ int secret_file_read(const char *path, const char *what, size_t max, char **ret,
         struct stat st;
         size_t len = 0;
         int r = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);   /* a FIFO must not block */
         if (fd < 0) {
                 r = -errno;
                 *error = xasprintf("cannot open %s file %s: %s", what, path, strerror(-r));

@@ -466,7 +466,7 @@ def test_one_binding_failing_while_another_serves(td, relay, site):
         td.configure_relay(relay, binding("good", site, good) + binding("bad", site, taken))
         td.start()
         td.wait_state("good", "up", timeout=20)
-        wait_for(lambda: "refused forward" in (td.binding("bad")["last_error"] or ""), timeout=20,
+        wait_for(lambda: "relay refused to listen on port" in (td.binding("bad")["last_error"] or ""), timeout=20,
                  what="the forward refusal")
         for _ in range(5):
             assert get(good) == "hello through the tunnel\n"
