@@ -59,6 +59,14 @@ static void slot_stop(struct binding_slot *s) {
                 b->past.connections_refused += st.connections_refused;
                 b->past.bytes_in += st.bytes_in;
                 b->past.bytes_out += st.bytes_out;
+                b->past.local_errors += st.local_errors;
+                bool failing;
+                const char *le = tunnel_get_local_error(t, &failing);
+                if (le) {
+                        free(b->last_local_error);
+                        b->last_local_error = xstrdup(le);
+                        b->local_failing = failing;
+                }
                 s->tunnel = NULL;       /* first: freeing it may call on_down for it */
                 tunnel_free(t);
         }
@@ -413,6 +421,9 @@ static void slot_connect(struct binding_slot *s) {
                 .local_port = b->conf->port,
                 .max_connections = b->conf->max_connections,
                 .exclusive = c->api,
+                /* auto: the relay's lines are read in API mode, and where a public_url_pattern wants them. */
+                .edge_log = b->conf->edge_log == EDGE_LOG_AUTO ? c->api || b->conf->public_url_pattern
+                                                               : b->conf->edge_log == EDGE_LOG_YES,
         };
         s->state = BINDING_STATE_CONNECTING;
         derive_state(b);
@@ -549,6 +560,7 @@ void binding_free(struct binding *b) {
         binding_stop(b);
         slots_free(b);
         conf_binding_free(b->conf);
+        free(b->last_local_error);
         free(b->last_error);
         free(b->socket_id);
         free(b->tunnel_id);
@@ -564,6 +576,8 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
         struct tunnel_stats now = { 0 };
         const struct tunnel *up = NULL;
         const char *cipher, *mac;
+        const char *local_error = NULL;
+        bool failing = false;
         for (size_t i = 0; i < b->n_slots; i++) {
                 const struct binding_slot *s = &b->slots[i];
                 struct tunnel_stats st;
@@ -575,10 +589,22 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 now.bytes_in += st.bytes_in;
                 now.bytes_out += st.bytes_out;
                 now.connections_refused += st.connections_refused;
+                now.local_errors += st.local_errors;
+                /* The newest local error of any tunnel (they share the one local service). */
+                bool f;
+                const char *le = tunnel_get_local_error(s->tunnel, &f);
+                if (le) {
+                        local_error = le;
+                        failing = f;
+                }
                 if (!up && s->state == BINDING_STATE_UP)
                         up = s->tunnel;
         }
         tunnel_get_algorithms(b->state == BINDING_STATE_UP ? up : NULL, &cipher, &mac);
+        if (!local_error) {
+                local_error = b->last_local_error;
+                failing = b->local_failing;
+        }
         *p = (struct proto_binding) {
                 .name = xstrdup(c->name),
                 .source = xstrdup(c->source == BINDING_SOURCE_CONFIG ? PROTO_SOURCE_CONFIG : PROTO_SOURCE_RUNTIME),
@@ -603,6 +629,9 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                 .bytes_in = b->past.bytes_in + now.bytes_in,
                 .bytes_out = b->past.bytes_out + now.bytes_out,
                 .last_error = xstrdup(b->last_error),
+                .local_errors = b->past.local_errors + now.local_errors,
+                .last_local_error = xstrdup(local_error),
+                .local_failing = failing && local_error,
                 .cipher = xstrdup(cipher),
                 .mac = xstrdup(mac),
                 .next_attempt = b->next_attempt,

@@ -69,6 +69,7 @@ static struct binding_conf *binding_conf_from_add(const struct proto_add *a) {
                 .max_connections = (unsigned) a->max_connections,
                 .remote_host = xstrdup(a->remote_host),
                 .remote_port_any = a->remote_port_any,
+                .edge_log = a->edge_log ? edge_log_from_string(a->edge_log) : EDGE_LOG_AUTO,
                 .source = BINDING_SOURCE_RUNTIME,
         };
         return bc;
@@ -141,6 +142,12 @@ static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const c
         cJSON_AddNumberToObject(s, PROTO_KEY_BINDINGS, (double) m->n_bindings);
         cJSON_AddNumberToObject(s, PROTO_KEY_UP, up);
         cJSON_AddNumberToObject(s, PROTO_KEY_FAILED, failed);
+        unsigned per_state[_BINDING_STATE_MAX] = { 0 };
+        for (size_t i = 0; i < m->n_bindings; i++)
+                per_state[m->bindings[i]->state]++;
+        cJSON *states = cJSON_AddObjectToObject(s, PROTO_KEY_STATES);
+        for (int st = 0; st < _BINDING_STATE_MAX; st++)
+                cJSON_AddNumberToObject(states, binding_state_to_string(st), per_state[st]);
         return reply;
 }
 

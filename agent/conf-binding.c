@@ -182,6 +182,7 @@ char *conf_binding_to_ini(const struct binding_conf *b) {
         char mc[12];
         snprintf(mc, sizeof(mc), "%u", b->max_connections);
         append(&s, "max_connections", b->max_connections ? mc : NULL);
+        append(&s, "edge_log", b->edge_log != EDGE_LOG_AUTO ? edge_log_to_string(b->edge_log) : NULL);
         return s;
 }
 
@@ -209,7 +210,7 @@ bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf 
         return streq(a->name, b->name) &&
                 streq(a->host ? a->host : BINDING_DEFAULT_HOST, b->host ? b->host : BINDING_DEFAULT_HOST) &&
                 a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
-                a->remote_port == b->remote_port && a->max_connections == b->max_connections &&
+                a->remote_port == b->remote_port && a->max_connections == b->max_connections && a->edge_log == b->edge_log &&
                 a->remote_port_any == b->remote_port_any && opt_eq(a->remote_host, b->remote_host) &&
                 opt_eq(a->public_url_pattern, b->public_url_pattern) && opt_eq(a->display_name, b->display_name) &&
                 opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&

@@ -180,6 +180,23 @@ static char *parse_listen(const struct key *k, const char *v, void *base) {
         return NULL;
 }
 
+const char *edge_log_to_string(int e) {
+        return e == EDGE_LOG_YES ? "yes" : e == EDGE_LOG_NO ? "no" : "auto";
+}
+
+int edge_log_from_string(const char *s) {
+        return streq(s, "auto") ? EDGE_LOG_AUTO : streq(s, "yes") ? EDGE_LOG_YES : streq(s, "no") ? EDGE_LOG_NO
+                                                                                                  : -EINVAL;
+}
+
+static char *parse_edge_log(const struct key *k, const char *v, void *base) {
+        int e = edge_log_from_string(v);
+        if (e < 0)
+                return xasprintf("\"%s\" is not auto, yes or no", v);
+        *FIELD(base, k, int) = e;
+        return NULL;
+}
+
 static char *parse_type(const struct key *k, const char *v, void *base) {
         int t = socket_type_from_string(v);
         if (t < 0)
@@ -252,6 +269,7 @@ const struct key conf_keys[CONF_N_KEYS] = {
         BND("remote_host", parse_host, remote_host),
         BND("public_url_pattern", parse_string, public_url_pattern),
         { SECTION_BINDING, "max_connections", parse_unsigned, offsetof(struct binding_conf, max_connections), 0, 1000000 },
+        BND("edge_log", parse_edge_log, edge_log),
 };
 _Static_assert(ELEMENTSOF(conf_keys) == CONF_N_KEYS, "CONF_N_KEYS is the size of the key table");
 

@@ -30,6 +30,11 @@ enum binding_source {
         BINDING_SOURCE_RUNTIME,      /* state_dir/bindings.d/NAME.ini, from `mysocketctl add` */
 };
 
+/* edge_log: read the relay's log lines on a shell session; auto = only in API mode. */
+enum { EDGE_LOG_AUTO, EDGE_LOG_YES, EDGE_LOG_NO };
+const char *edge_log_to_string(int e);          /* "auto", "yes", "no" */
+int edge_log_from_string(const char *s);        /* or -EINVAL */
+
 struct binding_conf {
         char *name;
         char *host;                  /* default "127.0.0.1" */
@@ -45,6 +50,7 @@ struct binding_conf {
         char *remote_host;           /* direct mode: the tcpip-forward address; NULL = "localhost" */
         char *public_url_pattern;    /* POSIX ERE; its first group in a relay log line is public_url */
         unsigned max_connections;    /* open relay channels at once; 0 = no limit */
+        int edge_log;                /* EDGE_LOG_AUTO (0), EDGE_LOG_YES, EDGE_LOG_NO */
 
         enum binding_source source;
         char *file;                  /* where it is defined */

@@ -69,6 +69,8 @@ struct binding {
         struct tunnel_stats past;       /* counters of the sessions before the current one */
         struct url_matcher *url_matcher;  /* public_url_pattern compiled, NULL until a line comes */
         char *relay_url;                /* public_url_pattern's match in the relay's log lines */
+        char *last_local_error;         /* of an earlier tunnel: kept when the tunnel goes */
+        bool local_failing;
 
         /* API mode: where the relay expects us (from the API, remembered in the state dir). */
         char *socket_id;

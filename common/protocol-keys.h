@@ -99,6 +99,10 @@
 #define PROTO_KEY_BYTES_IN       "bytes_in"
 #define PROTO_KEY_BYTES_OUT      "bytes_out"
 #define PROTO_KEY_LAST_ERROR     "last_error"
+#define PROTO_KEY_LOCAL_ERRORS   "local_errors"    /* connections the local service refused or dropped */
+#define PROTO_KEY_LAST_LOCAL_ERROR "last_local_error"
+#define PROTO_KEY_LOCAL_FAILING  "local_failing"   /* no local connect succeeded since last_local_error */
+#define PROTO_KEY_STATES         "states"          /* status: bindings per state */
 #define PROTO_KEY_CIPHER         "cipher"
 #define PROTO_KEY_MAC            "mac"
 #define PROTO_KEY_NEXT_ATTEMPT   "next_attempt"
@@ -108,6 +112,7 @@
 #define PROTO_KEY_PASSWORD       "password"        /* add and login only: never sent back */
 #define PROTO_KEY_REMOTE_PORT    "remote_port"
 #define PROTO_KEY_REMOTE_HOST    "remote_host"     /* also an argument of add */
+#define PROTO_KEY_EDGE_LOG       "edge_log"        /* add: auto | yes | no */
 #define PROTO_KEY_DEFINED_AT     "defined_at"
 #define PROTO_KEY_TUNNELS_UP     "tunnels_up"      /* and PROTO_KEY_TUNNELS: how many tunnels */
 #define PROTO_KEY_RELAYS         "relays"          /* one object per tunnel: */

@@ -120,6 +120,7 @@ void proto_binding_clear(struct proto_binding *b) {
         free(b->socket_id);
         free(b->tunnel_id);
         free(b->last_error);
+        free(b->last_local_error);
         free(b->cipher);
         free(b->mac);
         free(b->defined_at);
@@ -154,6 +155,9 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         add_uint(o, PROTO_KEY_BYTES_IN, b->bytes_in);
         add_uint(o, PROTO_KEY_BYTES_OUT, b->bytes_out);
         add_string_or_null(o, PROTO_KEY_LAST_ERROR, b->last_error);
+        add_uint(o, PROTO_KEY_LOCAL_ERRORS, b->local_errors);
+        add_string_or_null(o, PROTO_KEY_LAST_LOCAL_ERROR, b->last_local_error);
+        cJSON_AddBoolToObject(o, PROTO_KEY_LOCAL_FAILING, b->local_failing);
         add_string_or_null(o, PROTO_KEY_CIPHER, b->cipher);
         add_string_or_null(o, PROTO_KEY_MAC, b->mac);
         proto_add_time_or_null(o, PROTO_KEY_NEXT_ATTEMPT, b->next_attempt);
@@ -230,6 +234,9 @@ int proto_binding_from_json(const cJSON *o, struct proto_binding *ret, char **er
             (r = proto_get_uint(o, PROTO_KEY_BYTES_IN, UINT64_MAX, 0, &b.bytes_in, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_BYTES_OUT, UINT64_MAX, 0, &b.bytes_out, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_LAST_ERROR, false, &b.last_error, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_LOCAL_ERRORS, UINT64_MAX, 0, &b.local_errors, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_LAST_LOCAL_ERROR, false, &b.last_local_error, error)) < 0 ||
+            (r = proto_get_bool(o, PROTO_KEY_LOCAL_FAILING, false, &b.local_failing, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_CIPHER, false, &b.cipher, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_MAC, false, &b.mac, error)) < 0 ||
             (r = get_time(o, PROTO_KEY_NEXT_ATTEMPT, &b.next_attempt, error)) < 0 ||
@@ -263,6 +270,7 @@ void proto_add_clear(struct proto_add *a) {
         free(a->password);
         free(a->socket_id);
         free(a->remote_host);
+        free(a->edge_log);
         *a = (struct proto_add) {};
 }
 
@@ -289,13 +297,14 @@ cJSON *proto_add_to_json(const struct proto_add *a) {
         if (a->max_connections)
                 add_uint(o, PROTO_KEY_MAX_CONNECTIONS, a->max_connections);
         add_string_if(o, PROTO_KEY_REMOTE_HOST, a->remote_host);
+        add_string_if(o, PROTO_KEY_EDGE_LOG, a->edge_log);
         return o;
 }
 
 static const char *const add_keys[] = {
         PROTO_KEY_NAME, PROTO_KEY_HOST, PROTO_KEY_PORT, PROTO_KEY_TYPE, PROTO_KEY_DISPLAY_NAME, PROTO_KEY_PROTECTED,
         PROTO_KEY_USERNAME, PROTO_KEY_PASSWORD, PROTO_KEY_SOCKET_ID, PROTO_KEY_REMOTE_PORT,
-        PROTO_KEY_MAX_CONNECTIONS, PROTO_KEY_REMOTE_HOST,
+        PROTO_KEY_MAX_CONNECTIONS, PROTO_KEY_REMOTE_HOST, PROTO_KEY_EDGE_LOG,
 };
 
 int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
@@ -332,7 +341,8 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
             (r = get_string_dup(o, PROTO_KEY_SOCKET_ID, false, &a.socket_id, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_REMOTE_PORT, 65535, UINT64_MAX, &rport, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, 1000000, 0, &a.max_connections, error)) < 0 ||
-            (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &a.remote_host, error)) < 0)
+            (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &a.remote_host, error)) < 0 ||
+            (r = get_string_dup(o, PROTO_KEY_EDGE_LOG, false, &a.edge_log, error)) < 0)
                 goto out;
 
         a.remote_port_any = rport == 0;
@@ -348,6 +358,10 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
         }
         if (a.host && !*a.host) {
                 *error = xstrdup("\"host\" must not be empty");
+                goto out;
+        }
+        if (a.edge_log && !streq(a.edge_log, "auto") && !streq(a.edge_log, "yes") && !streq(a.edge_log, "no")) {
+                *error = xstrdup("\"edge_log\" must be auto, yes or no");
                 goto out;
         }
 

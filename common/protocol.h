@@ -73,6 +73,9 @@ struct proto_binding {
         uint64_t bytes_in;
         uint64_t bytes_out;
         char *last_error;
+        uint64_t local_errors;
+        char *last_local_error;    /* kept after the service is back; NULL = none yet */
+        bool local_failing;        /* no local connect succeeded since last_local_error */
         char *cipher;              /* negotiated with the relay while up, else NULL */
         char *mac;                 /* NULL too when the cipher is AEAD (no separate MAC) */
         uint64_t next_attempt;     /* realtime usec, 0 = null */
@@ -101,6 +104,7 @@ struct proto_add {
         uint64_t max_connections;  /* 0 = no limit (key absent) */
         char *remote_host;
         bool remote_port_any;      /* "remote_port": 0, the relay chooses (direct mode) */
+        char *edge_log;            /* "auto" | "yes" | "no"; NULL = auto */
 };
 void proto_add_clear(struct proto_add *a);
 cJSON *proto_add_to_json(const struct proto_add *a);

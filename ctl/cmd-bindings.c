@@ -51,7 +51,9 @@ static void add_binding_row(struct table *t, const struct proto_binding *b) {
         conns = xasprintf("%" PRIu64 "/%" PRIu64, b->connections_active, b->connections_total);
         reconn = xasprintf("%" PRIu64, b->reconnects);
         table_add_row(t, (const char *const[]) {
-                b->name, state ?: b->state, b->type, local, remote, since, conns, reconn, b->last_error });
+                b->name, state ?: b->state, b->type, local, remote, since, conns, reconn,
+                /* A dead local service shows while no local connect succeeded since. */
+                b->last_error ?: b->local_failing ? b->last_local_error : NULL });
 }
 
 int ctl_cmd_list(struct ctl_context *ctx, int argc, char **argv) {

@@ -40,6 +40,19 @@ int ctl_cmd_status(struct ctl_context *ctx, int argc, char **argv) {
                 cJSON_ReplaceItemInObjectCaseSensitive(copy, PROTO_KEY_UPTIME,
                                                        cJSON_CreateString(format_duration((uint64_t) uptime->valuedouble, buf)));
         }
+        /* "states: up 2, backoff 1": the states with bindings in them. */
+        const cJSON *states = cJSON_GetObjectItemCaseSensitive(copy, PROTO_KEY_STATES), *i;
+        if (cJSON_IsObject(states)) {
+                _cleanup_(freep) char *line = xstrdup("");
+                cJSON_ArrayForEach(i, states) {
+                        if (!cJSON_IsNumber(i) || i->valuedouble <= 0 || !i->string)
+                                continue;
+                        char *n = xasprintf("%s%s%s %.0f", line, *line ? ", " : "", i->string, i->valuedouble);
+                        free(line);
+                        line = n;
+                }
+                cJSON_ReplaceItemInObjectCaseSensitive(copy, PROTO_KEY_STATES, cJSON_CreateString(*line ? line : "none"));
+        }
         output_object(copy, stdout);
         cJSON_Delete(copy);
         cJSON_Delete(reply);

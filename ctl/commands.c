@@ -118,6 +118,12 @@ int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a) {
                 a->max_connections = n;
                 return -1;
         }
+        case CTL_OPT_EDGE_LOG:
+                if (!streq(optarg, "auto") && !streq(optarg, "yes") && !streq(optarg, "no"))
+                        return ctl_usage_error(ctx, "--edge-log: \"%s\" is not auto, yes or no", optarg);
+                free(a->edge_log);
+                a->edge_log = xstrdup(optarg);
+                return -1;
         default:
                 return ctl_common_option(ctx, c);
         }
@@ -267,6 +273,7 @@ static const struct ctl_command commands[] = {
           "  --socket-id ID       attach to an existing socket instead of creating one\n"
           "  --remote-port N      direct mode: the port bound on the relay (0: the relay chooses)\n"
           "  --remote-host H      direct mode: the address bound on the relay (default localhost)\n"
+          "  --edge-log auto|yes|no  read the relay's log lines on a shell (auto: API mode only)\n"
           "  --wait[=SECONDS]     wait until the binding is up (default 60 s), showing progress\n"
           "  --json               print the binding as JSON\n" },
         { "remove", "rm", ctl_cmd_remove,
@@ -306,6 +313,7 @@ static const struct ctl_command commands[] = {
           BINDING_HELP
           "  --remote-port N      direct mode: the port bound on the relay\n"
           "  --remote-host H      direct mode: the address bound on the relay (default localhost)\n"
+          "  --edge-log auto|yes|no  read the relay's log lines on a shell (auto: API mode only)\n"
           "  --json               print the binding, then one event object per line\n"
           "\nThe binding lives as long as this command: Ctrl-C (or the command being killed)\n"
           "removes it and deletes its socket at the API.\n" },

@@ -165,9 +165,22 @@ static int on_local_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* Counts a connection the local service refused or dropped, for list and show. */
+static void local_failed(struct tunnel *t, bool dropped, int error) {
+        t->stats.local_errors++;
+        t->local_failing = true;
+        free(t->last_local_error);
+        t->last_local_error = t->loc_resolve_error ? xasprintf("cannot resolve local host %s", t->local_host)
+                                  : dropped ? xasprintf("%s:%u dropped a connection: %s", t->local_host, t->local_port,
+                                                        strerror(-error))
+                                            : xasprintf("cannot connect to %s:%u: %s", t->local_host, t->local_port,
+                                                        strerror(-error));
+}
+
 static void warn_local(struct bridge *c, int error) {
         struct tunnel *t = c->t;
         uint64_t now = now_monotonic_usec();
+        local_failed(t, false, error);
         /* One line per few seconds: a dead local service with a busy public side would
          * otherwise flood the journal. */
         if (t->last_warn && now < t->last_warn + WARN_INTERVAL_USEC) {
@@ -230,8 +243,17 @@ static void local_connect_done(struct bridge *c) {
         }
         c->timer = sd_event_source_disable_unref(c->timer);
         c->error = 0;
+        if (c->t)
+                c->t->local_failing = false;
         c->state = CONN_OPEN;
         c->dirty = true;
+}
+
+/* The local service reset an open connection. */
+static void local_dropped(struct bridge *c, int error) {
+        if (c->t)
+                local_failed(c->t, true, error);
+        bridge_abort(c, error);
 }
 
 static void flush_local(struct bridge *c) {
@@ -240,7 +262,7 @@ static void flush_local(struct bridge *c) {
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
-                        bridge_abort(c, -errno);
+                        local_dropped(c, -errno);
                         return;
                 }
                 bool was_full = c->tl_off + c->tl_len == CONN_BUF_SIZE;
@@ -277,7 +299,7 @@ static bool read_local(struct bridge *c) {
         else if (n == 0)
                 c->local_eof = true;
         else if (errno != EAGAIN && errno != EINTR)
-                bridge_abort(c, -errno);
+                local_dropped(c, -errno);
         return n == (ssize_t) room;
 }
 

@@ -33,8 +33,10 @@ void forward_done(struct session *s, ssize_t r) {
         }
         if (r == -EADDRINUSE && !sshcall_ended(s->ssh)) {
                 if (t) {
-                        _cleanup_(freep) char *msg = xasprintf("relay refused forward on port %u (still held by an "
-                                                               "old session?)", s->listen_port);
+                        /* OpenSSH sends the same REQUEST_FAILURE for a port in use and for policy. */
+                        _cleanup_(freep) char *msg = xasprintf("relay refused to listen on port %u: the port is in "
+                                                               "use there, or its PermitListen/AllowTcpForwarding "
+                                                               "forbids it", s->listen_port);
                         tunnel_forward_refused(t, -EADDRINUSE, msg);
                 }
                 return;
@@ -117,7 +119,8 @@ void forward_log_done(struct session *s, enum sshcall_kind kind, ssize_t r) {
                 sshcall_channel *ch = sshcall_opened(s->ssh);
                 sshcall_merge_stderr(ch, true);
                 s->log = bridge_new(s, NULL, ch, true);
-                s->log_phase = s->log_shell_tried ? LOG_RUNNING : LOG_SHELL;
+                /* edge_log off: like `ssh -N`, no shell; the bare channel is for the probes. */
+                s->log_phase = s->log_shell_tried || !s->p.edge_log ? LOG_RUNNING : LOG_SHELL;
                 s->log_shell_tried = true;
                 return;
         }

@@ -110,29 +110,29 @@ static char *known_hosts_name(const char *host, uint16_t port) {
         return port == 22 ? xstrdup(host) : xasprintf("[%s]:%u", host, port);
 }
 
+#define KNOWN_HOSTS_MAX (16 * 1024 * 1024)
+
+/* Reads known_hosts without blocking (a FIFO never stalls the loop), a regular file of at most
+ * KNOWN_HOSTS_MAX. A missing file is empty. Returns 0, or -errno with *problem set. */
+static int known_hosts_read(const char *path, char **ret, size_t *ret_len, char **problem) {
+        int r = read_file_checked(path, KNOWN_HOSTS_MAX, false, ret, ret_len, NULL, problem);
+        if (r == -ENOENT) {
+                free(*problem);
+                *problem = NULL;
+                *ret = xstrdup("");
+                *ret_len = 0;
+                return 0;
+        }
+        return r;
+}
+
 /* Appends one line to known_hosts, rewriting the whole file atomically (0600). */
 static int known_hosts_append(const char *path, const char *line) {
-        _cleanup_(freep) char *old = NULL;
+        _cleanup_(freep) char *old = NULL, *problem = NULL;
         size_t len = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-                struct stat st;
-                if (fstat(fd, &st) < 0 || st.st_size > 16 * 1024 * 1024) {
-                        close(fd);
-                        return -EFBIG;
-                }
-                old = xmalloc((size_t) st.st_size + 1);
-                while (len < (size_t) st.st_size) {
-                        ssize_t n = read(fd, old + len, (size_t) st.st_size - len);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0)
-                                break;
-                        len += (size_t) n;
-                }
-                close(fd);
-        } else if (errno != ENOENT)
-                return -errno;
+        int r = known_hosts_read(path, &old, &len, &problem);
+        if (r < 0)
+                return r;
 
         bool need_nl = len > 0 && old[len - 1] != '\n';
         size_t ll = strlen(line);
@@ -180,18 +180,24 @@ int hostkey_verify(struct _LIBSSH2_SESSION *session, const struct tunnel_params 
                 *ret_message = xstrdup("cannot allocate the known hosts list");
                 return -ENOMEM;
         }
-        if (access(p->known_hosts, F_OK) == 0) {
-                r = libssh2_knownhost_readfile(kh, p->known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-                if (r < 0) {
-                        *ret_message = xasprintf("cannot read known hosts file %s (libssh2 error %d)",
-                                                 p->known_hosts, r);
+        /* Read here, checked, then parsed line by line: libssh2's readfile would fopen() a FIFO
+         * and block the loop. */
+        _cleanup_(freep) char *text = NULL, *problem = NULL;
+        size_t text_len = 0;
+        if ((r = known_hosts_read(p->known_hosts, &text, &text_len, &problem)) < 0) {
+                *ret_message = xasprintf("%s: %s", p->known_hosts, problem ? problem : strerror(-r));
+                goto out;
+        }
+        for (size_t at = 0, lineno = 1; at < text_len; lineno++) {
+                const char *nl = memchr(text + at, '\n', text_len - at);
+                size_t n = nl ? (size_t) (nl - (text + at)) + 1 : text_len - at;
+                if (libssh2_knownhost_readline(kh, text + at, n, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+                        *ret_message = xasprintf("%s:%zu: not a known_hosts line libssh2 can read", p->known_hosts,
+                                                 lineno);
                         r = -EIO;
                         goto out;
                 }
-        } else if (errno != ENOENT) {
-                r = -errno;
-                *ret_message = xasprintf("cannot read known hosts file %s: %s", p->known_hosts, strerror(-r));
-                goto out;
+                at += n;
         }
 
         struct libssh2_knownhost *found = NULL;

@@ -89,6 +89,9 @@ static void finish(struct reach *r, int error, bool permanent, const char *fmt, 
         r->done(r->userdata, error, permanent, msg, ssh, fd);
 }
 
+/* A private key is a few KiB; libssh2 reads it with fopen(), which a FIFO would block. */
+#define IDENTITY_MAX (64 * 1024)
+
 static int check_identity(struct reach *r) {
         struct stat st;
         const char *f = r->p->identity_file;
@@ -96,25 +99,22 @@ static int check_identity(struct reach *r) {
                 finish(r, -ENOKEY, true, "no identity_file configured");
                 return -ENOKEY;
         }
-        if (stat(f, &st) < 0) {
-                int e = errno;
-                finish(r, -e, true, e == ENOENT ? "identity file %s does not exist" :
-                       "cannot access identity file %s: %s", f, strerror(e));
-                return -e;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                finish(r, -EINVAL, true, "identity file %s is not a regular file", f);
-                return -EINVAL;
-        }
+        /* Opened without blocking and checked (regular file, size) before libssh2 reads it. */
+        _cleanup_(freep) char *data = NULL, *problem = NULL;
+        size_t len = 0;
+        int e = read_file_checked(f, IDENTITY_MAX, false, &data, &len, &st, &problem);
+        if (data)
+                explicit_bzero(data, len);
+        if (e == -ENOENT)
+                finish(r, e, true, "identity file %s does not exist", f);
+        else if (e < 0)
+                finish(r, e, true, "identity file %s: %s", f, problem ? problem : strerror(-e));
+        if (e < 0)
+                return e;
         if (st.st_mode & 077) {
                 finish(r, -EPERM, true, "identity file %s is readable by others (mode %04o); chmod 600 %s", f,
                        (unsigned) (st.st_mode & 07777), f);
                 return -EPERM;
-        }
-        if (access(f, R_OK) < 0) {
-                int e = errno;
-                finish(r, -e, true, "cannot read identity file %s: %s", f, strerror(e));
-                return -e;
         }
         return 0;
 }

@@ -440,6 +440,7 @@ int session_new(sd_event *event, struct tunnel_registry *registry, const struct 
                 .keepalive_interval = params->keepalive_interval,
                 .keepalive_count = params->keepalive_count,
                 .exclusive = params->exclusive,
+                .edge_log = params->edge_log,
         };
         s->label = xasprintf("%s@%s:%u", params->user, params->server, params->server_port);
         s->fd = -1;

@@ -66,6 +66,8 @@ struct tunnel {
         int bound_port;
         uint64_t warn_suppressed; /* local-connect warnings not logged (rate limit) */
         uint64_t last_warn;
+        char *last_local_error;   /* the last refused or dropped local connection */
+        bool local_failing;       /* ...and no local connect succeeded since */
         struct tunnel_stats stats;
 };
 

@@ -24,7 +24,8 @@ static bool tunnel_shareable(const struct session *s, sd_event *event, const str
                same_str(s->p.identity_file, p->identity_file) && same_str(s->p.known_hosts, p->known_hosts) &&
                s->p.host_key_check == p->host_key_check &&
                same_str(s->p.host_key_fingerprint, p->host_key_fingerprint) &&
-               s->p.keepalive_interval == p->keepalive_interval && s->p.keepalive_count == p->keepalive_count;
+               s->p.keepalive_interval == p->keepalive_interval && s->p.keepalive_count == p->keepalive_count &&
+               s->p.edge_log == p->edge_log;
 }
 
 /* Takes t off its session: its forward is cancelled, its open connections closed, and the
@@ -148,6 +149,7 @@ void tunnel_free(struct tunnel *t) {
         free(t->name);
         free(t->bind_host);
         free(t->local_host);
+        free(t->last_local_error);
         free(t);
 }
 
@@ -155,6 +157,11 @@ uint16_t tunnel_get_bound_port(const struct tunnel *t) {
         if (!t || t->state != FORWARD_UP)
                 return 0;
         return (uint16_t) (t->bound_port > 0 ? t->bound_port : t->remote_port);
+}
+
+const char *tunnel_get_local_error(const struct tunnel *t, bool *failing) {
+        *failing = t && t->local_failing;
+        return t ? t->last_local_error : NULL;
 }
 
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret) {

@@ -44,6 +44,9 @@ struct tunnel_params {
         /* A session of its own, never shared: in API mode the relay's request log on a
          * connection belongs to the one socket it serves. */
         bool exclusive;
+        /* Open a shell on the relay and pass its output lines to on_log; false: no shell
+         * (like `ssh -N`), a bare session channel carries only the keepalive probes. */
+        bool edge_log;
 };
 
 struct tunnel_stats {
@@ -52,6 +55,7 @@ struct tunnel_stats {
         uint64_t connections_refused;        /* closed at once: max_connections were open */
         uint64_t bytes_in;                   /* relay -> local service */
         uint64_t bytes_out;                  /* local service -> relay */
+        uint64_t local_errors;               /* connections the local service refused or dropped */
 };
 
 struct tunnel_callbacks {
@@ -79,6 +83,10 @@ void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret);
 /* The port the relay listens on for the tunnel (its answer to a request for port 0), or 0
  * while the forward is not granted. */
 uint16_t tunnel_get_bound_port(const struct tunnel *t);
+/* The last local service error ("cannot connect to 127.0.0.1:8080: Connection refused"), or
+ * NULL if none yet; *failing: no local connection succeeded since (valid until the next
+ * loop turn). */
+const char *tunnel_get_local_error(const struct tunnel *t, bool *failing);
 /* The session's negotiated cipher and MAC (names valid until the next loop turn), NULL
  * while it is not up; *mac is NULL for an AEAD cipher (aes-gcm, chacha20-poly1305). */
 void tunnel_get_algorithms(const struct tunnel *t, const char **cipher, const char **mac);

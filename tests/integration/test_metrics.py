@@ -513,7 +513,7 @@ def json_lines(text):
 def test_json_logs_one_object_per_line(relay_daemon, relay, site):
     d = relay_daemon
     rp = free_port()
-    d.configure_relay(relay, binding("web", site, rp))
+    d.configure_relay(relay, binding("web", site, rp, "edge_log = yes\n"))
     d.config.write_text(d.config.read_text().replace("[daemon]\n", "[daemon]\nlog_format = json\n"))
     # A warning from the config loader, before the loop runs: JSON too.
     (d.state_dir / "bindings.d").mkdir()

@@ -80,18 +80,19 @@ def try_get(port):
         return None
 
 
-def serve(d, relay, name, local, **config):
+def serve(d, relay, name, local, extra="", **config):
     """Starts daemon d with one binding, local port -> a new port on relay, and waits for it
-    to be up; returns the relay port. config: configure_relay's ssh= and backoff=."""
+    to be up; returns the relay port. config: configure_relay's ssh= and backoff=; extra:
+    more lines of the binding."""
     rp = free_port()
-    d.configure_relay(relay, binding(name, local, rp), **config)
+    d.configure_relay(relay, binding(name, local, rp, extra), **config)
     d.start()
     d.wait_state(name, "up", timeout=20)
     return rp
 
 
 def test_http_through_the_tunnel_with_edge_log(td, relay, site):
-    rp = serve(td, relay, "web", site)
+    rp = serve(td, relay, "web", site, extra="edge_log = yes\n")   # direct mode: off unless asked
     assert get(rp) == "hello through the tunnel\n"
     wait_for(lambda: "hello from relay" in td.log_text(), timeout=10, what="the relay's banner")
     relay.emit("GET /index.html 200 edge-request")
@@ -465,7 +466,7 @@ def test_one_binding_failing_while_another_serves(td, relay, site):
         td.configure_relay(relay, binding("good", site, good) + binding("bad", site, taken))
         td.start()
         td.wait_state("good", "up", timeout=20)
-        wait_for(lambda: "refused forward" in (td.binding("bad")["last_error"] or ""), timeout=20,
+        wait_for(lambda: "relay refused to listen on port" in (td.binding("bad")["last_error"] or ""), timeout=20,
                  what="the forward refusal")
         for _ in range(5):
             assert get(good) == "hello through the tunnel\n"

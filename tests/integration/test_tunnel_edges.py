@@ -210,7 +210,7 @@ def test_log_shell_ending_mid_transfer_keeps_the_data_intact(tmp_path):
     d = new_daemon(tmp_path / "d")
     try:
         rp = free_port()
-        d.configure_relay(relay, binding("big", blob.port, rp))
+        d.configure_relay(relay, binding("big", blob.port, rp, "edge_log = yes\n"))
         d.start()
         d.wait_state("big", "up", timeout=20)
         n = 768 << 20

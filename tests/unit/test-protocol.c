@@ -257,7 +257,7 @@ static const char *const spec_keys[] = {
         "relay_port", "connected_since", "reconnects", "connections_active", "connections_total",
         "connections_refused", "max_connections",
         "bytes_in", "bytes_out", "last_error", "cipher", "mac", "next_attempt", "display_name", "protected",
-        "username", "remote_port", "remote_host", "defined_at", "tunnels_up", "tunnels", "relays",
+        "username", "remote_port", "remote_host", "defined_at", "tunnels_up", "tunnels", "relays", "local_errors", "last_local_error", "local_failing",
 };
 
 START_TEST(test_binding_round_trip) {
@@ -273,6 +273,8 @@ START_TEST(test_binding_round_trip) {
                 .tunnels_up = 1, .n_relays = 2, .relays = (struct proto_relay[]) {
                         { .server = "relay1:22", .state = "up", .connected_since = 1700000000ULL * 1000000 },
                         { .server = "[::1]:2222", .state = "backoff", .last_error = "refused" } },
+                .local_errors = 7, .last_local_error = "cannot connect to 127.0.0.1:8000: Connection refused",
+                .local_failing = true,
         }, out = {};
         cJSON *j, *back;
         char *line, *error = NULL;
@@ -312,6 +314,9 @@ START_TEST(test_binding_round_trip) {
         ck_assert_str_eq(out.relays[1].last_error, "refused");
         ck_assert_uint_eq(out.relays[1].connected_since, 0);
         ck_assert_uint_eq(out.remote_port, in.remote_port);
+        ck_assert_uint_eq(out.local_errors, in.local_errors);
+        ck_assert_str_eq(out.last_local_error, in.last_local_error);
+        ck_assert(out.local_failing);
         ck_assert_str_eq(out.state, in.state);
         ck_assert_str_eq(out.public_url, in.public_url);
         ck_assert_str_eq(out.socket_id, in.socket_id);
@@ -396,6 +401,7 @@ START_TEST(test_add_round_trip) {
         struct proto_add in = {
                 .name = "web", .host = "localhost", .port = 80, .type = "http", .display_name = "Web",
                 .protected_ = true, .username = "u", .password = "p w", .socket_id = "sid", .remote_port = 9000,
+                .edge_log = "no",
         }, out = {}, minimal = { .name = "m", .port = 1 };
         char *line, *error = NULL;
         cJSON *j, *back;
@@ -414,6 +420,7 @@ START_TEST(test_add_round_trip) {
         ck_assert_str_eq(out.password, "p w");
         ck_assert_str_eq(out.socket_id, "sid");
         ck_assert_uint_eq(out.remote_port, 9000);
+        ck_assert_str_eq(out.edge_log, "no");
         proto_add_clear(&out);
         cJSON_Delete(back);
         cJSON_Delete(j);
@@ -429,6 +436,7 @@ START_TEST(test_add_round_trip) {
         ck_assert(!out.protected_);
         ck_assert_uint_eq(out.remote_port, 0);
         ck_assert(!out.remote_port_any);
+        ck_assert_ptr_null(out.edge_log);
         proto_add_clear(&out);
         proto_add_clear(NULL);
         cJSON_Delete(j);
@@ -470,6 +478,7 @@ START_TEST(test_add_malformed) {
         bad_add("{\"name\":\"web\",\"port\":80,\"host\":\"\"}", "\"host\" must not be empty");
         bad_add("{\"name\":\"web\",\"port\":80,\"password\":1234}", "\"password\" must be a string");
         bad_add("{\"name\":\"web\",\"port\":80,\"protected\":1}", "\"protected\" must be true or false");
+        bad_add("{\"name\":\"web\",\"port\":80,\"edge_log\":\"maybe\"}", "\"edge_log\" must be auto, yes or no");
         bad_add("{\"name\":\"web\",\"port\":80,\"type\":\"ftp\"}", "\"type\" must be one of http, https, tcp, tls");
         bad_add("{\"name\":\"web\",\"port\":80,\"remoteport\":80}", "unknown key \"remoteport\" in \"binding\"");
         bad_add("{\"name\":\"-web\",\"port\":80}",
