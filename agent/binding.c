@@ -194,6 +194,7 @@ static void binding_connect(struct binding *b) {
                 .name = b->conf->name,
                 .server = c->ssh_server,
                 .server_port = c->ssh_port,
+                .proxy = c->ssh_proxy,
                 .user = c->ssh_user ? c->ssh_user : b->ssh_user,
                 .identity_file = c->identity_file,
                 .known_hosts = c->known_hosts,
