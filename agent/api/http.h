@@ -49,3 +49,21 @@ int http_start(struct http *h, const char *method, const char *url, const char *
                const char *const *headers, http_done_cb done, void *userdata, struct http_req **ret);
 /* Stops a request: its callback never fires, the handle is freed. NULL is fine. */
 void http_cancel(struct http_req *r);
+
+/* ---- a TCP connection through a proxy (for the SSH relay) ------------------------------
+ * error 0: fd is a connected, non-blocking, close-on-exec TCP socket to the target through
+ * the proxy, now the callee's (libcurl keeps nothing of it). Else negative errno and fd -1:
+ *   -ECONNREFUSED  the proxy cannot be reached, or it refused (HTTP status, SOCKS reply)
+ *   -EACCES        the proxy wants credentials or refused the ones given (HTTP 407)
+ *   -EHOSTUNREACH  the proxy's name does not resolve, -ETIMEDOUT, -EIO.
+ * `message` is a sentence naming the proxy as host:port and its answer, e.g. "proxy
+ * 127.0.0.1:3128 refused CONNECT to relay.example.org:22: HTTP 403"; never the
+ * credentials. Valid during the callback only. */
+typedef void (*http_tunnel_cb)(void *userdata, int error, const char *message, int fd);
+/* Opens host:port through proxy_url (http://[user:pass@]host:port with CONNECT,
+ * socks5://host:port or socks5h://host:port, the proxy resolving the name), libcurl doing
+ * the proxy's part (CURLOPT_CONNECT_ONLY) on the loop. Fails with -ETIMEDOUT after
+ * timeout_usec. Completes like a request (once, from the loop; http_cancel stops it).
+ * Returns 0 and *ret, or -ENOMEM. */
+int http_tunnel_start(struct http *h, const char *proxy_url, const char *host, uint16_t port, uint64_t timeout_usec,
+                      http_tunnel_cb done, void *userdata, struct http_req **ret);
