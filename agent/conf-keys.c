@@ -242,11 +242,7 @@ static char *parse_proxy(const struct key *k, const char *v, void *base) {
                 return xstrdup("not a proxy URL: the scheme must be http:// (CONNECT), socks5:// or socks5h://");
         if (r < 0)
                 return xstrdup("not a proxy URL: http://[user:password@]host:port or socks5h://host:port expected");
-        bool creds = p.user || p.password;
-        bool socks = !streq(p.scheme, "http");
         conf_proxy_clear(&p);
-        if (creds && socks)
-                return xstrdup("user:password is supported with an http:// proxy only");
         free(*f);
         *f = xstrdup(v);
         return NULL;
