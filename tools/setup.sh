@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential autoconf automake pkg-config libssh2-1-dev libcurl4-openssl-dev
 libcjson-dev libinih-dev libsystemd-dev libmicrohttpd-dev check openssh-server openssh-client python3
-python3-pytest python3-paramiko iproute2 curl procps xz-utils clang libclang-rt-dev tini bash-completion"
+python3-pytest python3-paramiko iproute2 curl procps xz-utils clang libclang-rt-dev tini bash-completion
+tinyproxy microsocks"
 # What differs per Debian release: from trixie on, systemd.pc (the unit and sysusers
 # directories configure asks pkg-config for) is in systemd-dev; bookworm has it in systemd.
 case $(. /etc/os-release && echo "${VERSION_CODENAME:-}") in

@@ -360,10 +360,13 @@ static void tunnel_finished(struct http_req *r, CURLcode res) {
                         msg = xasprintf("cannot keep the socket through proxy %s: %s", r->proxy_name, strerror(errno));
                 }
         } else if (r->proxy_http && code >= 300) {
-                error = code == 407 ? -EACCES : -ECONNREFUSED;
-                msg = xasprintf("proxy %s refused CONNECT to %s: HTTP %ld%s", r->proxy_name, r->target, code,
-                                code == 407 ? " (proxy authentication required: check the user and password "
-                                              "in [ssh] proxy)" : "");
+                /* 407 asks for credentials; some proxies (tinyproxy) answer wrong ones with 401. */
+                bool auth = code == 407 || code == 401;
+                error = auth ? -EACCES : -ECONNREFUSED;
+                msg = xasprintf("proxy %s refused CONNECT to %s: HTTP %ld%s%s", r->proxy_name, r->target, code,
+                                code == 407 ? " (proxy authentication required" : code == 401 ?
+                                " (proxy authentication failed" : "",
+                                auth ? ": check the user and password in [ssh] proxy)" : "");
         } else if (res == CURLE_COULDNT_RESOLVE_PROXY) {
                 error = -EHOSTUNREACH;
                 msg = xasprintf("cannot resolve proxy %s: %s", r->proxy_name, seen);

@@ -54,7 +54,7 @@ void http_cancel(struct http_req *r);
  * error 0: fd is a connected, non-blocking, close-on-exec TCP socket to the target through
  * the proxy, now the callee's (libcurl keeps nothing of it). Else negative errno and fd -1:
  *   -ECONNREFUSED  the proxy cannot be reached, or it refused (HTTP status, SOCKS reply)
- *   -EACCES        the proxy wants credentials or refused the ones given (HTTP 407)
+ *   -EACCES        the proxy wants credentials or refused the ones given (HTTP 407, 401)
  *   -EHOSTUNREACH  the proxy's name does not resolve, -ETIMEDOUT, -EIO.
  * `message` is a sentence naming the proxy as host:port and its answer, e.g. "proxy
  * 127.0.0.1:3128 refused CONNECT to relay.example.org:22: HTTP 403"; never the
