@@ -28,6 +28,18 @@ if [ -n "$missing" ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends $missing
+	# tinyproxy's package starts a system-wide proxy on :8888; the tests run their own in
+	# the foreground, so the packaged one is stopped (by its pid) and kept from starting.
+	case " $missing " in
+	*" tinyproxy "*)
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now tinyproxy.service >/dev/null 2>&1 || true
+		else
+			update-rc.d tinyproxy disable >/dev/null 2>&1 || true
+			pid=$(cat /run/tinyproxy/tinyproxy.pid 2>/dev/null || true)
+			[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+		fi ;;
+	esac
 fi
 
 # build/ with warnings as errors, as CI wants it.

@@ -1,6 +1,8 @@
 /* HTTP requests on the caller's sd-event loop, through libcurl's multi-socket interface.
  * The only file of the daemon that includes libcurl. It knows URLs, headers and bodies,
- * nothing of the mysocket API, its tokens or its JSON.
+ * nothing of the mysocket API, its tokens or its JSON. It also opens the tunnel engine's
+ * TCP connection to a relay through an [ssh] proxy (http_tunnel_start): libcurl's proxy
+ * code, the same transport, the socket handed over once connected.
  *
  * A request completes through its callback exactly once, always from the event loop (never
  * before http_start has returned), unless it is cancelled; the handle is freed right after
