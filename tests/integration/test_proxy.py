@@ -32,6 +32,8 @@ pytestmark = pytest.mark.skipif(not (os.path.exists(TINYPROXY) and os.path.exist
 class Proxy:
     """A proxy process in the foreground on 127.0.0.1:port, its output in a log file."""
 
+    host = "127.0.0.1"
+
     def __init__(self, root, port=None):
         self.root = root
         root.mkdir(exist_ok=True)
@@ -49,7 +51,7 @@ class Proxy:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"proxy exited: {self.log_text()}"
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection((self.host, self.port), timeout=1).close()
                 return self
             except OSError:
                 time.sleep(0.05)
@@ -86,12 +88,13 @@ class Tinyproxy(Proxy):
 
 
 class Microsocks(Proxy):
-    def __init__(self, root, auth=None, port=None):
+    def __init__(self, root, auth=None, port=None, host="127.0.0.1"):
+        self.host = host
         super().__init__(root, port)
         self.auth = auth
 
     def argv(self):
-        a = [MICROSOCKS, "-i", "127.0.0.1", "-p", str(self.port)]
+        a = [MICROSOCKS, "-i", self.host, "-p", str(self.port)]
         if self.auth:
             a += ["-u", self.auth[0], "-P", self.auth[1]]
         return a
@@ -206,6 +209,24 @@ def test_binding_up_through_socks5h_proxy(tmp_path, pd, blob, proxies):
         pd.wait_state("web", "up", timeout=20)
         digest, got, _ = download(rp, 1 << 20, timeout=60)
         assert (got, digest) == (1 << 20, pattern_digest(1 << 20))
+    finally:
+        relay.stop()
+
+
+def test_socks5_proxy_on_ipv6_resolving_here(tmp_path, pd, blob, proxies):
+    """socks5:// (the name resolved by the daemon) to a proxy on [::1]."""
+    relay = Relay(tmp_path / "relay").start()
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            port = s.getsockname()[1]
+        ms = Microsocks(tmp_path / "ms", port=port, host="::1")
+        proxies.append(ms.start())
+        rp = start_through(pd, relay, f"socks5://[::1]:{ms.port}", blob)
+        digest, got, _ = download(rp, 1 << 20, timeout=60)
+        assert (got, digest) == (1 << 20, pattern_digest(1 << 20))
+        assert pd.json("status")["proxy"] == f"socks5://[::1]:{ms.port}"
+        assert ms.port in tcp_peers(pd.proc.pid)
     finally:
         relay.stop()
 
