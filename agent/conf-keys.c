@@ -12,6 +12,7 @@
 #include "conf-internal.h"
 #include "conf.h"
 #include "log.h"
+#include "scrub.h"
 #include "util.h"
 
 #define FIELD(base, k, type) ((type *) ((char *) (base) + (k)->offset))
@@ -226,6 +227,15 @@ char *conf_proxy_display(const char *url) {
         char *s = xasprintf(strchr(p.host, ':') ? "%s://[%s]:%u" : "%s://%s:%u", p.scheme, p.host, p.port);
         conf_proxy_clear(&p);
         return s;
+}
+
+void conf_scrub_secrets(const struct config *c, bool add) {
+        struct conf_proxy p;
+        if (!c || !c->ssh_proxy || conf_proxy_parse(c->ssh_proxy, &p) < 0)
+                return;
+        if (p.password)
+                (add ? scrub_add : scrub_remove)(p.password);
+        conf_proxy_clear(&p);
 }
 
 /* Empty means none, as the default. The value may hold a password: it is never quoted back. */

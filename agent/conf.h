@@ -129,6 +129,9 @@ void conf_proxy_clear(struct conf_proxy *p);
  * for sentences, "scheme://host:port" for status. Caller frees. */
 char *conf_proxy_name(const char *url);
 char *conf_proxy_display(const char *url);
+/* Registers (add) or forgets the config's own secrets with scrub.h while it is in force:
+ * the [ssh] proxy password. */
+void conf_scrub_secrets(const struct config *c, bool add);
 
 /* Settings that, when changed by a reload, require every tunnel to restart ([ssh], [api]). */
 bool conf_transport_equal(const struct config *a, const struct config *b);
