@@ -277,7 +277,7 @@ def test_http_proxy_refusing_connect_403(tmp_path, pd, blob, proxies):
 @pytest.mark.parametrize("creds,answer", [("", "407 (proxy authentication required"),
                                           (f"alice:wrong-{PROXY_PASSWORD}@", "401 (proxy authentication failed")],
                          ids=["none", "wrong"])
-def test_http_proxy_wanting_credentials_407(tmp_path, pd, blob, proxies, creds, answer):
+def test_http_proxy_wanting_credentials(tmp_path, pd, blob, proxies, creds, answer):
     relay = Relay(tmp_path / "relay").start()
     try:
         tp = Tinyproxy(tmp_path / "tp", relay.port, auth=("alice", "the-right-one"))
@@ -287,6 +287,11 @@ def test_http_proxy_wanting_credentials_407(tmp_path, pd, blob, proxies, creds, 
         assert b["last_error"].startswith(f"proxy 127.0.0.1:{tp.port} refused CONNECT to 127.0.0.1:{relay.port}: "
                                           f"HTTP {answer}: check the user and password in [ssh] proxy)"), b
         assert_no_password(pd, f"wrong-{PROXY_PASSWORD}")
+        # The right user and password, reloaded: the failed binding comes up.
+        text = pd.config.read_text().replace(f"http://{creds}127.0.0.1", "http://alice:the-right-one@127.0.0.1")
+        pd.config.write_text(text)
+        pd.ctl("reload")
+        pd.wait_state("web", "up", timeout=20)
     finally:
         relay.stop()
 
