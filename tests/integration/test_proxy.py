@@ -350,3 +350,32 @@ def test_proxy_config_accepted_forms(pd):
         p = subprocess.run([str(pd.command()[0]), "--check-config", "-c", str(pd.config)], capture_output=True,
                            text=True, timeout=30)
         assert p.returncode == 0, (value, p.stdout, p.stderr)
+
+
+def test_a_proxy_that_never_answers_holds_nothing_up(tmp_path, pd, blob):
+    """A proxy that accepts and then says nothing: the attempt is libcurl's on the loop, so
+    the daemon answers at once meanwhile, and the attempt ends at the setup deadline with a
+    sentence naming the proxy."""
+    relay = Relay(tmp_path / "relay").start()
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    port = hole.getsockname()[1]
+    try:
+        t0 = time.monotonic()
+        start_through(pd, relay, f"http://127.0.0.1:{port}", blob, wait=None)
+        wait_for(lambda: pd.binding("web")["state"] == "connecting", timeout=10, what="connecting")
+        worst = 0.0
+        while time.monotonic() - t0 < 3:
+            t = time.monotonic()
+            assert pd.json("status")["proxy"] == f"http://127.0.0.1:{port}"
+            worst = max(worst, time.monotonic() - t)
+        assert worst < 1.0, f"status took {worst:.2f} s while the proxy hung"
+        b = pd.wait_state("web", "backoff", timeout=60)
+        assert re.match(rf"timed out connecting through proxy 127\.0\.0\.1:{port} to (relay )?127\.0\.0\.1:{relay.port}$",
+                        b["last_error"]), b["last_error"]
+        print(f"status answered within {worst * 1000:.0f} ms; the attempt ended after "
+              f"{time.monotonic() - t0:.1f} s: {b['last_error']}")
+    finally:
+        hole.close()
+        relay.stop()
