@@ -14,7 +14,6 @@
 #include "log.h"
 #include "reach.h"
 #include "resolve.h"
-#include "scrub.h"
 #include "util.h"
 
 #define CONNECT_TIMEOUT_USEC (10 * 1000000ULL)     /* per relay address */
@@ -50,7 +49,6 @@ struct reach {
         bool tunnel_done;
         int tunnel_error;
         char *tunnel_message;
-        char *proxy_password;          /* registered with scrub_add while the attempt lives */
 };
 
 static const char *const phase[_REACH_STATE_MAX] = {
@@ -212,12 +210,6 @@ static void on_tunnel(void *userdata, int error, const char *message, int fd) {
 
 static void start_proxy(struct reach *r) {
         uint64_t now = now_usec(r);
-        struct conf_proxy pp;
-        if (!r->proxy_password && conf_proxy_parse(r->p->proxy, &pp) == 0) {
-                r->proxy_password = xstrdup(pp.password);
-                scrub_add(r->proxy_password);
-                conf_proxy_clear(&pp);
-        }
         int k = http_new(r->event, &r->http);
         if (k >= 0)
                 k = http_tunnel_start(r->http, r->p->proxy, r->p->server, r->p->server_port,
@@ -458,11 +450,6 @@ void reach_free(struct reach *r) {
                 close(r->fd);
         free(r->addrs);
         free(r->tunnel_message);
-        if (r->proxy_password) {
-                scrub_remove(r->proxy_password);
-                explicit_bzero(r->proxy_password, strlen(r->proxy_password));
-                free(r->proxy_password);
-        }
         sd_event_unref(r->event);
         free(r);
 }
