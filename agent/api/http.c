@@ -211,6 +211,37 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
         return n;
 }
 
+/* An easy handle for r with what every transfer sets. NULL when libcurl has no memory. */
+static CURL *easy_new(struct http_req *r, const char *url, bool https) {
+        CURL *e = curl_easy_init();
+        if (!e)
+                return NULL;
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "mysocketd/" PACKAGE_VERSION);
+#if LIBCURL_VERSION_NUM >= 0x075500
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, https ? "http,https" : "http");
+#else
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | (https ? CURLPROTO_HTTPS : 0)));
+#endif
+        return e;
+}
+
+/* Hands e to the multi handle: r runs from now on. Returns 0 and *ret, or -ENOMEM (r freed). */
+static int easy_run(struct http *h, struct http_req *r, CURL *e, struct http_req **ret) {
+        if (!e || curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+                curl_easy_cleanup(e);
+                req_free(r);
+                return -ENOMEM;
+        }
+        r->easy = e;
+        TAILQ_INSERT_TAIL(&h->running, r, link);
+        *ret = r;
+        return 0;
+}
+
 int http_start(struct http *h, const char *method, const char *url, const char *body,
                const char *const *headers, http_done_cb done, void *userdata, struct http_req **ret) {
         struct http_req *r = xcalloc(1, sizeof(*r));
@@ -227,39 +258,21 @@ int http_start(struct http *h, const char *method, const char *url, const char *
         for (size_t i = 0; headers && headers[i]; i++)
                 if (!(r->headers = curl_slist_append(r->headers, headers[i])))
                         goto fail;
-        CURL *e = curl_easy_init();
+        CURL *e = easy_new(r, url, true);
         if (!e)
                 goto fail;
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (h->connect_timeout / USEC_PER_MSEC));
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) (h->total_timeout / USEC_PER_MSEC));
         curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) HTTP_REPLY_MAX);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "mysocketd/" PACKAGE_VERSION);
-#if LIBCURL_VERSION_NUM >= 0x075500
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
         if (streq(method, "POST")) {
                 curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long) (r->body ? strlen(r->body) : 2));
                 curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "{}");
         } else if (!streq(method, "GET"))
                 curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-
-        if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
-                curl_easy_cleanup(e);
-                goto fail;
-        }
-        r->easy = e;
-        TAILQ_INSERT_TAIL(&h->running, r, link);
-        *ret = r;
-        return 0;
+        return easy_run(h, r, e, ret);
 fail:
         req_free(r);
         return -ENOMEM;
@@ -413,33 +426,13 @@ int http_tunnel_start(struct http *h, const char *proxy_url, const char *host, u
         }
         _cleanup_(freep) char *url = xasprintf("http://%s/", r->target);
 
-        CURL *e = curl_easy_init();
-        if (!e)
-                goto fail;
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-        curl_easy_setopt(e, CURLOPT_PROXY, r->proxy_url);
-        curl_easy_setopt(e, CURLOPT_NOPROXY, "");          /* no_proxy in the environment: not for the relay */
-        curl_easy_setopt(e, CURLOPT_HTTPPROXYTUNNEL, 1L);
-        curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (timeout_usec / USEC_PER_MSEC));
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "mysocketd/" PACKAGE_VERSION);
-#if LIBCURL_VERSION_NUM >= 0x075500
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
-#else
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTP);
-#endif
-        if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
-                curl_easy_cleanup(e);
-                goto fail;
+        CURL *e = easy_new(r, url, false);
+        if (e) {
+                curl_easy_setopt(e, CURLOPT_PROXY, r->proxy_url);
+                curl_easy_setopt(e, CURLOPT_NOPROXY, "");  /* no_proxy in the environment: not for the relay */
+                curl_easy_setopt(e, CURLOPT_HTTPPROXYTUNNEL, 1L);   /* CONNECT (SOCKS ignores it) */
+                curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);      /* done once connected: the socket is ours */
+                curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (timeout_usec / USEC_PER_MSEC));
         }
-        r->easy = e;
-        TAILQ_INSERT_TAIL(&h->running, r, link);
-        *ret = r;
-        return 0;
-fail:
-        req_free(r);
-        return -ENOMEM;
+        return easy_run(h, r, e, ret);
 }
