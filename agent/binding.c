@@ -408,6 +408,7 @@ static void slot_connect(struct binding_slot *s) {
                 .name = b->conf->name,
                 .server = server,
                 .server_port = port,
+                .proxy = c->ssh_proxy,
                 .user = c->ssh_user ? c->ssh_user : b->ssh_user,
                 .identity_file = c->identity_file,
                 .known_hosts = c->known_hosts,

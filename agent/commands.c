@@ -139,6 +139,11 @@ static cJSON *cmd_status(struct commands *ctx, struct control_client *c, const c
         cJSON_AddStringToObject(s, PROTO_KEY_CONTROL_SOCKET, ctx->control_socket);
         cJSON_AddStringToObject(s, PROTO_KEY_STATE_DIR, m->config->state_dir);
         proto_add_time_or_null(s, PROTO_KEY_TOKEN_EXPIRY, m->api ? api_token_expiry(m->api) : 0);
+        if (m->config->ssh_proxy) {
+                _cleanup_(freep) char *proxy = conf_proxy_display(m->config->ssh_proxy);
+                cJSON_AddStringToObject(s, PROTO_KEY_PROXY, proxy);
+        } else
+                cJSON_AddNullToObject(s, PROTO_KEY_PROXY);
         cJSON_AddNumberToObject(s, PROTO_KEY_BINDINGS, (double) m->n_bindings);
         cJSON_AddNumberToObject(s, PROTO_KEY_UP, up);
         cJSON_AddNumberToObject(s, PROTO_KEY_FAILED, failed);

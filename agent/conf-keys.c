@@ -12,6 +12,7 @@
 #include "conf-internal.h"
 #include "conf.h"
 #include "log.h"
+#include "scrub.h"
 #include "util.h"
 
 #define FIELD(base, k, type) ((type *) ((char *) (base) + (k)->offset))
@@ -233,6 +234,129 @@ static char *parse_host_key_check(const struct key *k, const char *v, void *base
         return NULL;
 }
 
+/* ---- [ssh] proxy ----------------------------------------------------------------------- */
+
+void conf_proxy_clear(struct conf_proxy *p) {
+        free(p->scheme);
+        free(p->host);
+        free(p->user);
+        if (p->password)
+                explicit_bzero(p->password, strlen(p->password));
+        free(p->password);
+        *p = (struct conf_proxy) { 0 };
+}
+
+static char *dup_n(const char *s, size_t n) {
+        char *d = xmalloc(n + 1);
+        memcpy(d, s, n);
+        d[n] = '\0';
+        return d;
+}
+
+/* scheme://[user[:password]@]host:port[/]; host a name, an IPv4 or a bracketed IPv6 literal. */
+int conf_proxy_parse(const char *url, struct conf_proxy *ret) {
+        static const char *const schemes[] = { "http", "socks5", "socks5h" };
+        struct conf_proxy p = { 0 };
+        const char *sep = strstr(url, "://");
+        if (!sep)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(schemes); i++)
+                if ((size_t) (sep - url) == strlen(schemes[i]) && strncmp(url, schemes[i], sep - url) == 0)
+                        p.scheme = xstrdup(schemes[i]);
+        if (!p.scheme)
+                return -EPROTONOSUPPORT;
+        const char *rest = sep + 3, *at = strrchr(rest, '@');
+        if (at) {
+                const char *colon = memchr(rest, ':', at - rest);
+                p.user = dup_n(rest, (colon ? colon : at) - rest);
+                p.password = colon ? dup_n(colon + 1, at - colon - 1) : NULL;
+                rest = at + 1;
+        }
+        size_t len = strlen(rest);
+        if (len > 0 && rest[len - 1] == '/')
+                len--;
+        const char *colon;
+        if (rest[0] == '[') {
+                const char *close = memchr(rest, ']', len);
+                struct in6_addr a6;
+                if (!close || close[1] != ':')
+                        goto bad;
+                p.host = dup_n(rest + 1, close - rest - 1);
+                if (inet_pton(AF_INET6, p.host, &a6) != 1)
+                        goto bad;
+                colon = close + 1;
+        } else {
+                colon = memrchr(rest, ':', len);
+                if (!colon || colon == rest)
+                        goto bad;
+                p.host = dup_n(rest, colon - rest);
+                char *why = strpbrk(p.host, ":/?#[] \t") ? xstrdup("bad character") : conf_host_problem(p.host);
+                free(why);
+                if (why)
+                        goto bad;
+        }
+        char port[8];
+        size_t plen = rest + len - colon - 1;
+        if (plen == 0 || plen >= sizeof(port))
+                goto bad;
+        memcpy(port, colon + 1, plen);
+        port[plen] = '\0';
+        if (parse_port(port, &p.port) < 0)
+                goto bad;
+        *ret = p;
+        return 0;
+bad:
+        conf_proxy_clear(&p);
+        return -EINVAL;
+}
+
+char *conf_proxy_name(const char *url) {
+        struct conf_proxy p;
+        if (!url || conf_proxy_parse(url, &p) < 0)
+                return xstrdup("(unparsable proxy URL)");
+        char *s = xasprintf(strchr(p.host, ':') ? "[%s]:%u" : "%s:%u", p.host, p.port);
+        conf_proxy_clear(&p);
+        return s;
+}
+
+char *conf_proxy_display(const char *url) {
+        struct conf_proxy p;
+        if (!url || conf_proxy_parse(url, &p) < 0)
+                return xstrdup("(unparsable proxy URL)");
+        char *s = xasprintf(strchr(p.host, ':') ? "%s://[%s]:%u" : "%s://%s:%u", p.scheme, p.host, p.port);
+        conf_proxy_clear(&p);
+        return s;
+}
+
+void conf_scrub_secrets(const struct config *c, bool add) {
+        struct conf_proxy p;
+        if (!c || !c->ssh_proxy || conf_proxy_parse(c->ssh_proxy, &p) < 0)
+                return;
+        if (p.password)
+                (add ? scrub_add : scrub_remove)(p.password);
+        conf_proxy_clear(&p);
+}
+
+/* Empty means none, as the default. The value may hold a password: it is never quoted back. */
+static char *parse_proxy(const struct key *k, const char *v, void *base) {
+        char **f = FIELD(base, k, char *);
+        struct conf_proxy p;
+        if (!v[0]) {
+                free(*f);
+                *f = NULL;
+                return NULL;
+        }
+        int r = conf_proxy_parse(v, &p);
+        if (r == -EPROTONOSUPPORT)
+                return xstrdup("not a proxy URL: the scheme must be http:// (CONNECT), socks5:// or socks5h://");
+        if (r < 0)
+                return xstrdup("not a proxy URL: http://[user:password@]host:port or socks5h://host:port expected");
+        conf_proxy_clear(&p);
+        free(*f);
+        *f = xstrdup(v);
+        return NULL;
+}
+
 #define CFG(sec, key, fn, f, ...) { SECTION_##sec, key, fn, offsetof(struct config, f), __VA_ARGS__ }
 #define BND(key, fn, f) { SECTION_BINDING, key, fn, offsetof(struct binding_conf, f), 0, 0 }
 const struct key conf_keys[CONF_N_KEYS] = {
@@ -254,6 +378,7 @@ const struct key conf_keys[CONF_N_KEYS] = {
         CFG(SSH, "host_key_check", parse_host_key_check, host_key_check, 0, 0),
         CFG(SSH, "keepalive_interval", parse_unsigned, keepalive_interval, 1, 3600),
         CFG(SSH, "keepalive_count", parse_unsigned, keepalive_count, 1, 100),
+        CFG(SSH, "proxy", parse_proxy, ssh_proxy, 0, 0),
         CFG(BACKOFF, "initial", parse_unsigned, backoff_initial, 1, 86400),
         CFG(BACKOFF, "max", parse_unsigned, backoff_max, 1, 86400),
         CFG(BACKOFF, "stable_after", parse_unsigned, stable_after, 1, 86400),

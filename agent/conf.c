@@ -529,7 +529,7 @@ void conf_free(struct config *c) {
                 &c->state_dir, &c->control_socket, &c->control_group, &c->api_url, &c->api_email,
                 &c->api_password_file, &c->api_token_file, &c->ssh_server, &c->ssh_user,
                 &c->identity_file, &c->known_hosts, &c->host_key_fingerprint, &c->path,
-                &c->metrics_listen,
+                &c->metrics_listen, &c->ssh_proxy,
         };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 free(*strs[i]);
@@ -578,5 +578,6 @@ bool conf_transport_equal(const struct config *a, const struct config *b) {
                 streq_ptr(a->ssh_user, b->ssh_user) && streq_ptr(a->identity_file, b->identity_file) &&
                 streq_ptr(a->known_hosts, b->known_hosts) && a->host_key_check == b->host_key_check &&
                 streq_ptr(a->host_key_fingerprint, b->host_key_fingerprint) &&
-                a->keepalive_interval == b->keepalive_interval && a->keepalive_count == b->keepalive_count;
+                a->keepalive_interval == b->keepalive_interval && a->keepalive_count == b->keepalive_count &&
+                streq_ptr(a->ssh_proxy, b->ssh_proxy);
 }

@@ -85,6 +85,8 @@ struct config {
         char *host_key_fingerprint;  /* "SHA256:..." when pinned */
         unsigned keepalive_interval; /* 15 s */
         unsigned keepalive_count;    /* 3 */
+        char *ssh_proxy;             /* http://[user:pass@]host:port, socks5[h]://host:port; NULL = none.
+                                      * May hold a password: never logged or shown as it is */
 
         /* [backoff], seconds */
         unsigned backoff_initial;    /* 1 */
@@ -132,6 +134,26 @@ void conf_binding_free(struct binding_conf *b);
 /* How many relays [ssh] server lists (at least 1), and relay i's host and port. */
 size_t conf_relay_count(const struct config *c);
 void conf_relay(const struct config *c, size_t i, const char **host, uint16_t *port);
+/* An [ssh] proxy URL in parts (conf_proxy_parse); user and password NULL when absent. */
+struct conf_proxy {
+        char *scheme;                /* "http", "socks5" or "socks5h" */
+        char *host;                  /* IPv6 without brackets */
+        uint16_t port;
+        char *user;
+        char *password;
+};
+/* Parses scheme://[user[:password]@]host:port[/]. Returns 0 and *ret (conf_proxy_clear it),
+ * -EPROTONOSUPPORT for another scheme, -EINVAL otherwise. */
+int conf_proxy_parse(const char *url, struct conf_proxy *ret);
+/* Frees the parts and wipes the password. */
+void conf_proxy_clear(struct conf_proxy *p);
+/* What may be shown of a proxy URL, never its credentials: "host:port" (IPv6 in brackets)
+ * for sentences, "scheme://host:port" for status. Caller frees. */
+char *conf_proxy_name(const char *url);
+char *conf_proxy_display(const char *url);
+/* Registers (add) or forgets the config's own secrets with scrub.h while it is in force:
+ * the [ssh] proxy password. */
+void conf_scrub_secrets(const struct config *c, bool add);
 
 /* Settings that, when changed by a reload, require every tunnel to restart ([ssh], [api]). */
 bool conf_transport_equal(const struct config *a, const struct config *b);

@@ -88,6 +88,7 @@ int manager_new(sd_event *event, struct config *config, struct manager **ret) {
         }
         for (size_t i = 0; i < config->n_bindings; i++)
                 manager_append(m, binding_new(m, conf_binding_dup(config->bindings[i])));
+        conf_scrub_secrets(config, true);
         *ret = m;
         return 0;
 }
@@ -141,6 +142,7 @@ void manager_free(struct manager *m) {
         tunnel_registry_free(m->tunnels);
         api_free(m->api);
         netwatch_free(m->netwatch);
+        conf_scrub_secrets(m->config, false);
         conf_free(m->config);
         sd_event_unref(m->event);
         free(m);
@@ -371,6 +373,8 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                         api_start(m->api);
         }
         gid_t gid = streq(m->config->control_group, nc->control_group) ? m->control_gid : lookup_group(nc->control_group);
+        conf_scrub_secrets(nc, true);
+        conf_scrub_secrets(m->config, false);
         conf_free(m->config);
         m->config = nc;
         m->control_gid = gid;

@@ -74,6 +74,7 @@
 #define PROTO_KEY_CONTROL_SOCKET "control_socket"
 #define PROTO_KEY_STATE_DIR      "state_dir"
 #define PROTO_KEY_TOKEN_EXPIRY   "token_expiry"
+#define PROTO_KEY_PROXY          "proxy"           /* scheme://host:port, never credentials */
 #define PROTO_KEY_UP             "up"
 #define PROTO_KEY_FAILED         "failed"
 #define PROTO_MODE_API           "api"

@@ -1,6 +1,8 @@
 /* HTTP requests on the caller's sd-event loop, through libcurl's multi-socket interface.
  * The only file of the daemon that includes libcurl. It knows URLs, headers and bodies,
- * nothing of the mysocket API, its tokens or its JSON.
+ * nothing of the mysocket API, its tokens or its JSON. It also opens the tunnel engine's
+ * TCP connection to a relay through an [ssh] proxy (http_tunnel_start): libcurl's proxy
+ * code, the same transport, the socket handed over once connected.
  *
  * A request completes through its callback exactly once, always from the event loop (never
  * before http_start has returned), unless it is cancelled; the handle is freed right after
@@ -49,3 +51,21 @@ int http_start(struct http *h, const char *method, const char *url, const char *
                const char *const *headers, http_done_cb done, void *userdata, struct http_req **ret);
 /* Stops a request: its callback never fires, the handle is freed. NULL is fine. */
 void http_cancel(struct http_req *r);
+
+/* ---- a TCP connection through a proxy (for the SSH relay) ------------------------------
+ * error 0: fd is a connected, non-blocking, close-on-exec TCP socket to the target through
+ * the proxy, now the callee's (libcurl keeps nothing of it). Else negative errno and fd -1:
+ *   -ECONNREFUSED  the proxy cannot be reached, or it refused (HTTP status, SOCKS reply)
+ *   -EACCES        the proxy wants credentials or refused the ones given (HTTP 407, 401)
+ *   -EHOSTUNREACH  the proxy's name does not resolve, -ETIMEDOUT, -EIO.
+ * `message` is a sentence naming the proxy as host:port and its answer, e.g. "proxy
+ * 127.0.0.1:3128 refused CONNECT to relay.example.org:22: HTTP 403"; never the
+ * credentials. Valid during the callback only. */
+typedef void (*http_tunnel_cb)(void *userdata, int error, const char *message, int fd);
+/* Opens host:port through proxy_url (http://[user:pass@]host:port with CONNECT,
+ * socks5://host:port or socks5h://host:port, the proxy resolving the name), libcurl doing
+ * the proxy's part (CURLOPT_CONNECT_ONLY) on the loop. Fails with -ETIMEDOUT after
+ * timeout_usec. Completes like a request (once, from the loop; http_cancel stops it).
+ * Returns 0 and *ret, or -ENOMEM. */
+int http_tunnel_start(struct http *h, const char *proxy_url, const char *host, uint16_t port, uint64_t timeout_usec,
+                      http_tunnel_cb done, void *userdata, struct http_req **ret);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/http.h"
 #include "log.h"
 #include "reach.h"
 #include "resolve.h"
@@ -20,6 +21,7 @@
 enum reach_state {
         REACH_START,
         REACH_RESOLVING,
+        REACH_PROXY,
         REACH_CONNECTING,
         REACH_HANDSHAKE,
         REACH_AUTH,
@@ -40,11 +42,19 @@ struct reach {
         int fd;
         sd_event_source *io, *timer, *defer;
         struct sshcall *ssh;
+
+        /* [ssh] proxy: libcurl (agent/api/http.c) connects through it and hands over the socket. */
+        struct http *http;
+        struct http_req *tunnel;
+        bool tunnel_done;
+        int tunnel_error;
+        char *tunnel_message;
 };
 
 static const char *const phase[_REACH_STATE_MAX] = {
         [REACH_START] = "starting to reach",
         [REACH_RESOLVING] = "resolving",
+        [REACH_PROXY] = "connecting through the proxy to",
         [REACH_CONNECTING] = "connecting to",
         [REACH_HANDSHAKE] = "in the SSH handshake with",
         [REACH_AUTH] = "authenticating to",
@@ -63,6 +73,10 @@ static void drop_sources(struct reach *r) {
         r->defer = sd_event_source_disable_unref(r->defer);
         resolve_free(r->resolve);
         r->resolve = NULL;
+        http_cancel(r->tunnel);
+        r->tunnel = NULL;
+        http_free(r->http);
+        r->http = NULL;
 }
 
 /* The end of the attempt: the last thing any handler does (the owner may free r). */
@@ -181,10 +195,56 @@ static void on_resolved(void *userdata, int gai_error, struct resolve_addr *addr
         connect_next(r, -ECONNREFUSED);
 }
 
+/* Through the proxy: libcurl's answer is taken on the next turn (from the loop, not from
+ * inside libcurl's callback, as finishing may free the transport). */
+static void on_tunnel(void *userdata, int error, const char *message, int fd) {
+        struct reach *r = userdata;
+        r->tunnel = NULL;
+        r->tunnel_done = true;
+        r->tunnel_error = error;
+        r->tunnel_message = xstrdup(message);
+        r->fd = fd;
+        if (sd_event_source_set_enabled(r->defer, SD_EVENT_ONESHOT) < 0)
+                r->tunnel_error = r->tunnel_error ? r->tunnel_error : -EIO;
+}
+
+static void start_proxy(struct reach *r) {
+        uint64_t now = now_usec(r);
+        int k = http_new(r->event, &r->http);
+        if (k >= 0)
+                k = http_tunnel_start(r->http, r->p->proxy, r->p->server, r->p->server_port,
+                                      r->deadline > now ? r->deadline - now : 1, on_tunnel, r, &r->tunnel);
+        r->state = REACH_PROXY;
+        if (k < 0)
+                finish(r, k, false, "cannot start connecting through the proxy: %s", strerror(-k));
+}
+
+/* The proxy answered: on success the socket goes on as if connect() had succeeded. */
+static void proxied(struct reach *r) {
+        _cleanup_(freep) char *msg = r->tunnel_message;
+        r->tunnel_message = NULL;
+        r->tunnel_done = false;
+        http_free(r->http);
+        r->http = NULL;
+        if (r->tunnel_error < 0) {
+                finish(r, r->tunnel_error, r->tunnel_error == -EACCES, "%s", msg);
+                return;
+        }
+        set_sockopts(r->fd, r);
+        r->state = REACH_CONNECTING;
+        int k = sd_event_add_io(r->event, &r->io, r->fd, EPOLLOUT, on_io, r);
+        if (k < 0)
+                finish(r, k, false, "cannot watch the relay socket: %s", strerror(-k));
+}
+
 static void start(struct reach *r) {
         struct resolve_addr a;
         if (check_identity(r) < 0)
                 return;
+        if (r->p->proxy) {
+                start_proxy(r);
+                return;
+        }
         r->state = REACH_RESOLVING;
         if (resolve_parse_literal(r->p->server, r->p->server_port, &a) == 0) {
                 r->addrs = xmalloc(sizeof(a));
@@ -326,6 +386,11 @@ static int on_defer(sd_event_source *src, void *userdata) {
                 start(r);
                 return 0;
         }
+        if (r->state == REACH_PROXY) {
+                if (r->tunnel_done)
+                        proxied(r);
+                return 0;
+        }
         if (r->ssh) {
                 sshcall_dispatch_begin(r->ssh);
                 if (ssh_step(r))
@@ -341,6 +406,12 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
                 log_binding(LOG_DEBUG, NULL, "connect", "connecting to relay %s:%u timed out; trying the next "
                             "address", r->p->server, r->p->server_port);
                 connect_next(r, -ETIMEDOUT);
+                return 0;
+        }
+        if (r->p->proxy && r->state <= REACH_CONNECTING) {
+                _cleanup_(freep) char *name = conf_proxy_name(r->p->proxy);
+                finish(r, -ETIMEDOUT, false, "timed out connecting through proxy %s to relay %s:%u", name,
+                       r->p->server, r->p->server_port);
                 return 0;
         }
         finish(r, -ETIMEDOUT, false, "timed out %s relay %s:%u", phase[r->state], r->p->server, r->p->server_port);
@@ -378,6 +449,7 @@ void reach_free(struct reach *r) {
         if (r->fd >= 0)
                 close(r->fd);
         free(r->addrs);
+        free(r->tunnel_message);
         sd_event_unref(r->event);
         free(r);
 }

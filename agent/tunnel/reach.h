@@ -1,4 +1,5 @@
-/* Reaching a relay: identity file checks, resolve, TCP connect over every address in turn,
+/* Reaching a relay: identity file checks, resolve, TCP connect over every address in turn
+ * (or, with an [ssh] proxy, a socket connected through it by libcurl: http_tunnel_start),
  * SSH handshake, host key, public key authentication. One attempt, reported once through
  * the done callback; it never calls into the session that waits for it. */
 #pragma once

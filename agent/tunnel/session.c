@@ -432,6 +432,7 @@ int session_new(sd_event *event, struct tunnel_registry *registry, const struct 
         s->p = (struct tunnel_params) {
                 .server = xstrdup(params->server),
                 .server_port = params->server_port,
+                .proxy = xstrdup(params->proxy),
                 .user = xstrdup(params->user),
                 .identity_file = xstrdup(params->identity_file),
                 .known_hosts = xstrdup(params->known_hosts),
@@ -480,6 +481,7 @@ static void session_destroy(struct session *s) {
         free(s->listen_host);
         free(s->label);
         free((char *) s->p.server);
+        free((char *) s->p.proxy);
         free((char *) s->p.user);
         free((char *) s->p.identity_file);
         free((char *) s->p.known_hosts);

@@ -20,7 +20,7 @@ static bool same_str(const char *a, const char *b) {
 /* The session-sharing key: whether a tunnel with params p may join session s. */
 static bool tunnel_shareable(const struct session *s, sd_event *event, const struct tunnel_params *p) {
         return !s->p.exclusive && !p->exclusive && s->event == event && same_str(s->p.server, p->server) &&
-               s->p.server_port == p->server_port && same_str(s->p.user, p->user) &&
+               s->p.server_port == p->server_port && same_str(s->p.proxy, p->proxy) && same_str(s->p.user, p->user) &&
                same_str(s->p.identity_file, p->identity_file) && same_str(s->p.known_hosts, p->known_hosts) &&
                s->p.host_key_check == p->host_key_check &&
                same_str(s->p.host_key_fingerprint, p->host_key_fingerprint) &&

@@ -29,6 +29,7 @@ struct tunnel_params {
         const char *name;                    /* binding name, for log lines */
         const char *server;                  /* relay host name or address literal */
         uint16_t server_port;
+        const char *proxy;                   /* [ssh] proxy URL (may hold credentials) or NULL */
         const char *user;
         const char *identity_file;           /* private key; public key is identity_file.pub if present */
         const char *known_hosts;
