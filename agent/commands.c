@@ -69,7 +69,7 @@ static struct binding_conf *binding_conf_from_add(const struct proto_add *a) {
                 .max_connections = (unsigned) a->max_connections,
                 .remote_host = xstrdup(a->remote_host),
                 .remote_port_any = a->remote_port_any,
-                .edge_log = a->edge_log ? edge_log_from_string(a->edge_log) : EDGE_LOG_AUTO,
+                .edge_log = a->edge_log ? conf_edge_log_from_string(a->edge_log) : EDGE_LOG_AUTO,
                 .source = BINDING_SOURCE_RUNTIME,
         };
         return bc;

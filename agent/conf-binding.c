@@ -182,7 +182,7 @@ char *conf_binding_to_ini(const struct binding_conf *b) {
         char mc[12];
         snprintf(mc, sizeof(mc), "%u", b->max_connections);
         append(&s, "max_connections", b->max_connections ? mc : NULL);
-        append(&s, "edge_log", b->edge_log != EDGE_LOG_AUTO ? edge_log_to_string(b->edge_log) : NULL);
+        append(&s, "edge_log", b->edge_log != EDGE_LOG_AUTO ? conf_edge_log_to_string(b->edge_log) : NULL);
         return s;
 }
 

@@ -181,17 +181,17 @@ static char *parse_listen(const struct key *k, const char *v, void *base) {
         return NULL;
 }
 
-const char *edge_log_to_string(int e) {
+const char *conf_edge_log_to_string(int e) {
         return e == EDGE_LOG_YES ? "yes" : e == EDGE_LOG_NO ? "no" : "auto";
 }
 
-int edge_log_from_string(const char *s) {
+int conf_edge_log_from_string(const char *s) {
         return streq(s, "auto") ? EDGE_LOG_AUTO : streq(s, "yes") ? EDGE_LOG_YES : streq(s, "no") ? EDGE_LOG_NO
                                                                                                   : -EINVAL;
 }
 
 static char *parse_edge_log(const struct key *k, const char *v, void *base) {
-        int e = edge_log_from_string(v);
+        int e = conf_edge_log_from_string(v);
         if (e < 0)
                 return xasprintf("\"%s\" is not auto, yes or no", v);
         *FIELD(base, k, int) = e;

@@ -32,8 +32,8 @@ enum binding_source {
 
 /* edge_log: read the relay's log lines on a shell session; auto = only in API mode. */
 enum { EDGE_LOG_AUTO, EDGE_LOG_YES, EDGE_LOG_NO };
-const char *edge_log_to_string(int e);          /* "auto", "yes", "no" */
-int edge_log_from_string(const char *s);        /* or -EINVAL */
+const char *conf_edge_log_to_string(int e);          /* "auto", "yes", "no" */
+int conf_edge_log_from_string(const char *s);        /* or -EINVAL */
 
 struct binding_conf {
         char *name;
