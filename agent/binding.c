@@ -1,18 +1,14 @@
 /* One binding's state machine (see manager.h for the picture): resolve at the API, connect
  * the tunnel, back off with full jitter, fail for good on what retrying cannot fix. */
 #include <errno.h>
-#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "api/api.h"
 #include "log.h"
 #include "manager.h"
-
-/* Never spin: even full jitter waits at least this long between attempts. */
-#define BACKOFF_MIN_USEC (100 * 1000ull)
+#include "urlmatch.h"
 
 static const char *const state_names[_BINDING_STATE_MAX] = {
         [BINDING_STATE_RESOLVING] = PROTO_STATE_RESOLVING,
@@ -27,13 +23,6 @@ const char *binding_state_to_string(enum binding_state s) {
         return s < _BINDING_STATE_MAX ? state_names[s] : "unknown";
 }
 
-
-static uint64_t random_u64(void) {
-        uint64_t v;
-        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
-                v = now_monotonic_usec() * 6364136223846793005ull + (uint64_t) getpid();
-        return v;
-}
 
 static void set_state(struct binding *b, enum binding_state s) {
         if (b->state == s)
@@ -102,13 +91,8 @@ static int on_backoff_done(sd_event_source *s, uint64_t usec, void *userdata) {
 /* Exponential from `initial` to `max` seconds with full jitter: the wait is uniform in
  * [0, cap], so a relay restart does not see every Pi in the world come back at once. */
 static uint64_t backoff_delay(const struct config *c, unsigned failures) {
-        uint64_t cap = (uint64_t) c->backoff_initial * USEC_PER_SEC;
-        for (unsigned i = 0; i < failures && cap < (uint64_t) c->backoff_max * USEC_PER_SEC; i++)
-                cap *= 2;
-        if (cap > (uint64_t) c->backoff_max * USEC_PER_SEC)
-                cap = (uint64_t) c->backoff_max * USEC_PER_SEC;
-        uint64_t d = random_u64() % (cap + 1);
-        return d < BACKOFF_MIN_USEC ? BACKOFF_MIN_USEC : d;
+        return backoff_usec((uint64_t) c->backoff_initial * USEC_PER_SEC,
+                            (uint64_t) c->backoff_max * USEC_PER_SEC, failures);
 }
 
 /* The API could not be asked (API mode): the whole binding waits. */
@@ -334,51 +318,22 @@ static void on_tunnel_down(struct tunnel *t, int error, bool permanent, const ch
         slot_retry(s);
 }
 
-/* public_url_pattern, compiled for the pattern text it was made from (a reload may
- * change the binding's conf under it). */
-struct url_matcher {
-        char *pattern;
-        regex_t re;
-};
-
-static void url_matcher_free(struct url_matcher *m) {
-        if (!m)
-                return;
-        regfree(&m->re);
-        free(m->pattern);
-        free(m);
-}
-
 /* The relay printed the binding's public address in this line: remember it. */
 static void match_public_url(struct binding *b, const char *line) {
-        const char *pattern = b->conf->public_url_pattern;
-        if (!pattern || !*pattern) {
-                url_matcher_free(b->url_matcher);
-                b->url_matcher = NULL;
+        char *url = NULL;
+        if (urlmatch_line(&b->url_matcher, b->conf->public_url_pattern, line, &url) == 0)
                 return;
-        }
-        if (!b->url_matcher || !streq(b->url_matcher->pattern, pattern)) {
-                url_matcher_free(b->url_matcher);
-                b->url_matcher = xcalloc(1, sizeof(*b->url_matcher));
-                /* Checked by conf_binding_check: it compiles, with a group. */
-                if (regcomp(&b->url_matcher->re, pattern, REG_EXTENDED) != 0) {
-                        free(b->url_matcher);
-                        b->url_matcher = NULL;
-                        return;
-                }
-                b->url_matcher->pattern = xstrdup(pattern);
+        if (!url) {             /* the pattern changed: what the old one found is void */
                 free(b->relay_url);
                 b->relay_url = NULL;
+                return;
         }
-        regmatch_t m[2];
-        if (regexec(&b->url_matcher->re, line, 2, m, 0) != 0 || m[1].rm_so < 0 || m[1].rm_eo <= m[1].rm_so)
+        if (streq_ptr(url, b->relay_url)) {
+                free(url);
                 return;
-        _cleanup_(freep) char *url = strndup(line + m[1].rm_so, (size_t) (m[1].rm_eo - m[1].rm_so));
-        if (!url || streq_ptr(url, b->relay_url))
-                return;
+        }
         free(b->relay_url);
         b->relay_url = url;
-        url = NULL;
         log_binding(LOG_NOTICE, b->conf->name, "public-url", "public URL from the relay: %s", b->relay_url);
 }
 
@@ -568,7 +523,7 @@ void binding_free(struct binding *b) {
         free(b->dnsname);
         free(b->ssh_user);
         free(b->relay_url);
-        url_matcher_free(b->url_matcher);
+        urlmatch_free(b->url_matcher);
         free(b);
 }
 

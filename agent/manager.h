@@ -33,7 +33,7 @@ const char *binding_state_to_string(enum binding_state s);
 struct manager;
 struct api;
 struct api_call;
-struct url_matcher;
+struct urlmatch;
 
 /* One tunnel of a binding: in direct mode one per relay of [ssh] server, each with its own
  * state, backoff and last error, so that one relay failing never disturbs another. */
@@ -67,7 +67,7 @@ struct binding {
         uint64_t next_attempt;          /* realtime usec, 0 when not in backoff */
         char *last_error;
         struct tunnel_stats past;       /* counters of the sessions before the current one */
-        struct url_matcher *url_matcher;  /* public_url_pattern compiled, NULL until a line comes */
+        struct urlmatch *url_matcher;  /* public_url_pattern compiled, NULL until a line comes */
         char *relay_url;                /* public_url_pattern's match in the relay's log lines */
         char *last_local_error;         /* of an earlier tunnel: kept when the tunnel goes */
         bool local_failing;

@@ -538,8 +538,8 @@ uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures) {
                 cap = max;
         if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
                 v = now_monotonic_usec() * 6364136223846793005ull + (uint64_t) getpid();
-        uint64_t d = v % (cap + 1), floor = 100 * 1000;
-        return d < floor ? floor : d;
+        uint64_t d = v % (cap + 1);
+        return d < BACKOFF_MIN_USEC ? BACKOFF_MIN_USEC : d;
 }
 
 char *format_timespan(uint64_t usec) {

@@ -114,6 +114,7 @@ uint64_t now_monotonic_usec(void);
  * full jitter (uniform in [0, cap], at least 100 ms), so that many clients do not come
  * back at once. */
 uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures);
+#define BACKOFF_MIN_USEC (100 * 1000ull)   /* never spin: even full jitter waits this long */
 /* A duration for people: "0.4 s", "42 s", "7 min", "3 h", "12 days". Caller frees. */
 char *format_timespan(uint64_t usec);
 /* Formats a CLOCK_REALTIME usec timestamp as RFC 3339 UTC ("2026-11-22T10:00:00Z") into buf. */
