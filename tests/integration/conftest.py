@@ -4,6 +4,7 @@ pieces the tunnel tests share (a relay, a local web site, a blob service, config
 Binaries come from $MYSOCKETD_BUILDDIR (default: <repo>/build, where tools/test.sh
 builds). Every process a test starts is stopped by pid when the test ends.
 """
+import ctypes
 import hashlib
 import http.server
 import json
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -233,6 +235,41 @@ class TCPService:
 
     def close(self):
         self.sock.close()
+
+
+class Echo(TCPService):
+    """The local service of many tests: echoes every byte back until the peer closes."""
+
+    def handle(self, c):
+        with c:
+            while True:
+                try:
+                    b = c.recv(65536)
+                except OSError:
+                    return
+                if not b:
+                    return
+                c.sendall(b)
+
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextmanager
+def netns(name):
+    """This thread (only) in network namespace `name`: sockets made here live there."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns {name}: {os.strerror(e)}")
+        yield
+    finally:
+        _libc.setns(home, CLONE_NEWNET)
+        os.close(home)
+        os.close(target)
 
 
 class BlobServer(TCPService):

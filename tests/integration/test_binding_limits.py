@@ -6,22 +6,7 @@ import subprocess
 import time
 import urllib.request
 
-from conftest import TCPService, binding, free_port, wait_for
-
-
-class EchoServer(TCPService):
-    """Echoes every byte until the peer closes."""
-
-    def handle(self, c):
-        with c:
-            while True:
-                try:
-                    b = c.recv(65536)
-                except OSError:
-                    return
-                if not b:
-                    return
-                c.sendall(b)
+from conftest import Echo, binding, free_port, wait_for
 
 
 def echo_ok(c, msg=b"ping\n"):
@@ -48,7 +33,7 @@ def closed_within(c, seconds):
 
 def test_max_connections_refuses_beyond_the_cap(relay_daemon, relay):
     d, cap = relay_daemon, 5
-    echo = EchoServer()
+    echo = Echo()
     conns = []
     try:
         rp = free_port()
@@ -137,7 +122,7 @@ def echo_via(host, port):
 
 def test_remote_host_all_addresses_vs_localhost(tmp_path, relay_daemon):
     from relay import Relay
-    d, echo = relay_daemon, EchoServer()
+    d, echo = relay_daemon, Echo()
     r = Relay(tmp_path / "gwrelay", extra_config=["GatewayPorts clientspecified"]).start()
     try:
         p_any, p_lo = free_port(), free_port()
@@ -161,7 +146,7 @@ def test_remote_host_all_addresses_vs_localhost(tmp_path, relay_daemon):
 
 def test_remote_port_zero_records_the_port_the_relay_chose(tmp_path, relay_daemon):
     from relay import Relay
-    d, echo = relay_daemon, EchoServer()
+    d, echo = relay_daemon, Echo()
     r = Relay(tmp_path / "dbgrelay", log_level="DEBUG1").start()
     try:
         d.configure_relay(r, binding("auto", echo.port, 0, "remote_host = myname.example\n"))
@@ -194,7 +179,7 @@ def test_remote_host_from_ctl_add_is_saved(relay_daemon, relay):
 
 
 def test_remote_port_zero_from_ctl_add(relay_daemon, relay):
-    d, echo = relay_daemon, EchoServer()
+    d, echo = relay_daemon, Echo()
     try:
         d.configure_relay(relay, "")
         d.start()
@@ -222,7 +207,7 @@ exec cat >/dev/null
 
 def test_public_url_pattern_reads_the_relays_line(tmp_path, relay_daemon):
     from relay import Relay
-    d, echo = relay_daemon, EchoServer()
+    d, echo = relay_daemon, Echo()
     r = Relay(tmp_path / "urlrelay")
     with open(r.script, "w") as f:        # the ForceCommand: prints the URL, then waits
         f.write(URL_SHELL)

@@ -24,23 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MYSOCKETD, REPO, TCPService, free_port, wait_for
+from conftest import MYSOCKETD, REPO, Echo, free_port, wait_for
 from relay import Relay
 
 ENTRYPOINT = REPO / "packaging" / "container" / "entrypoint.sh"
 TINI = shutil.which("tini") or "/usr/bin/tini"
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 STOP_WITHIN = 5.0
-
-
-class Echo(TCPService):
-    def handle(self, c):
-        with c:
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    return
-                c.sendall(b)
 
 
 def container_config(relay, state_dir, control_socket, identity, metrics_port, local_port, remote_port):

@@ -23,7 +23,6 @@ a file, appended to it as JSON lines.
 
 MYSOCKETD_LINKDOWN_S sets the link-down time of the cut test (default 90).
 """
-import ctypes
 import hashlib
 import http.server
 import json
@@ -33,13 +32,12 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import (MYSOCKETD, PATTERN, BlobServer, Daemon, binding, new_daemon, pattern_digest, send_pattern,
-                      wait_for)
+from conftest import (MYSOCKETD, PATTERN, BlobServer, Daemon, binding, netns, new_daemon, pattern_digest,
+                      send_pattern, wait_for)
 from relay import Relay
 
 HERE = Path(__file__).resolve().parent
@@ -49,8 +47,6 @@ BACKOFF_MAX = 5
 DETECT_BOUND = KA_INTERVAL * KA_COUNT + 5     # the issue's bound for declaring a session dead
 CONNECT_ALLOWANCE = 3                         # TCP + SSH handshake + auth + forward on this link
 LINKDOWN_S = float(os.environ.get("MYSOCKETD_LINKDOWN_S", "90"))
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def figure(**kw):
@@ -63,22 +59,6 @@ def figure(**kw):
 
 def run(*cmd, check=True):
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=30)
-
-
-@contextmanager
-def netns(name):
-    """This thread (only) in network namespace `name`: sockets made here live there."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"setns {name}: {os.strerror(e)}")
-        yield
-    finally:
-        _libc.setns(home, CLONE_NEWNET)
-        os.close(home)
-        os.close(target)
 
 
 # ---- the lab: two namespaces and the wire ------------------------------------------------

@@ -7,21 +7,16 @@ Two real sshd relays: A on 127.0.0.1 in this namespace, B in a network namespace
 own (reached over a veth pair), so that both can bind the same remote_port on their own
 loopback, as two relay hosts would.
 """
-import ctypes
 import os
 import socket
 import subprocess
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 
-from conftest import TCPService, binding, free_port, new_daemon, report_on_failure, wait_for
+from conftest import Echo, binding, free_port, netns, new_daemon, report_on_failure, wait_for
 from relay import Relay
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def run(*cmd, check=True):
@@ -40,37 +35,6 @@ def _netns_possible():
 
 
 pytestmark = pytest.mark.skipif(_netns_possible() is not None, reason=str(_netns_possible()))
-
-
-@contextmanager
-def netns(name):
-    """This thread (only) in network namespace `name`: sockets made here live there."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"setns {name}: {os.strerror(e)}")
-        yield
-    finally:
-        _libc.setns(home, CLONE_NEWNET)
-        os.close(home)
-        os.close(target)
-
-
-class Echo(TCPService):
-    """The local service: echoes every byte back."""
-
-    def handle(self, c):
-        with c:
-            while True:
-                try:
-                    b = c.recv(65536)
-                except OSError:
-                    return
-                if not b:
-                    return
-                c.sendall(b)
 
 
 def connect(port, ns=None, timeout=5):
