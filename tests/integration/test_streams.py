@@ -206,7 +206,12 @@ def test_2000_never_reading_streams_are_bounded(d):
         storm_cpu = cpu_ms(pid) - storm[1]
         storm_samples = stop_sampling(storm[0])
         steady = start_sampling("steady")
+        # Events for 1.5 s at least: a faster machine churns 600 cycles in less, and the
+        # bound wants 20 samples under load.
+        t_end = time.monotonic() + 1.5
         churn(d, 600)
+        while time.monotonic() < t_end:
+            churn(d, 50)
         samples = stop_sampling(steady)
     except BaseException:
         stop_holders(kids)
