@@ -70,6 +70,7 @@ struct bridge {
 
 static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
 static void local_connect_next(struct bridge *c);
+static void local_dropped(struct bridge *c, int error);
 static void bridge_abort(struct bridge *c, int error);
 
 static ssize_t run(struct bridge *c, enum sshcall_kind kind, char *buf, size_t len) {
@@ -235,6 +236,12 @@ static void local_connect_done(struct bridge *c) {
         int k = resolve_connect_result(c->fd);
         if (k == -EINPROGRESS)
                 return;
+        if (k == -ECONNRESET || k == -EPIPE) {
+                /* Accepted, then reset before we saw the connect finish: a drop, not a
+                 * refusal, and another address would not help. */
+                local_dropped(c, k);
+                return;
+        }
         if (k < 0) {
                 close_local(c);
                 c->error = k;
