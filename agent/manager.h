@@ -151,3 +151,6 @@ void binding_going_down(struct binding *b, const char *why);
 unsigned binding_tunnels_up(const struct binding *b);
 /* Fills the wire view of a binding (caller clears it with proto_binding_clear). */
 void binding_to_proto(const struct binding *b, struct proto_binding *ret);
+/* https://dnsname for http/https sockets, dnsname:port for tcp/tls; NULL before the API
+ * told us (and always in direct mode). Caller frees. */
+char *binding_public_url(const struct binding *b);
