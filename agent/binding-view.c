@@ -72,12 +72,13 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
         };
         p->public_url = b->relay_url ? xstrdup(b->relay_url) : binding_public_url(b);
         p->tunnels_up = binding_tunnels_up(b);
-        p->n_relays = b->n_slots ? b->n_slots : (b->manager->api ? 1 : conf_relay_count(b->manager->config));
+        p->n_relays = b->n_slots ? b->n_slots
+                                 : b->manager->api ? conf_binding_tunnels(c) : conf_relay_count(b->manager->config);
         p->relays = xcalloc(p->n_relays, sizeof(*p->relays));
         for (size_t i = 0; i < p->n_relays; i++) {
-                /* API mode's one tunnel is the binding (which also resolves and backs off
-                 * at the API); no slot yet: what the binding is. */
-                const struct binding_slot *s = i < b->n_slots && !b->manager->api ? &b->slots[i] : NULL;
+                /* No slot yet (before the first attempt, or the API's first answer): what the
+                 * binding is. API mode: every tunnel goes to the first relay. */
+                const struct binding_slot *s = i < b->n_slots ? &b->slots[i] : NULL;
                 const char *host;
                 uint16_t port;
                 conf_relay(b->manager->config, b->manager->api ? 0 : i, &host, &port);
@@ -86,6 +87,8 @@ void binding_to_proto(const struct binding *b, struct proto_binding *p) {
                         .state = xstrdup(binding_state_to_string(s ? s->state : b->state)),
                         .last_error = xstrdup(s ? s->last_error : b->last_error),
                         .connected_since = s ? s->connected_since : b->connected_since,
+                        .tunnel_id = xstrdup(s ? s->tunnel_id : NULL),
+                        .relay_port = s && s->relay_port ? s->relay_port : b->relay_port,
                 };
         }
 }

@@ -33,10 +33,17 @@ static void set_state(struct binding *b, enum binding_state s) {
         manager_update_status(b->manager);
 }
 
-static void set_error(struct binding *b, const char *message) {
-        free(b->last_error);
-        b->last_error = xstrdup(message);
+static void replace(char **dst, const char *src) {
+        free(*dst);
+        *dst = xstrdup(src);
 }
+
+static void set_error(struct binding *b, const char *message) {
+        replace(&b->last_error, message);
+}
+
+_Static_assert(BINDING_SLOTS_MAX >= CONF_RELAYS_MAX && BINDING_SLOTS_MAX >= CONF_TUNNELS_MAX,
+               "a slot for every relay and every tunnel");
 
 static void slot_stop(struct binding_slot *s) {
         struct binding *b = s->binding;
@@ -100,6 +107,11 @@ static void schedule_retry(struct binding *b) {
         uint64_t delay = backoff_delay(b->manager->config, b->failures);
         b->failures++;
         b->next_attempt = now_realtime_usec() + delay;
+        for (size_t i = 0; i < b->n_slots; i++) {      /* each tunnel waits for the API too */
+                b->slots[i].state = BINDING_STATE_BACKOFF;
+                b->slots[i].next_attempt = b->next_attempt;
+                replace(&b->slots[i].last_error, b->last_error);
+        }
         set_state(b, BINDING_STATE_BACKOFF);
         int r = sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC, delay, 0,
                                            on_backoff_done, b);
@@ -116,17 +128,29 @@ static void schedule_retry(struct binding *b) {
                     b->last_error ? b->last_error : "not connected", (double) delay / USEC_PER_SEC);
 }
 
-/* The relay of slot s, host and port. */
+/* The relay of slot s, host and port (API mode: the first relay for every tunnel). */
 static void slot_relay(const struct binding_slot *s, const char **host, uint16_t *port) {
-        conf_relay(s->binding->manager->config, s->index, host, port);
+        conf_relay(s->binding->manager->config, s->binding->manager->api ? 0 : s->index, host, port);
 }
 
-/* "HOST:PORT: " before a slot's sentences when the binding has several relays, else "". */
+/* The port slot s asks the relay for, and its tunnel id (API mode; else the binding's). */
+static uint16_t slot_port(const struct binding_slot *s) {
+        return s->relay_port ? s->relay_port : s->binding->relay_port;
+}
+
+static const char *slot_tunnel_id(const struct binding_slot *s) {
+        return s->tunnel_id ? s->tunnel_id : s->binding->tunnel_id;
+}
+
+/* "relay HOST:PORT: " (direct mode) or "tunnel N: " (API mode) before a slot's sentences
+ * when the binding has several tunnels, else "". */
 static char *slot_prefix(const struct binding_slot *s) {
         const char *host;
         uint16_t port;
         if (s->binding->n_slots < 2)
                 return xstrdup("");
+        if (s->binding->manager->api)
+                return xasprintf("tunnel %zu: ", s->index + 1);
         slot_relay(s, &host, &port);
         _cleanup_(freep) char *hp = format_host_port(host, port);
         return xasprintf("relay %s: ", hp);
@@ -143,7 +167,8 @@ unsigned binding_tunnels_up(const struct binding *b) {
  * in that order; since, next attempt and error follow. */
 static void derive_state(struct binding *b) {
         static const enum binding_state order[] = {
-                BINDING_STATE_UP, BINDING_STATE_CONNECTING, BINDING_STATE_BACKOFF, BINDING_STATE_FAILED };
+                BINDING_STATE_UP, BINDING_STATE_CONNECTING, BINDING_STATE_RESOLVING, BINDING_STATE_BACKOFF,
+                BINDING_STATE_FAILED };
         enum binding_state best = BINDING_STATE_FAILED;
         uint64_t since = 0, next = 0;
         const struct binding_slot *err = NULL;
@@ -181,18 +206,27 @@ static void derive_state(struct binding *b) {
 }
 
 static void slot_connect(struct binding_slot *s);
+static void binding_resolve(struct binding *b);
 
-static int on_slot_backoff_done(sd_event_source *es, uint64_t usec, void *userdata) {
-        struct binding_slot *s = userdata;
+/* A tunnel's wait is over: it connects again (API mode: asks the API first, as its tunnel
+ * may be gone; one question serves every tunnel waiting, the others run on). */
+static void slot_again(struct binding_slot *s) {
         struct binding *b = s->binding;
         s->timer = sd_event_source_disable_unref(s->timer);
-        if (b->manager->api) {
-                binding_attempt(b);     /* API mode asks the API again first */
-                return 0;
-        }
         b->attempts++;
         b->reconnects++;
-        slot_connect(s);
+        if (!b->manager->api)
+                return slot_connect(s);
+        s->state = BINDING_STATE_RESOLVING;
+        s->next_attempt = 0;
+        if (b->api_call)
+                derive_state(b);
+        else
+                binding_resolve(b);
+}
+
+static int on_slot_backoff_done(sd_event_source *es, uint64_t usec, void *userdata) {
+        slot_again(userdata);
         return 0;
 }
 
@@ -242,9 +276,9 @@ static char *relay_text(const struct binding_slot *s) {
         uint16_t port;
         slot_relay(s, &server, &port);
         if (b->socket_id)
-                return xasprintf("relay %s port %u, socket %s, tunnel %s", server, b->relay_port, b->socket_id,
-                                 b->tunnel_id ? b->tunnel_id : "-");
-        return xasprintf("relay %s port %u", server, b->relay_port);
+                return xasprintf("relay %s port %u, socket %s, tunnel %s", server, slot_port(s), b->socket_id,
+                                 slot_tunnel_id(s) ? slot_tunnel_id(s) : "-");
+        return xasprintf("relay %s port %u", server, slot_port(s));
 }
 
 /* The one place a binding's `down` is told: only a tunnel that was up goes down. */
@@ -253,7 +287,7 @@ static void log_down(struct binding_slot *s, int priority, const char *why) {
         _cleanup_(freep) char *relay = relay_text(s), *prefix = slot_prefix(s);
         log_full(priority, &(struct log_fields) {
                          .binding = b->conf->name, .event = "down", .message_id = LOG_MESSAGE_ID_DOWN,
-                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id, .relay = relay },
+                         .socket_id = b->socket_id, .tunnel_id = slot_tunnel_id(s), .relay = relay },
                  "down: %s%s", prefix, why);
 }
 
@@ -266,7 +300,7 @@ void binding_going_down(struct binding *b, const char *why) {
 static void on_tunnel_up(struct tunnel *t, void *userdata) {
         struct binding_slot *s = userdata;
         struct binding *b = s->binding;
-        _cleanup_(freep) char *url = binding_public_url(b), *relay = NULL;
+        _cleanup_(freep) char *url = binding_public_url(b), *relay = NULL, *prefix = slot_prefix(s);
         const char *server;
         uint16_t port;
         slot_relay(s, &server, &port);
@@ -276,7 +310,7 @@ static void on_tunnel_up(struct tunnel *t, void *userdata) {
         s->last_error = NULL;
         s->state = BINDING_STATE_UP;
         derive_state(b);
-        if (!b->relay_port)     /* remote_port = 0: the port the relay chose */
+        if (!slot_port(s))      /* remote_port = 0: the port the relay chose */
                 b->relay_port = tunnel_get_bound_port(t);
         if (sd_event_add_time_relative(b->manager->event, &s->timer, CLOCK_MONOTONIC,
                                        (uint64_t) b->manager->config->stable_after * USEC_PER_SEC, 0, on_stable,
@@ -286,9 +320,9 @@ static void on_tunnel_up(struct tunnel *t, void *userdata) {
         relay = relay_text(s);
         log_full(LOG_NOTICE, &(struct log_fields) {
                          .binding = b->conf->name, .event = PROTO_EVENT_UP, .message_id = LOG_MESSAGE_ID_UP,
-                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id, .relay = relay },
-                 "up: %s:%u -> relay %s port %u%s%s", b->conf->host, b->conf->port,
-                 server, b->relay_port, url ? ", public at " : "", url ? url : "");
+                         .socket_id = b->socket_id, .tunnel_id = slot_tunnel_id(s), .relay = relay },
+                 "up: %s%s:%u -> relay %s port %u%s%s", prefix, b->conf->host, b->conf->port,
+                 server, slot_port(s), url ? ", public at " : "", url ? url : "");
 }
 
 static void on_tunnel_down(struct tunnel *t, int error, bool permanent, const char *message, void *userdata) {
@@ -341,7 +375,7 @@ static void on_tunnel_log(struct tunnel *t, const char *line, void *userdata) {
         match_public_url(b, line);
         log_full(LOG_INFO, &(struct log_fields) {
                          .binding = b->conf->name, .event = "edge-log",
-                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id },
+                         .socket_id = b->socket_id, .tunnel_id = slot_tunnel_id(s) },
                  "%s", line);
 }
 
@@ -370,7 +404,7 @@ static void slot_connect(struct binding_slot *s) {
                 .keepalive_interval = c->keepalive_interval,
                 .keepalive_count = c->keepalive_count,
                 .bind_host = b->conf->remote_host && *b->conf->remote_host ? b->conf->remote_host : "localhost",
-                .remote_port = b->relay_port,
+                .remote_port = slot_port(s),
                 .local_host = b->conf->host,
                 .local_port = b->conf->port,
                 .max_connections = b->conf->max_connections,
@@ -389,44 +423,53 @@ static void slot_connect(struct binding_slot *s) {
         }
 }
 
-static void slots_free(struct binding *b) {
-        for (size_t i = 0; i < b->n_slots; i++) {
+/* n slots: the extra ones stopped and cleared, new ones in `state` (not started). */
+static void slots_resize(struct binding *b, size_t n, enum binding_state state) {
+        for (size_t i = n; i < b->n_slots; i++) {
                 slot_stop(&b->slots[i]);
                 free(b->slots[i].last_error);
+                free(b->slots[i].tunnel_id);
         }
-        free(b->slots);
-        b->slots = NULL;
-        b->n_slots = 0;
+        for (size_t i = b->n_slots; i < n; i++)
+                b->slots[i] = (struct binding_slot) { .binding = b, .index = i, .state = state };
+        b->n_slots = n;
 }
 
-/* One tunnel per relay in direct mode (one in API mode), each started now. */
+/* Direct mode: one tunnel per relay, each started now. */
 static void binding_connect(struct binding *b) {
-        size_t n = b->manager->api ? 1 : conf_relay_count(b->manager->config);
-        if (n != b->n_slots) {
-                slots_free(b);
-                b->slots = xcalloc(n, sizeof(*b->slots));
-                b->n_slots = n;
-                for (size_t i = 0; i < n; i++)
-                        b->slots[i] = (struct binding_slot) { .binding = b, .index = i,
-                                                              .state = BINDING_STATE_CONNECTING };
-        }
+        size_t n = conf_relay_count(b->manager->config);
+        slots_resize(b, n, BINDING_STATE_CONNECTING);
         for (size_t i = 0; i < n; i++)
                 slot_connect(&b->slots[i]);
 }
 
-static void replace(char **dst, const char *src) {
-        free(*dst);
-        *dst = xstrdup(src);
+static bool binding_running(const struct binding *b) {
+        for (size_t i = 0; i < b->n_slots; i++)
+                if (b->slots[i].tunnel)
+                        return true;
+        return false;
+}
+
+/* The API could not be asked. With tunnels running, only those waiting for the answer back
+ * off, each on its own; else the whole binding waits. */
+static void resolve_failed(struct binding *b, const char *message) {
+        set_error(b, message);
+        if (!binding_running(b)) {
+                schedule_retry(b);      /* logs last_error with the retry time */
+                return;
+        }
+        for (size_t i = 0; i < b->n_slots; i++)
+                if (b->slots[i].state == BINDING_STATE_RESOLVING) {
+                        replace(&b->slots[i].last_error, message);
+                        slot_retry(&b->slots[i]);
+                }
 }
 
 static void on_resolved(int error, const struct api_binding_result *r, const char *message, void *userdata) {
         struct binding *b = userdata;
         b->api_call = NULL;
-        if (error < 0) {
-                set_error(b, message);
-                schedule_retry(b);      /* logs last_error with the retry time */
-                return;
-        }
+        if (error < 0)
+                return resolve_failed(b, message);
         replace(&b->socket_id, r->socket_id);
         replace(&b->tunnel_id, r->tunnel_id);
         replace(&b->dnsname, r->dnsname);
@@ -434,12 +477,30 @@ static void on_resolved(int error, const struct api_binding_result *r, const cha
         b->relay_port = r->relay_port;
         b->public_port = r->socket_tcp_port;
         b->created_socket = r->created;
-        log_full(LOG_INFO, &(struct log_fields) {
-                         .binding = b->conf->name, .event = "resolve",
-                         .socket_id = b->socket_id, .tunnel_id = b->tunnel_id },
-                 "API: socket %s%s, tunnel %s, relay port %u", r->socket_id,
-                 r->recreated ? " (recreated)" : "", r->tunnel_id, r->relay_port);
-        binding_connect(b);
+        for (size_t i = 0; i < r->n_tunnels; i++)
+                log_full(LOG_INFO, &(struct log_fields) {
+                                 .binding = b->conf->name, .event = "resolve",
+                                 .socket_id = b->socket_id, .tunnel_id = r->tunnels[i].tunnel_id },
+                         "API: socket %s%s, tunnel %s, relay port %u", r->socket_id,
+                         r->recreated ? " (recreated)" : "", r->tunnels[i].tunnel_id, r->tunnels[i].relay_port);
+        slots_resize(b, r->n_tunnels, BINDING_STATE_RESOLVING);
+        for (size_t i = 0; i < b->n_slots; i++) {
+                struct binding_slot *s = &b->slots[i];
+                const struct api_binding_tunnel *t = &r->tunnels[i];
+                bool same = streq_ptr(s->tunnel_id, t->tunnel_id) && s->relay_port == t->relay_port;
+                if (s->tunnel && same)
+                        continue;       /* up or connecting on the same tunnel: untouched */
+                replace(&s->tunnel_id, t->tunnel_id);
+                s->relay_port = t->relay_port;
+                if (s->tunnel) {
+                        if (s->state == BINDING_STATE_UP)
+                                log_down(s, LOG_WARNING, "its tunnel changed at the API");
+                        slot_stop(s);
+                } else if (s->state != BINDING_STATE_RESOLVING)
+                        continue;       /* waits on its own timer, or failed: it asks again itself */
+                slot_connect(s);
+        }
+        derive_state(b);
 }
 
 static void binding_resolve(struct binding *b) {
@@ -453,13 +514,19 @@ static void binding_resolve(struct binding *b) {
                 .username = c->username,
                 .password = c->password,
                 .config_socket_id = c->socket_id,
+                .tunnels = conf_binding_tunnels(c),
         };
-        set_state(b, BINDING_STATE_RESOLVING);
+        api_call_cancel(b->api_call);   /* asked with other settings: its answer is void */
+        b->api_call = NULL;
+        if (binding_running(b))
+                derive_state(b);
+        else
+                set_state(b, BINDING_STATE_RESOLVING);
         int r = api_ensure_binding(b->manager->api, &req, on_resolved, b, &b->api_call);
         if (r < 0) {
+                b->api_call = NULL;
                 _cleanup_(freep) char *msg = xasprintf("cannot ask the API: %s", strerror(-r));
-                set_error(b, msg);
-                schedule_retry(b);
+                resolve_failed(b, msg);
         }
 }
 
@@ -471,11 +538,25 @@ void binding_attempt(struct binding *b) {
         if (b->attempts++ > 0)
                 b->reconnects++;
         if (b->manager->api) {
+                slots_resize(b, conf_binding_tunnels(b->conf), BINDING_STATE_RESOLVING);
+                for (size_t i = 0; i < b->n_slots; i++)
+                        b->slots[i].state = BINDING_STATE_RESOLVING;
                 binding_resolve(b);
                 return;
         }
         b->relay_port = b->conf->remote_port;
         binding_connect(b);
+}
+
+void binding_resize(struct binding *b) {
+        size_t n = conf_binding_tunnels(b->conf);
+        if (!b->manager->api || !binding_running(b))
+                return binding_attempt(b);
+        for (size_t i = n; i < b->n_slots; i++)
+                if (b->slots[i].state == BINDING_STATE_UP)
+                        log_down(&b->slots[i], LOG_NOTICE, "no longer wanted (tunnels lowered)");
+        slots_resize(b, n, BINDING_STATE_RESOLVING);
+        binding_resolve(b);     /* deletes the extra tunnels at the API, creates the new ones */
 }
 
 bool binding_retry_now(struct binding *b) {
@@ -485,18 +566,11 @@ bool binding_retry_now(struct binding *b) {
                 binding_attempt(b);
                 return true;
         }
-        if (b->manager->api)
-                return false;
-        for (size_t i = 0; i < b->n_slots; i++) {
-                struct binding_slot *s = &b->slots[i];
-                if (s->state != BINDING_STATE_BACKOFF)
-                        continue;
-                s->timer = sd_event_source_disable_unref(s->timer);
-                b->attempts++;
-                b->reconnects++;
-                slot_connect(s);
-                any = true;
-        }
+        for (size_t i = 0; i < b->n_slots; i++)
+                if (b->slots[i].state == BINDING_STATE_BACKOFF) {
+                        slot_again(&b->slots[i]);
+                        any = true;
+                }
         return any;
 }
 
@@ -512,7 +586,7 @@ void binding_free(struct binding *b) {
         if (!b)
                 return;
         binding_stop(b);
-        slots_free(b);
+        slots_resize(b, 0, BINDING_STATE_CONNECTING);
         conf_binding_free(b->conf);
         free(b->last_local_error);
         free(b->last_error);

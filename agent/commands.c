@@ -67,6 +67,7 @@ static struct binding_conf *binding_conf_from_add(const struct proto_add *a) {
                 .socket_id = xstrdup(a->socket_id),
                 .remote_port = a->remote_port,
                 .max_connections = (unsigned) a->max_connections,
+                .tunnels = a->tunnels > 1 ? (unsigned) a->tunnels : 0,
                 .remote_host = xstrdup(a->remote_host),
                 .remote_port_any = a->remote_port_any,
                 .edge_log = a->edge_log ? conf_edge_log_from_string(a->edge_log) : EDGE_LOG_AUTO,

@@ -107,6 +107,10 @@ size_t conf_binding_check(const struct config *c, const struct binding_conf *b, 
                 ISSUE("password", "only used with protected = yes");
         if (c && c->api && (b->remote_port || b->remote_port_any))
                 ISSUE("remote_port", "only in direct mode (this config has an [api] section)");
+        if (b->tunnels > CONF_TUNNELS_MAX)
+                ISSUE("tunnels", "%u is not a number from 1 to %u", b->tunnels, CONF_TUNNELS_MAX);
+        if (c && !c->api && b->tunnels > 1)
+                ISSUE("tunnels", "only in API mode (in direct mode a binding has one tunnel per [ssh] server)");
         if (c && c->api && b->remote_host && *b->remote_host)
                 ISSUE("remote_host", "only in direct mode (this config has an [api] section)");
         if (c && !c->api) {
@@ -182,6 +186,9 @@ char *conf_binding_to_ini(const struct binding_conf *b) {
         char mc[12];
         snprintf(mc, sizeof(mc), "%u", b->max_connections);
         append(&s, "max_connections", b->max_connections ? mc : NULL);
+        char tn[12];
+        snprintf(tn, sizeof(tn), "%u", b->tunnels);
+        append(&s, "tunnels", b->tunnels > 1 ? tn : NULL);
         append(&s, "edge_log", b->edge_log != EDGE_LOG_AUTO ? conf_edge_log_to_string(b->edge_log) : NULL);
         return s;
 }
@@ -211,8 +218,13 @@ bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf 
                 streq(a->host ? a->host : BINDING_DEFAULT_HOST, b->host ? b->host : BINDING_DEFAULT_HOST) &&
                 a->port == b->port && a->type == b->type && a->protected_ == b->protected_ &&
                 a->remote_port == b->remote_port && a->max_connections == b->max_connections && a->edge_log == b->edge_log &&
+                conf_binding_tunnels(a) == conf_binding_tunnels(b) &&
                 a->remote_port_any == b->remote_port_any && opt_eq(a->remote_host, b->remote_host) &&
                 opt_eq(a->public_url_pattern, b->public_url_pattern) && opt_eq(a->display_name, b->display_name) &&
                 opt_eq(a->username, b->username) && opt_eq(a->password, b->password) &&
                 opt_eq(a->socket_id, b->socket_id);
+}
+
+unsigned conf_binding_tunnels(const struct binding_conf *b) {
+        return b->tunnels ? b->tunnels : 1;
 }

@@ -48,7 +48,7 @@ struct key {
         unsigned min, max;
 };
 
-#define CONF_N_KEYS 35
+#define CONF_N_KEYS 36
 /* Every key of every section (conf-keys.c). */
 extern const struct key conf_keys[CONF_N_KEYS];
 /* The index of s's key `name` in conf_keys, or -1. */

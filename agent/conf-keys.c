@@ -395,6 +395,7 @@ const struct key conf_keys[CONF_N_KEYS] = {
         BND("public_url_pattern", parse_string, public_url_pattern),
         { SECTION_BINDING, "max_connections", parse_unsigned, offsetof(struct binding_conf, max_connections), 0, 1000000 },
         BND("edge_log", parse_edge_log, edge_log),
+        { SECTION_BINDING, "tunnels", parse_unsigned, offsetof(struct binding_conf, tunnels), 1, CONF_TUNNELS_MAX },
 };
 _Static_assert(ELEMENTSOF(conf_keys) == CONF_N_KEYS, "CONF_N_KEYS is the size of the key table");
 

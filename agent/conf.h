@@ -18,6 +18,9 @@ enum host_key_check {
         _HOST_KEY_CHECK_MAX,
 };
 
+/* The most tunnels one binding may ask for (`tunnels =`, API mode). */
+#define CONF_TUNNELS_MAX 8
+
 /* One relay of `[ssh] server = a, b:2222`. */
 #define CONF_RELAYS_MAX 8
 struct relay_conf {
@@ -50,6 +53,7 @@ struct binding_conf {
         char *remote_host;           /* direct mode: the tcpip-forward address; NULL = "localhost" */
         char *public_url_pattern;    /* POSIX ERE; its first group in a relay log line is public_url */
         unsigned max_connections;    /* open relay channels at once; 0 = no limit */
+        unsigned tunnels;            /* API mode: tunnels (SSH sessions) serving the socket, 1-CONF_TUNNELS_MAX; 0 = 1 */
         int edge_log;                /* EDGE_LOG_AUTO (0), EDGE_LOG_YES, EDGE_LOG_NO */
 
         enum binding_source source;
@@ -129,6 +133,8 @@ char *conf_binding_to_ini(const struct binding_conf *b);
  * "127.0.0.1" and an empty string equals NULL, as "key =" leaves a key unset). */
 struct binding_conf *conf_binding_dup(const struct binding_conf *b);
 bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf *b);
+/* How many tunnels b wants: its `tunnels`, 1 when unset. */
+unsigned conf_binding_tunnels(const struct binding_conf *b);
 void conf_binding_free(struct binding_conf *b);
 
 /* How many relays [ssh] server lists (at least 1), and relay i's host and port. */

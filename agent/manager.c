@@ -220,14 +220,19 @@ static void on_socket_deleted(int error, const cJSON *reply, const char *message
 /* The binding is going away for good: drop its recorded ids and, if asked and it was ours,
  * the socket at the API. The delete outlives the binding (it carries only the name). */
 static void manager_forget_remote(struct manager *m, struct binding *b, bool purge) {
-        _cleanup_(freep) char *socket_id = NULL, *tunnel_id = NULL;
+        _cleanup_(freep) char *socket_id = NULL;
+        struct state_ids ids = { 0 };
         bool created = false;
         if (!m->api)
                 return;
         /* Not resolved in this run (API down since boot)? The ids file still knows. */
-        if (state_ids_load(m->config->state_dir, b->conf->name, &socket_id, &tunnel_id, &created) < 0) {
+        if (state_ids_load(m->config->state_dir, b->conf->name, &ids) < 0) {
                 socket_id = xstrdup(b->socket_id);
                 created = b->created_socket;
+        } else {
+                socket_id = xstrdup(ids.socket_id);
+                created = ids.created;
+                state_ids_clear(&ids);
         }
         state_ids_remove(m->config->state_dir, b->conf->name);
         if (!purge || !socket_id)
@@ -290,8 +295,16 @@ static int on_status_hold_done(sd_event_source *s, uint64_t usec, void *userdata
         return 0;
 }
 
+/* Only the number of tunnels differs: the binding resizes rather than restarts. */
+static bool only_tunnels_differ(const struct binding_conf *a, const struct binding_conf *b) {
+        struct binding_conf t = *b;
+        t.tunnels = a->tunnels;
+        return conf_binding_tunnels(a) != conf_binding_tunnels(b) && conf_binding_equal(a, &t);
+}
+
 int manager_reload(struct manager *m, struct reload_result *res, struct strv *errors) {
         struct config *nc = NULL;
+        struct strv resized = { 0 };
         notify_reloading();
         int r = conf_load(m->config->path, &nc, errors, &res->warnings);
         if (r < 0) {
@@ -338,6 +351,7 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                         continue;
                 }
                 bool same = transport_same && conf_binding_equal(b->conf, want);
+                bool resize = transport_same && b->state != BINDING_STATE_FAILED && only_tunnels_differ(b->conf, want);
                 conf_binding_free(b->conf);
                 b->conf = conf_binding_dup(want);
                 if (same && b->state != BINDING_STATE_FAILED) {
@@ -345,6 +359,11 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                         continue;
                 }
                 /* A failed binding is tried again by any reload; that is no change of it. */
+                if (resize) {
+                        strv_push(&res->changed, xstrdup(want->name));
+                        strv_push(&resized, xstrdup(want->name));
+                        continue;
+                }
                 if (same) {
                         strv_push(&res->retried, xstrdup(want->name));
                 } else {
@@ -381,8 +400,17 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
         log_set_max_level(nc->log_level);
         log_set_format(nc->log_format);
 
-        for (size_t i = 0; i < res->changed.n; i++)
-                binding_attempt(manager_find(m, res->changed.items[i]));
+        for (size_t i = 0; i < res->changed.n; i++) {
+                struct binding *b = manager_find(m, res->changed.items[i]);
+                bool resize = false;
+                for (size_t j = 0; j < resized.n && !resize; j++)
+                        resize = streq(resized.items[j], b->conf->name);
+                if (resize)
+                        binding_resize(b);
+                else
+                        binding_attempt(b);
+        }
+        strv_clear(&resized);
         for (size_t i = 0; i < res->retried.n; i++)
                 binding_attempt(manager_find(m, res->retried.items[i]));
         for (size_t i = 0; i < res->added.n; i++)

@@ -35,12 +35,18 @@ struct api;
 struct api_call;
 struct urlmatch;
 
-/* One tunnel of a binding: in direct mode one per relay of [ssh] server, each with its own
- * state, backoff and last error, so that one relay failing never disturbs another. */
+/* One tunnel of a binding: in direct mode one per relay of [ssh] server, in API mode one
+ * per tunnel of `tunnels = N` (each its own tunnel id and relay port, all to the first
+ * relay), each with its own state, backoff and last error, so that one failing never
+ * disturbs another. */
+#define BINDING_SLOTS_MAX 8
 struct binding_slot {
         struct binding *binding;
-        size_t index;                   /* the relay: conf_relay(config, index, ...) */
-        enum binding_state state;       /* connecting, up, backoff or failed */
+        size_t index;                   /* direct mode: the relay, conf_relay(config, index, ...) */
+        enum binding_state state;       /* resolving (API mode: waiting for the API's answer),
+                                         * connecting, up, backoff or failed */
+        char *tunnel_id;                /* API mode: its tunnel at the API */
+        uint16_t relay_port;            /* API mode: that tunnel's relay port */
         struct tunnel *tunnel;
         sd_event_source *timer;         /* backoff wait, or the stable_after timer while up */
         unsigned failures;              /* consecutive failed attempts: the backoff exponent */
@@ -54,11 +60,12 @@ struct binding {
         struct binding_conf *conf;
         enum binding_state state;       /* resolving, removing, or derived from the slots */
 
-        struct binding_slot *slots;     /* n_slots of them while connecting or later */
+        struct binding_slot slots[BINDING_SLOTS_MAX];   /* [0, n_slots) in use; never moved, as
+                                                         * each is its tunnel's userdata */
         size_t n_slots;
         bool stopping;                  /* in binding_stop: a tunnel's on_down starts nothing */
         struct api_call *api_call;
-        sd_event_source *timer;         /* backoff wait, or the stable_after timer while up */
+        sd_event_source *timer;         /* API mode: the wait after the API could not be asked */
 
         unsigned failures;              /* consecutive failed attempts: the backoff exponent */
         uint64_t attempts;
@@ -72,7 +79,8 @@ struct binding {
         char *last_local_error;         /* of an earlier tunnel: kept when the tunnel goes */
         bool local_failing;
 
-        /* API mode: where the relay expects us (from the API, remembered in the state dir). */
+        /* API mode: where the relay expects us (from the API, remembered in the state dir);
+         * tunnel_id and relay_port are the first tunnel's (each slot has its own). */
         char *socket_id;
         char *tunnel_id;
         char *dnsname;
@@ -143,6 +151,9 @@ void binding_attempt(struct binding *b);
 /* A network change: every tunnel of b in backoff tries again now (the whole binding when
  * it is in backoff). Returns whether anything was retried. */
 bool binding_retry_now(struct binding *b);
+/* API mode, when only `tunnels` changed: the tunnels that stay keep their sessions, the
+ * extra ones stop (and are deleted at the API), new ones start. Else binding_attempt. */
+void binding_resize(struct binding *b);
 /* Ends the session, the API call and the timers; the state is left to the caller. */
 void binding_stop(struct binding *b);
 /* Logs the binding's `down` (with why) if it is up; call before stopping it on purpose. */

@@ -130,12 +130,44 @@ static char *ids_path(const char *state_dir, const char *name) {
         return xasprintf("%s/ids/%s.json", state_dir, name);
 }
 
-int state_ids_load(const char *state_dir, const char *name, char **socket_id, char **tunnel_id,
-                   bool *created) {
+void state_ids_clear(struct state_ids *ids) {
+        free(ids->socket_id);
+        for (size_t i = 0; i < ids->n_tunnels; i++)
+                free(ids->tunnels[i].tunnel_id);
+        *ids = (struct state_ids) { 0 };
+}
+
+static int ids_from_json(const cJSON *j, struct state_ids *ids) {
+        const char *sid = NULL, *tid = NULL;
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "tunnels"), *t;
+        _cleanup_(freep) char *e = NULL;
+        if (!cJSON_IsObject(j) || proto_get_string(j, "socket_id", true, &sid, &e) < 0 ||
+            proto_get_string(j, "tunnel_id", false, &tid, &e) < 0 ||
+            proto_get_bool(j, "created", false, &ids->created, &e) < 0 || !remote_id_valid(sid) ||
+            (tid && !remote_id_valid(tid)) || (a && !cJSON_IsArray(a)) ||
+            cJSON_GetArraySize(a) > STATE_TUNNELS_MAX)
+                return -EBADMSG;
+        ids->socket_id = xstrdup(sid);
+        if (!a) {               /* a file of one tunnel, from before "tunnels" */
+                if (tid)
+                        ids->tunnels[ids->n_tunnels++] = (struct state_tunnel) { xstrdup(tid), ids->created };
+                return 0;
+        }
+        cJSON_ArrayForEach(t, a) {
+                bool created = false;
+                if (!cJSON_IsObject(t) || proto_get_string(t, "tunnel_id", true, &tid, &e) < 0 ||
+                    proto_get_bool(t, "created", false, &created, &e) < 0 || !remote_id_valid(tid))
+                        return -EBADMSG;
+                ids->tunnels[ids->n_tunnels++] = (struct state_tunnel) { xstrdup(tid), created };
+        }
+        return 0;
+}
+
+int state_ids_load(const char *state_dir, const char *name, struct state_ids *ret) {
         if (!binding_name_valid(name))
                 return -EINVAL;
         _cleanup_(freep) char *path = ids_path(state_dir, name);
-        char buf[4096];
+        char buf[8192];
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
@@ -147,41 +179,42 @@ int state_ids_load(const char *state_dir, const char *name, char **socket_id, ch
         buf[n] = '\0';
 
         cJSON *j = cJSON_ParseWithLength(buf, (size_t) n);
-        const char *sid = NULL, *tid = NULL;
-        char *e = NULL;
-        bool c = false;
-        int r = -EBADMSG;
-        if (!cJSON_IsObject(j) || proto_get_string(j, "socket_id", true, &sid, &e) < 0 ||
-            proto_get_string(j, "tunnel_id", false, &tid, &e) < 0 ||
-            proto_get_bool(j, "created", false, &c, &e) < 0 ||
-            !remote_id_valid(sid) || (tid && !remote_id_valid(tid)))
-                goto out;
-        *socket_id = xstrdup(sid);
-        *tunnel_id = xstrdup(tid);
-        *created = c;
-        r = 0;
-out:
-        free(e);
+        struct state_ids ids = { 0 };
+        int r = ids_from_json(j, &ids);
         cJSON_Delete(j);
-        return r;
+        if (r < 0) {
+                state_ids_clear(&ids);
+                return r;
+        }
+        *ret = ids;
+        return 0;
 }
 
-int state_ids_save(const char *state_dir, const char *name, const char *socket_id,
-                   const char *tunnel_id, bool created) {
-        if (!binding_name_valid(name) || !remote_id_valid(socket_id) ||
-            (tunnel_id && !remote_id_valid(tunnel_id)))
+int state_ids_save(const char *state_dir, const char *name, const struct state_ids *ids) {
+        if (!binding_name_valid(name) || !remote_id_valid(ids->socket_id) || ids->n_tunnels > STATE_TUNNELS_MAX)
                 return -EINVAL;
+        for (size_t i = 0; i < ids->n_tunnels; i++)
+                if (!remote_id_valid(ids->tunnels[i].tunnel_id))
+                        return -EINVAL;
         _cleanup_(freep) char *dir = xasprintf("%s/ids", state_dir);
         int r = mkdir_p(dir, 0700);
         if (r < 0)
                 return r;
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "socket_id", socket_id);
-        if (tunnel_id)
-                cJSON_AddStringToObject(j, "tunnel_id", tunnel_id);
+        cJSON_AddStringToObject(j, "socket_id", ids->socket_id);
+        /* The first tunnel as before, so that an older mysocketd still finds one. */
+        if (ids->n_tunnels)
+                cJSON_AddStringToObject(j, "tunnel_id", ids->tunnels[0].tunnel_id);
         else
                 cJSON_AddNullToObject(j, "tunnel_id");
-        cJSON_AddBoolToObject(j, "created", created);
+        cJSON_AddBoolToObject(j, "created", ids->created);
+        cJSON *a = cJSON_AddArrayToObject(j, "tunnels");
+        for (size_t i = 0; i < ids->n_tunnels; i++) {
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddStringToObject(t, "tunnel_id", ids->tunnels[i].tunnel_id);
+                cJSON_AddBoolToObject(t, "created", ids->tunnels[i].created);
+                cJSON_AddItemToArray(a, t);
+        }
         char *text = cJSON_Print(j);
         cJSON_Delete(j);
         if (!text)

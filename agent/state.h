@@ -31,12 +31,27 @@ char *state_known_hosts_path(const char *state_dir);
 int state_ids_names(const char *state_dir, struct strv *ret);
 /* STATE_DIR/token: where the API token is kept (caller frees). */
 char *state_token_path(const char *state_dir);
-/* STATE_DIR/ids/NAME.json (0600, atomic): the API's socket and tunnel ids of binding `name`.
- * Load returns 0 (strings owned by the caller, tunnel_id may be NULL), -ENOENT when none are
- * recorded, -EBADMSG for a damaged file. Save creates STATE_DIR/ids (0700); tunnel_id may be
- * NULL. Remove treats a missing file as success. Each returns 0 or -errno. */
-int state_ids_load(const char *state_dir, const char *name, char **socket_id, char **tunnel_id,
-                   bool *created);
-int state_ids_save(const char *state_dir, const char *name, const char *socket_id,
-                   const char *tunnel_id, bool created);
+/* What the API made for a binding: its socket and its tunnels, in the order the binding
+ * uses them (tunnel i serves the binding's tunnel i), each with whether mysocketd created
+ * it (only those are ever deleted). */
+#define STATE_TUNNELS_MAX 8
+struct state_tunnel {
+        char *tunnel_id;
+        bool created;
+};
+struct state_ids {
+        char *socket_id;
+        bool created;                /* the daemon created the socket */
+        struct state_tunnel tunnels[STATE_TUNNELS_MAX];
+        size_t n_tunnels;
+};
+void state_ids_clear(struct state_ids *ids);
+/* STATE_DIR/ids/NAME.json (0600, atomic): binding `name`'s state_ids, as
+ * {"socket_id", "created", "tunnel_id" (the first, or null), "tunnels": [{"tunnel_id",
+ * "created"}]}; a file of before "tunnels" (one "tunnel_id") reads as that one tunnel.
+ * Load returns 0 and *ret (state_ids_clear it), -ENOENT when none are recorded, -EBADMSG
+ * for a damaged file. Save creates STATE_DIR/ids (0700). Remove treats a missing file as
+ * success. Each returns 0 or -errno. */
+int state_ids_load(const char *state_dir, const char *name, struct state_ids *ret);
+int state_ids_save(const char *state_dir, const char *name, const struct state_ids *ids);
 int state_ids_remove(const char *state_dir, const char *name);

@@ -117,7 +117,8 @@
 #define PROTO_KEY_DEFINED_AT     "defined_at"
 #define PROTO_KEY_TUNNELS_UP     "tunnels_up"      /* and PROTO_KEY_TUNNELS: how many tunnels */
 #define PROTO_KEY_RELAYS         "relays"          /* one object per tunnel: */
-#define PROTO_KEY_SERVER         "server"          /* and state, last_error, connected_since */
+#define PROTO_KEY_SERVER         "server"          /* and state, last_error, connected_since,
+                                                    * tunnel_id, relay_port */
 
 /* A binding's "source" and "state". */
 #define PROTO_SOURCE_CONFIG      "config"

@@ -128,6 +128,7 @@ void proto_binding_clear(struct proto_binding *b) {
                 free(b->relays[i].server);
                 free(b->relays[i].state);
                 free(b->relays[i].last_error);
+                free(b->relays[i].tunnel_id);
         }
         free(b->relays);
         *b = (struct proto_binding) {};
@@ -176,6 +177,8 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
                 add_string_or_null(r, PROTO_KEY_STATE, b->relays[i].state);
                 add_string_or_null(r, PROTO_KEY_LAST_ERROR, b->relays[i].last_error);
                 proto_add_time_or_null(r, PROTO_KEY_CONNECTED_SINCE, b->relays[i].connected_since);
+                add_string_or_null(r, PROTO_KEY_TUNNEL_ID, b->relays[i].tunnel_id);
+                add_port_or_null(r, PROTO_KEY_RELAY_PORT, b->relays[i].relay_port);
                 cJSON_AddItemToArray(relays, r);
         }
         return o;
@@ -201,7 +204,9 @@ static int get_relays(const cJSON *o, struct proto_binding *b, char **error) {
                 if ((r = get_string_dup(i, PROTO_KEY_SERVER, false, &x->server, error)) < 0 ||
                     (r = get_string_dup(i, PROTO_KEY_STATE, false, &x->state, error)) < 0 ||
                     (r = get_string_dup(i, PROTO_KEY_LAST_ERROR, false, &x->last_error, error)) < 0 ||
-                    (r = get_time(i, PROTO_KEY_CONNECTED_SINCE, &x->connected_since, error)) < 0)
+                    (r = get_time(i, PROTO_KEY_CONNECTED_SINCE, &x->connected_since, error)) < 0 ||
+                    (r = get_string_dup(i, PROTO_KEY_TUNNEL_ID, false, &x->tunnel_id, error)) < 0 ||
+                    (r = get_port(i, PROTO_KEY_RELAY_PORT, false, &x->relay_port, error)) < 0)
                         return r;
         }
         return 0;
@@ -298,13 +303,15 @@ cJSON *proto_add_to_json(const struct proto_add *a) {
                 add_uint(o, PROTO_KEY_MAX_CONNECTIONS, a->max_connections);
         add_string_if(o, PROTO_KEY_REMOTE_HOST, a->remote_host);
         add_string_if(o, PROTO_KEY_EDGE_LOG, a->edge_log);
+        if (a->tunnels)
+                add_uint(o, PROTO_KEY_TUNNELS, a->tunnels);
         return o;
 }
 
 static const char *const add_keys[] = {
         PROTO_KEY_NAME, PROTO_KEY_HOST, PROTO_KEY_PORT, PROTO_KEY_TYPE, PROTO_KEY_DISPLAY_NAME, PROTO_KEY_PROTECTED,
         PROTO_KEY_USERNAME, PROTO_KEY_PASSWORD, PROTO_KEY_SOCKET_ID, PROTO_KEY_REMOTE_PORT,
-        PROTO_KEY_MAX_CONNECTIONS, PROTO_KEY_REMOTE_HOST, PROTO_KEY_EDGE_LOG,
+        PROTO_KEY_MAX_CONNECTIONS, PROTO_KEY_REMOTE_HOST, PROTO_KEY_EDGE_LOG, PROTO_KEY_TUNNELS,
 };
 
 int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
@@ -342,7 +349,8 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
             (r = proto_get_uint(o, PROTO_KEY_REMOTE_PORT, 65535, UINT64_MAX, &rport, error)) < 0 ||
             (r = proto_get_uint(o, PROTO_KEY_MAX_CONNECTIONS, 1000000, 0, &a.max_connections, error)) < 0 ||
             (r = get_string_dup(o, PROTO_KEY_REMOTE_HOST, false, &a.remote_host, error)) < 0 ||
-            (r = get_string_dup(o, PROTO_KEY_EDGE_LOG, false, &a.edge_log, error)) < 0)
+            (r = get_string_dup(o, PROTO_KEY_EDGE_LOG, false, &a.edge_log, error)) < 0 ||
+            (r = proto_get_uint(o, PROTO_KEY_TUNNELS, 8, 1, &a.tunnels, error)) < 0)
                 goto out;
 
         a.remote_port_any = rport == 0;
@@ -358,6 +366,10 @@ int proto_add_from_json(const cJSON *o, struct proto_add *ret, char **error) {
         }
         if (a.host && !*a.host) {
                 *error = xstrdup("\"host\" must not be empty");
+                goto out;
+        }
+        if (a.tunnels < 1) {
+                *error = xstrdup("\"tunnels\" must be a number from 1 to 8");
                 goto out;
         }
         if (a.edge_log && !streq(a.edge_log, "auto") && !streq(a.edge_log, "yes") && !streq(a.edge_log, "no")) {

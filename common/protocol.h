@@ -44,6 +44,8 @@ struct proto_relay {
         char *state;               /* connecting|up|backoff|failed */
         char *last_error;
         uint64_t connected_since;  /* realtime usec, 0 = null */
+        char *tunnel_id;           /* API mode: this tunnel's id at the API; NULL (direct mode) = null */
+        uint16_t relay_port;       /* the port forwarded on the relay; 0 = unknown (null) */
 };
 
 /* What a binding looks like on the wire: the `list --json` / `show --json` object.
@@ -105,6 +107,7 @@ struct proto_add {
         char *remote_host;
         bool remote_port_any;      /* "remote_port": 0, the relay chooses (direct mode) */
         char *edge_log;            /* "auto" | "yes" | "no"; NULL = auto */
+        uint64_t tunnels;          /* API mode: 1-8; 0 = 1 (key absent) */
 };
 void proto_add_clear(struct proto_add *a);
 cJSON *proto_add_to_json(const struct proto_add *a);

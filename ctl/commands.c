@@ -118,6 +118,13 @@ int ctl_binding_option(struct ctl_context *ctx, int c, struct proto_add *a) {
                 a->max_connections = n;
                 return -1;
         }
+        case CTL_OPT_TUNNELS: {
+                unsigned n;
+                if (parse_uint(optarg, 1, 8, &n) < 0)
+                        return ctl_usage_error(ctx, "--tunnels: \"%s\" is not a number from 1 to 8", optarg);
+                a->tunnels = n;
+                return -1;
+        }
         case CTL_OPT_EDGE_LOG:
                 if (!streq(optarg, "auto") && !streq(optarg, "yes") && !streq(optarg, "no"))
                         return ctl_usage_error(ctx, "--edge-log: \"%s\" is not auto, yes or no", optarg);
@@ -263,7 +270,8 @@ int ctl_print_event_line(const struct ctl_context *ctx, const cJSON *line, const
         "  --name DISPLAY       the socket's display name at the API\n" \
         "  --protected          basic auth at the edge (http/https), with:\n" \
         "  --username U --password P\n" \
-        "  --max-connections N  relay connections open at once (0 = no limit)\n"
+        "  --max-connections N  relay connections open at once (0 = no limit)\n" \
+        "  --tunnels N          API mode: tunnels (SSH sessions) serving the socket (1-8)\n"
 
 static const struct ctl_command commands[] = {
         { "add", NULL, ctl_cmd_add,

@@ -64,7 +64,7 @@ int ctl_cmd_tunnel(struct ctl_context *ctx, int argc, char **argv);
 enum {
         CTL_OPT_PORT = 0x200, CTL_OPT_HOST, CTL_OPT_TYPE, CTL_OPT_NAME, CTL_OPT_PROTECTED,
         CTL_OPT_USERNAME, CTL_OPT_PASSWORD, CTL_OPT_REMOTE_PORT, CTL_OPT_SOCKET_ID,
-        CTL_OPT_MAX_CONNECTIONS, CTL_OPT_REMOTE_HOST, CTL_OPT_EDGE_LOG,
+        CTL_OPT_MAX_CONNECTIONS, CTL_OPT_REMOTE_HOST, CTL_OPT_EDGE_LOG, CTL_OPT_TUNNELS,
         _CTL_OPT_BINDING_MAX            /* commands number their own options from here */
 };
 #define BINDING_OPTIONS \
@@ -78,7 +78,8 @@ enum {
         { "remote-port", required_argument, NULL, CTL_OPT_REMOTE_PORT }, \
         { "max-connections", required_argument, NULL, CTL_OPT_MAX_CONNECTIONS }, \
         { "remote-host", required_argument, NULL, CTL_OPT_REMOTE_HOST }, \
-        { "edge-log", required_argument, NULL, CTL_OPT_EDGE_LOG }
+        { "edge-log", required_argument, NULL, CTL_OPT_EDGE_LOG }, \
+        { "tunnels", required_argument, NULL, CTL_OPT_TUNNELS }
 
 /* Prints `mysocketctl CMD --help`; returns 0. */
 int ctl_print_help(const struct ctl_context *ctx);

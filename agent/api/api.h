@@ -71,12 +71,21 @@ struct api_binding_request {
         const char *username;
         const char *password;
         const char *config_socket_id;  /* `socket_id =` from the config: attach, never recreate */
+        unsigned tunnels;              /* how many tunnels the binding wants (1-8; 0 = 1) */
+};
+
+/* One tunnel of the socket, serving tunnel i of the binding. */
+struct api_binding_tunnel {
+        const char *tunnel_id;
+        uint16_t relay_port;           /* the tunnel's local_port: each tunnel has its own */
 };
 
 struct api_binding_result {
         const char *socket_id;
-        const char *tunnel_id;
-        uint16_t relay_port;           /* the tunnel's local_port */
+        const char *tunnel_id;         /* tunnels[0]'s */
+        uint16_t relay_port;           /* tunnels[0]'s */
+        const struct api_binding_tunnel *tunnels;   /* req->tunnels of them, in the recorded order */
+        size_t n_tunnels;
         const char *dnsname;
         uint16_t socket_tcp_port;      /* tcp/tls: the public port; 0 otherwise */
         const char *user_name;         /* the SSH login user */
@@ -89,11 +98,14 @@ struct api_binding_result {
 typedef void (*api_binding_cb)(int error, const struct api_binding_result *r,
                                const char *message, void *userdata);
 
-/* Makes sure binding req->name has a socket and a tunnel at the API and returns them:
- * uses the ids recorded in the state dir (state_ids_load) or req->config_socket_id when
- * the API still knows them, otherwise creates the socket (POST /socket) and/or the tunnel
- * (POST /socket/{id}/tunnel) and records the ids at once. A recorded socket that is gone
- * (404) or whose type/protection no longer matches is replaced with a warning logged;
+/* Makes sure binding req->name has a socket and req->tunnels tunnels at the API and returns
+ * them: uses the ids recorded in the state dir (state_ids_load) or req->config_socket_id
+ * when the API still knows them, adopts the socket's unrecorded tunnels, otherwise creates
+ * the socket (POST /socket) and/or tunnels (POST /socket/{id}/tunnel), recording the ids at
+ * each change. Recorded tunnels beyond req->tunnels are deleted (DELETE) when mysocketd
+ * created them (a delete that fails is kept and tried at the next call) and forgotten
+ * otherwise. A recorded socket that is gone (404) or whose type/protection no longer
+ * matches is replaced with a warning logged, a recorded tunnel that is gone likewise;
  * a config socket_id that is gone is an error (-ENOENT). req is copied. Returns 0 and
  * *ret (valid until the callback or api_call_cancel), or -EINVAL for a bad request. */
 int api_ensure_binding(struct api *a, const struct api_binding_request *req,

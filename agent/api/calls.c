@@ -33,11 +33,16 @@ struct api_call {
         char *name, *display_name, *username, *password, *config_socket_id;
         enum socket_type type;
         bool protected_;
-        char *socket_id, *tunnel_id;
-        bool created, recreated;
+        struct state_ids ids;          /* the record: socket, then the tunnels in use first */
+        bool recreated;
         bool abandoned;                /* cancelled during POST /socket: delete what it makes */
         struct api_socket sock;
         struct api_tunnel tunnel;
+        unsigned want;                 /* tunnels */
+        size_t cursor;                 /* the record's tunnel being checked or deleted */
+        size_t n_got;                  /* ids.tunnels[0..n_got) are checked: they serve */
+        uint16_t ports[STATE_TUNNELS_MAX];   /* their relay ports */
+        struct strv known;             /* tunnel ids recorded or adopted: never adopted again */
 };
 
 struct api {
@@ -75,8 +80,8 @@ static void call_free(struct api_call *c) {
         free(c->display_name);
         free(c->username);
         free(c->config_socket_id);
-        free(c->socket_id);
-        free(c->tunnel_id);
+        state_ids_clear(&c->ids);
+        strv_clear(&c->known);
         apijson_socket_clear(&c->sock);
         apijson_tunnel_clear(&c->tunnel);
         free(c);
@@ -181,13 +186,13 @@ static void binding_warn(struct api_call *c, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         log_fullv(LOG_WARNING, &(struct log_fields) { .binding = c->name, .event = "resolve",
-                                                     .socket_id = c->socket_id, .tunnel_id = c->tunnel_id },
+                                                     .socket_id = c->ids.socket_id },
                   fmt, ap);
         va_end(ap);
 }
 
 static bool binding_save(struct api_call *c) {
-        int r = state_ids_save(c->api->state_dir, c->name, c->socket_id, c->tunnel_id, c->created);
+        int r = state_ids_save(c->api->state_dir, c->name, &c->ids);
         if (r >= 0)
                 return true;
         _cleanup_(freep) char *msg = xasprintf("cannot record the API ids in %s: %s",
@@ -197,14 +202,19 @@ static bool binding_save(struct api_call *c) {
 }
 
 static void binding_finish(struct api_call *c) {
+        struct api_binding_tunnel t[STATE_TUNNELS_MAX];
+        for (size_t i = 0; i < c->n_got; i++)
+                t[i] = (struct api_binding_tunnel) { c->ids.tunnels[i].tunnel_id, c->ports[i] };
         struct api_binding_result r = {
-                .socket_id = c->socket_id,
-                .tunnel_id = c->tunnel_id,
-                .relay_port = c->tunnel.local_port,
+                .socket_id = c->ids.socket_id,
+                .tunnel_id = t[0].tunnel_id,
+                .relay_port = t[0].relay_port,
+                .tunnels = t,
+                .n_tunnels = c->n_got,
                 .dnsname = c->sock.dnsname,
                 .socket_tcp_port = c->sock.tcp_port,
                 .user_name = api_user_name(c->api),
-                .created = c->created,
+                .created = c->ids.created,
                 .recreated = c->recreated,
         };
         c->binding_cb(0, &r, NULL, c->userdata);
@@ -230,17 +240,48 @@ static void binding_user(struct api_call *c) {
         call_request(c, "GET", NULL, NULL, true, binding_on_user);
 }
 
+/* ---- the tunnels: the recorded ones checked in order, those over the count deleted, the
+ * socket's unrecorded ones adopted, new ones created; the record saved at every change ---- */
+
+static void tunnels_next(struct api_call *c);
+
+static bool known(const struct api_call *c, const char *tunnel_id) {
+        for (size_t i = 0; i < c->known.n; i++)
+                if (streq(c->known.items[i], tunnel_id))
+                        return true;
+        return false;
+}
+
+static void record_drop(struct api_call *c, size_t i) {
+        struct state_ids *ids = &c->ids;
+        free(ids->tunnels[i].tunnel_id);
+        memmove(&ids->tunnels[i], &ids->tunnels[i + 1], (ids->n_tunnels - i - 1) * sizeof(ids->tunnels[0]));
+        ids->n_tunnels--;
+}
+
+/* Record entry `cursor` serves, at relay port `port`. */
+static void tunnel_serves(struct api_call *c, uint16_t port) {
+        c->ports[c->n_got++] = port;
+        c->cursor++;
+}
+
+static void tunnel_record(struct api_call *c, const char *tunnel_id, bool created) {
+        c->ids.tunnels[c->ids.n_tunnels++] = (struct state_tunnel) { xstrdup(tunnel_id), created };
+        strv_push(&c->known, xstrdup(tunnel_id));
+}
+
 static void binding_on_tunnel(int error, const cJSON *json, const char *message, void *userdata) {
         struct api_call *c = call_of(userdata);
         bool created = streq(c->method, "POST");
         char *err = NULL;
         if (error == -ENOENT && !created) {
-                binding_warn(c, "tunnel %s is gone at the API; creating a new one", c->tunnel_id);
-                free(c->tunnel_id);
-                c->tunnel_id = NULL;
+                binding_warn(c, "tunnel %s is gone at the API; creating a new one",
+                             c->ids.tunnels[c->cursor].tunnel_id);
+                record_drop(c, c->cursor);
                 c->recreated = true;
-                char *path = xasprintf("/socket/%s/tunnel", c->socket_id);
-                return call_request(c, "POST", path, NULL, true, binding_on_tunnel);
+                if (binding_save(c))
+                        tunnels_next(c);
+                return;
         }
         if (error < 0)
                 return binding_fail(c, error, message);
@@ -248,46 +289,76 @@ static void binding_on_tunnel(int error, const cJSON *json, const char *message,
         if (apijson_tunnel(json, &c->tunnel, &err) < 0)
                 return binding_fail_decode(c, err);
         if (created) {
-                free(c->tunnel_id);
-                c->tunnel_id = xstrdup(c->tunnel.tunnel_id);
+                tunnel_record(c, c->tunnel.tunnel_id, true);
                 if (!binding_save(c))
                         return;
         }
+        tunnel_serves(c, c->tunnel.local_port);
+        tunnels_next(c);
+}
+
+static void binding_on_tunnel_deleted(int error, const cJSON *json, const char *message, void *userdata) {
+        struct api_call *c = call_of(userdata);
+        const char *tid = c->ids.tunnels[c->cursor].tunnel_id;
+        if (error < 0 && error != -ENOENT) {
+                /* Kept in the record, so the next resolve deletes it; the binding does not wait. */
+                binding_warn(c, "cannot delete tunnel %s, no longer wanted (tunnels = %u): %s; trying again at "
+                             "the next resolve", tid, c->want, message);
+                c->cursor++;
+                return tunnels_next(c);
+        }
+        log_full(LOG_NOTICE, &(struct log_fields) { .binding = c->name, .event = "resolve",
+                                                   .socket_id = c->ids.socket_id, .tunnel_id = tid },
+                 "API: tunnel %s deleted (tunnels = %u)", tid, c->want);
+        record_drop(c, c->cursor);
+        if (binding_save(c))
+                tunnels_next(c);
+}
+
+static void tunnels_next(struct api_call *c) {
+        struct state_ids *ids = &c->ids;
+        while (c->cursor < ids->n_tunnels) {
+                const struct state_tunnel *t = &ids->tunnels[c->cursor];
+                if (c->n_got >= c->want) {
+                        if (t->created || ids->created)
+                                return call_request(c, "DELETE", xasprintf("/socket/%s/tunnel/%s", ids->socket_id,
+                                                                           t->tunnel_id),
+                                                    NULL, true, binding_on_tunnel_deleted);
+                        record_drop(c, c->cursor);      /* not ours: no longer used, left alone */
+                        if (!binding_save(c))
+                                return;
+                        continue;
+                }
+                const struct api_tunnel *e = NULL;
+                for (size_t i = 0; i < c->sock.n_tunnels && !e; i++)
+                        if (streq(c->sock.tunnels[i].tunnel_id, t->tunnel_id))
+                                e = &c->sock.tunnels[i];
+                /* Not embedded in the socket: ask for it, a 404 there means it is gone. */
+                if (!e)
+                        return call_request(c, "GET", xasprintf("/socket/%s/tunnel/%s", ids->socket_id, t->tunnel_id),
+                                            NULL, true, binding_on_tunnel);
+                tunnel_serves(c, e->local_port);
+        }
+        /* Too few: the socket's tunnels nobody recorded (an attached socket, or one whose
+         * tunnel we made but never recorded), then new ones. */
+        for (size_t i = 0; i < c->sock.n_tunnels && c->n_got < c->want; i++) {
+                const struct api_tunnel *e = &c->sock.tunnels[i];
+                if (known(c, e->tunnel_id))
+                        continue;
+                tunnel_record(c, e->tunnel_id, ids->created);
+                tunnel_serves(c, e->local_port);
+                if (!binding_save(c))
+                        return;
+        }
+        if (c->n_got < c->want)
+                return call_request(c, "POST", xasprintf("/socket/%s/tunnel", ids->socket_id), NULL, true,
+                                    binding_on_tunnel);
         binding_user(c);
 }
 
-static void binding_tunnel(struct api_call *c) {
-        const struct api_socket *s = &c->sock;
-        if (c->tunnel_id) {
-                for (size_t i = 0; i < s->n_tunnels; i++)
-                        if (streq(s->tunnels[i].tunnel_id, c->tunnel_id)) {
-                                c->tunnel.tunnel_id = xstrdup(s->tunnels[i].tunnel_id);
-                                c->tunnel.local_port = s->tunnels[i].local_port;
-                                c->tunnel.tunnel_server = xstrdup(s->tunnels[i].tunnel_server);
-                                return binding_user(c);
-                        }
-                /* Not embedded in the socket: ask for it, a 404 there means it is gone. */
-                char *path = xasprintf("/socket/%s/tunnel/%s", c->socket_id, c->tunnel_id);
-                return call_request(c, "GET", path, NULL, true, binding_on_tunnel);
-        }
-        if (s->n_tunnels > 0) {
-                /* An attached socket, or one whose tunnel we made but never recorded. */
-                c->tunnel.tunnel_id = xstrdup(s->tunnels[0].tunnel_id);
-                c->tunnel.local_port = s->tunnels[0].local_port;
-                c->tunnel.tunnel_server = xstrdup(s->tunnels[0].tunnel_server);
-                c->tunnel_id = xstrdup(c->tunnel.tunnel_id);
-                if (binding_save(c))
-                        binding_user(c);
-                return;
-        }
-        char *path = xasprintf("/socket/%s/tunnel", c->socket_id);
-        call_request(c, "POST", path, NULL, true, binding_on_tunnel);
-}
-
 static void binding_create_socket(struct api_call *c) {
-        free(c->socket_id);
-        free(c->tunnel_id);
-        c->socket_id = c->tunnel_id = NULL;
+        state_ids_clear(&c->ids);       /* the old socket's tunnels are not the new one's */
+        strv_clear(&c->known);
         apijson_socket_clear(&c->sock);
         cJSON *body = socket_body(c->display_name, c->type, c->protected_, c->username, c->password);
         call_request(c, "POST", xstrdup("/socket"), body, true, binding_on_socket);
@@ -306,7 +377,7 @@ static void binding_on_socket(int error, const cJSON *json, const char *message,
                         return binding_fail(c, error, m);
                 }
                 binding_warn(c, "socket %s is gone at the API; creating a new one (the public name changes)",
-                             c->socket_id);
+                             c->ids.socket_id);
                 c->recreated = true;
                 return binding_create_socket(c);
         }
@@ -316,9 +387,8 @@ static void binding_on_socket(int error, const cJSON *json, const char *message,
         if (apijson_socket(json, &c->sock, &err) < 0)
                 return binding_fail_decode(c, err);
         if (created) {
-                c->created = true;
-                free(c->socket_id);
-                c->socket_id = xstrdup(c->sock.socket_id);
+                c->ids.created = true;
+                c->ids.socket_id = xstrdup(c->sock.socket_id);
                 if (!binding_save(c))
                         return;
         } else if (!c->config_socket_id &&
@@ -326,11 +396,11 @@ static void binding_on_socket(int error, const cJSON *json, const char *message,
                     c->sock.protected_ != c->protected_)) {
                 /* The API has no update call: a changed type or protection needs a new socket. */
                 binding_warn(c, "socket %s no longer matches the binding's type or protection; "
-                             "creating a new one (the public name changes)", c->socket_id);
+                             "creating a new one (the public name changes)", c->ids.socket_id);
                 c->recreated = true;
                 return binding_create_socket(c);
         }
-        binding_tunnel(c);
+        tunnels_next(c);
 }
 
 int api_ensure_binding(struct api *a, const struct api_binding_request *req,
@@ -349,28 +419,21 @@ int api_ensure_binding(struct api *a, const struct api_binding_request *req,
         scrub_add(c->password);
         c->config_socket_id = xstrdup(req->config_socket_id);
 
-        char *sid = NULL, *tid = NULL;
-        bool created = false;
-        int r = state_ids_load(a->state_dir, c->name, &sid, &tid, &created);
-        if (r < 0) {
-                if (r != -ENOENT)
-                        log_full(LOG_WARNING, &(struct log_fields) { .binding = c->name, .event = "resolve" },
-                                 "cannot read its recorded API ids in %s (%s); a new socket will be created",
-                                 a->state_dir, strerror(-r));
-                sid = tid = NULL;
+        c->want = req->tunnels == 0 ? 1 : req->tunnels > STATE_TUNNELS_MAX ? STATE_TUNNELS_MAX : req->tunnels;
+
+        int r = state_ids_load(a->state_dir, c->name, &c->ids);
+        if (r < 0 && r != -ENOENT)
+                log_full(LOG_WARNING, &(struct log_fields) { .binding = c->name, .event = "resolve" },
+                         "cannot read its recorded API ids in %s (%s); a new socket will be created",
+                         a->state_dir, strerror(-r));
+        if (c->config_socket_id && !streq(c->ids.socket_id, c->config_socket_id)) {
+                state_ids_clear(&c->ids);
+                c->ids.socket_id = xstrdup(c->config_socket_id);
         }
-        if (c->config_socket_id && !streq(sid, c->config_socket_id)) {
-                free(sid);
-                free(tid);
-                sid = xstrdup(c->config_socket_id);
-                tid = NULL;
-                created = false;
-        }
-        c->socket_id = sid;
-        c->tunnel_id = tid;
-        c->created = created;
-        if (c->socket_id) {
-                char *path = xasprintf("/socket/%s", c->socket_id);
+        for (size_t i = 0; i < c->ids.n_tunnels; i++)
+                strv_push(&c->known, xstrdup(c->ids.tunnels[i].tunnel_id));
+        if (c->ids.socket_id) {
+                char *path = xasprintf("/socket/%s", c->ids.socket_id);
                 call_request(c, "GET", path, NULL, true, binding_on_socket);
         } else
                 binding_create_socket(c);
