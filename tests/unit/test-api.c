@@ -298,37 +298,52 @@ END_TEST
 /* ---- ids file ----------------------------------------------------------------------------- */
 
 START_TEST(test_ids_file) {
-        char *sid = NULL, *tid = NULL;
-        bool created = false;
-        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), -ENOENT);
-        ck_assert_int_eq(state_ids_save(dir, "web", "s-1", NULL, true), 0);
-        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), 0);
-        ck_assert_str_eq(sid, "s-1");
-        ck_assert_ptr_null(tid);
-        ck_assert(created);
-        free(sid);
-        ck_assert_int_eq(state_ids_save(dir, "web", "s-1", "t-2", false), 0);
-        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), 0);
-        ck_assert_str_eq(tid, "t-2");
-        ck_assert(!created);
-        free(sid);
-        free(tid);
+        struct state_ids ids = { 0 };
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), -ENOENT);
+        ck_assert_int_eq(state_ids_save(dir, "web", &(struct state_ids) { .socket_id = (char *) "s-1", .created = true }), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), 0);
+        ck_assert_str_eq(ids.socket_id, "s-1");
+        ck_assert_uint_eq(ids.n_tunnels, 0);
+        ck_assert(ids.created);
+        state_ids_clear(&ids);
+        struct state_ids two = { .socket_id = (char *) "s-1", .n_tunnels = 2,
+                                 .tunnels = { { (char *) "t-2", false }, { (char *) "t-3", true } } };
+        ck_assert_int_eq(state_ids_save(dir, "web", &two), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), 0);
+        ck_assert_uint_eq(ids.n_tunnels, 2);
+        ck_assert_str_eq(ids.tunnels[0].tunnel_id, "t-2");
+        ck_assert(!ids.tunnels[0].created);
+        ck_assert_str_eq(ids.tunnels[1].tunnel_id, "t-3");
+        ck_assert(ids.tunnels[1].created);
+        ck_assert(!ids.created);
+        state_ids_clear(&ids);
 
         struct stat st;
         char *path = xasprintf("%s/ids/web.json", dir);
         ck_assert_int_eq(stat(path, &st), 0);
         ck_assert_uint_eq(st.st_mode & 0777, 0600);
+        /* A file of before "tunnels": its one tunnel_id is the one tunnel, created as the socket. */
+        const char *old = "{\"socket_id\":\"s-9\",\"tunnel_id\":\"t-9\",\"created\":true}";
+        ck_assert_int_eq(write_file_atomic(path, old, strlen(old), 0600), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), 0);
+        ck_assert_uint_eq(ids.n_tunnels, 1);
+        ck_assert_str_eq(ids.tunnels[0].tunnel_id, "t-9");
+        ck_assert(ids.tunnels[0].created);
+        state_ids_clear(&ids);
         ck_assert_int_eq(write_file_atomic(path, "{\"socket_id\":\"../x\"}", 20, 0600), 0);
-        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), -EBADMSG);
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), -EBADMSG);
+        const char *bad = "{\"socket_id\":\"s\",\"tunnels\":[{\"tunnel_id\":\"a/b\"}]}";
+        ck_assert_int_eq(write_file_atomic(path, bad, strlen(bad), 0600), 0);
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), -EBADMSG);
         ck_assert_int_eq(write_file_atomic(path, "garbage", 7, 0600), 0);
-        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), -EBADMSG);
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), -EBADMSG);
         free(path);
 
-        ck_assert_int_eq(state_ids_save(dir, "../evil", "s", NULL, true), -EINVAL);
-        ck_assert_int_eq(state_ids_save(dir, "web", "s/1", NULL, true), -EINVAL);
+        ck_assert_int_eq(state_ids_save(dir, "../evil", &(struct state_ids) { .socket_id = (char *) "s" }), -EINVAL);
+        ck_assert_int_eq(state_ids_save(dir, "web", &(struct state_ids) { .socket_id = (char *) "s/1" }), -EINVAL);
         ck_assert_int_eq(state_ids_remove(dir, "web"), 0);
         ck_assert_int_eq(state_ids_remove(dir, "web"), 0);
-        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), -ENOENT);
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), -ENOENT);
 }
 END_TEST
 
@@ -587,13 +602,12 @@ START_TEST(test_e2e_recreate_after_404) {
         ck_assert_msg(o2.error == 0, "%s", o2.message);
         ck_assert(o2.recreated && o2.created);
         ck_assert_str_ne(o2.socket_id, o.socket_id);
-        char *sid = NULL, *tid = NULL;
-        bool created;
-        ck_assert_int_eq(state_ids_load(dir, "web", &sid, &tid, &created), 0);
-        ck_assert_str_eq(sid, o2.socket_id);
-        ck_assert_str_eq(tid, o2.tunnel_id);
-        free(sid);
-        free(tid);
+        struct state_ids ids = { 0 };
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), 0);
+        ck_assert_str_eq(ids.socket_id, o2.socket_id);
+        ck_assert_uint_eq(ids.n_tunnels, 1);
+        ck_assert_str_eq(ids.tunnels[0].tunnel_id, o2.tunnel_id);
+        state_ids_clear(&ids);
 
         /* A socket_id from the config is attached to, never recreated. */
         ensure(&f, "web", SOCKET_TYPE_HTTP, o2.socket_id, &o);
