@@ -137,6 +137,18 @@ void state_ids_clear(struct state_ids *ids) {
         *ids = (struct state_ids) { 0 };
 }
 
+void state_ids_add_tunnel(struct state_ids *ids, const char *tunnel_id, bool created) {
+        if (ids->n_tunnels >= STATE_TUNNELS_MAX)
+                abort();        /* the callers' invariant: never more than the most tunnels wanted */
+        ids->tunnels[ids->n_tunnels++] = (struct state_tunnel) { xstrdup(tunnel_id), created };
+}
+
+void state_ids_drop_tunnel(struct state_ids *ids, size_t i) {
+        free(ids->tunnels[i].tunnel_id);
+        memmove(&ids->tunnels[i], &ids->tunnels[i + 1], (ids->n_tunnels - i - 1) * sizeof(ids->tunnels[0]));
+        ids->n_tunnels--;
+}
+
 static int ids_from_json(const cJSON *j, struct state_ids *ids) {
         const char *sid = NULL, *tid = NULL;
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "tunnels"), *t;
@@ -150,7 +162,7 @@ static int ids_from_json(const cJSON *j, struct state_ids *ids) {
         ids->socket_id = xstrdup(sid);
         if (!a) {               /* a file of one tunnel, from before "tunnels" */
                 if (tid)
-                        ids->tunnels[ids->n_tunnels++] = (struct state_tunnel) { xstrdup(tid), ids->created };
+                        state_ids_add_tunnel(ids, tid, ids->created);
                 return 0;
         }
         cJSON_ArrayForEach(t, a) {
@@ -158,7 +170,7 @@ static int ids_from_json(const cJSON *j, struct state_ids *ids) {
                 if (!cJSON_IsObject(t) || proto_get_string(t, "tunnel_id", true, &tid, &e) < 0 ||
                     proto_get_bool(t, "created", false, &created, &e) < 0 || !remote_id_valid(tid))
                         return -EBADMSG;
-                ids->tunnels[ids->n_tunnels++] = (struct state_tunnel) { xstrdup(tid), created };
+                state_ids_add_tunnel(ids, tid, created);
         }
         return 0;
 }

@@ -46,6 +46,9 @@ struct state_ids {
         size_t n_tunnels;
 };
 void state_ids_clear(struct state_ids *ids);
+/* Appends a tunnel (ids must have room: n_tunnels < STATE_TUNNELS_MAX), or drops tunnel i. */
+void state_ids_add_tunnel(struct state_ids *ids, const char *tunnel_id, bool created);
+void state_ids_drop_tunnel(struct state_ids *ids, size_t i);
 /* STATE_DIR/ids/NAME.json (0600, atomic): binding `name`'s state_ids, as
  * {"socket_id", "created", "tunnel_id" (the first, or null), "tunnels": [{"tunnel_id",
  * "created"}]}; a file of before "tunnels" (one "tunnel_id") reads as that one tunnel.

@@ -84,6 +84,13 @@ void strv_pushf(struct strv *v, const char *fmt, ...) {
         va_end(ap);
 }
 
+bool strv_contains(const struct strv *v, const char *s) {
+        for (size_t i = 0; i < v->n; i++)
+                if (streq(v->items[i], s))
+                        return true;
+        return false;
+}
+
 void strv_clear(struct strv *v) {
         for (size_t i = 0; i < v->n; i++)
                 free(v->items[i]);

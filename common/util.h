@@ -35,6 +35,8 @@ struct strv {
 void strv_push(struct strv *v, char *owned);
 void strv_pushf(struct strv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strv_clear(struct strv *v);
+/* Whether s is one of v's items. */
+bool strv_contains(const struct strv *v, const char *s);
 
 /* Binding names: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}. */
 bool binding_name_valid(const char *name);

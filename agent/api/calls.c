@@ -245,20 +245,6 @@ static void binding_user(struct api_call *c) {
 
 static void tunnels_next(struct api_call *c);
 
-static bool known(const struct api_call *c, const char *tunnel_id) {
-        for (size_t i = 0; i < c->known.n; i++)
-                if (streq(c->known.items[i], tunnel_id))
-                        return true;
-        return false;
-}
-
-static void record_drop(struct api_call *c, size_t i) {
-        struct state_ids *ids = &c->ids;
-        free(ids->tunnels[i].tunnel_id);
-        memmove(&ids->tunnels[i], &ids->tunnels[i + 1], (ids->n_tunnels - i - 1) * sizeof(ids->tunnels[0]));
-        ids->n_tunnels--;
-}
-
 /* Record entry `cursor` serves, at relay port `port`. */
 static void tunnel_serves(struct api_call *c, uint16_t port) {
         c->ports[c->n_got++] = port;
@@ -266,7 +252,7 @@ static void tunnel_serves(struct api_call *c, uint16_t port) {
 }
 
 static void tunnel_record(struct api_call *c, const char *tunnel_id, bool created) {
-        c->ids.tunnels[c->ids.n_tunnels++] = (struct state_tunnel) { xstrdup(tunnel_id), created };
+        state_ids_add_tunnel(&c->ids, tunnel_id, created);
         strv_push(&c->known, xstrdup(tunnel_id));
 }
 
@@ -277,7 +263,7 @@ static void binding_on_tunnel(int error, const cJSON *json, const char *message,
         if (error == -ENOENT && !created) {
                 binding_warn(c, "tunnel %s is gone at the API; creating a new one",
                              c->ids.tunnels[c->cursor].tunnel_id);
-                record_drop(c, c->cursor);
+                state_ids_drop_tunnel(&c->ids, c->cursor);
                 c->recreated = true;
                 if (binding_save(c))
                         tunnels_next(c);
@@ -310,7 +296,7 @@ static void binding_on_tunnel_deleted(int error, const cJSON *json, const char *
         log_full(LOG_NOTICE, &(struct log_fields) { .binding = c->name, .event = "resolve",
                                                    .socket_id = c->ids.socket_id, .tunnel_id = tid },
                  "API: tunnel %s deleted (tunnels = %u)", tid, c->want);
-        record_drop(c, c->cursor);
+        state_ids_drop_tunnel(&c->ids, c->cursor);
         if (binding_save(c))
                 tunnels_next(c);
 }
@@ -324,7 +310,7 @@ static void tunnels_next(struct api_call *c) {
                                 return call_request(c, "DELETE", xasprintf("/socket/%s/tunnel/%s", ids->socket_id,
                                                                            t->tunnel_id),
                                                     NULL, true, binding_on_tunnel_deleted);
-                        record_drop(c, c->cursor);      /* not ours: no longer used, left alone */
+                        state_ids_drop_tunnel(ids, c->cursor);  /* not ours: no longer used, left alone */
                         if (!binding_save(c))
                                 return;
                         continue;
@@ -343,7 +329,7 @@ static void tunnels_next(struct api_call *c) {
          * tunnel we made but never recorded), then new ones. */
         for (size_t i = 0; i < c->sock.n_tunnels && c->n_got < c->want; i++) {
                 const struct api_tunnel *e = &c->sock.tunnels[i];
-                if (known(c, e->tunnel_id))
+                if (strv_contains(&c->known, e->tunnel_id))
                         continue;
                 tunnel_record(c, e->tunnel_id, ids->created);
                 tunnel_serves(c, e->local_port);
@@ -540,8 +526,7 @@ int api_socket_delete(struct api *a, const char *socket_id,
                       api_json_cb cb, void *userdata, struct api_call **ret) {
         if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        json_call(a, "DELETE", xasprintf("/socket/%s", socket_id), NULL, true, DECODE_DELETE,
-                         cb, userdata, ret);
+        json_call(a, "DELETE", xasprintf("/socket/%s", socket_id), NULL, true, DECODE_DELETE, cb, userdata, ret);
         return 0;
 }
 
@@ -549,8 +534,7 @@ int api_tunnel_list(struct api *a, const char *socket_id,
                     api_json_cb cb, void *userdata, struct api_call **ret) {
         if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        json_call(a, "GET", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
-                         DECODE_TUNNEL_LIST, cb, userdata, ret);
+        json_call(a, "GET", xasprintf("/socket/%s/tunnel", socket_id), NULL, true, DECODE_TUNNEL_LIST, cb, userdata, ret);
         return 0;
 }
 
@@ -558,8 +542,7 @@ int api_tunnel_create(struct api *a, const char *socket_id,
                       api_json_cb cb, void *userdata, struct api_call **ret) {
         if (!remote_id_valid(socket_id))
                 return -EINVAL;
-        json_call(a, "POST", xasprintf("/socket/%s/tunnel", socket_id), NULL, true,
-                         DECODE_TUNNEL, cb, userdata, ret);
+        json_call(a, "POST", xasprintf("/socket/%s/tunnel", socket_id), NULL, true, DECODE_TUNNEL, cb, userdata, ret);
         return 0;
 }
 
@@ -571,7 +554,6 @@ int api_tunnel_delete(struct api *a, const char *socket_id, const char *tunnel_i
                          true, DECODE_DELETE, cb, userdata, ret);
         return 0;
 }
-
 
 /* ---- life cycle ------------------------------------------------------------------------- */
 
