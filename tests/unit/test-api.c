@@ -444,6 +444,9 @@ struct outcome {
         uint16_t relay_port, tcp_port;
         bool created, recreated;
         cJSON *json;
+        size_t n_tunnels;
+        char tunnel_ids[8][REMOTE_ID_MAX + 1];
+        uint16_t relay_ports[8];
 };
 
 static void on_binding(int error, const struct api_binding_result *r, const char *message, void *userdata) {
@@ -465,6 +468,13 @@ static void on_binding(int error, const struct api_binding_result *r, const char
         o->tcp_port = r->socket_tcp_port;
         o->created = r->created;
         o->recreated = r->recreated;
+        ck_assert_uint_le(r->n_tunnels, 8);
+        ck_assert_str_eq(r->tunnels[0].tunnel_id, r->tunnel_id);
+        o->n_tunnels = r->n_tunnels;
+        for (size_t i = 0; i < r->n_tunnels; i++) {
+                snprintf(o->tunnel_ids[i], sizeof(o->tunnel_ids[i]), "%s", r->tunnels[i].tunnel_id);
+                o->relay_ports[i] = r->tunnels[i].relay_port;
+        }
 }
 
 static void on_json(int error, const cJSON *reply, const char *message, void *userdata) {
@@ -515,16 +525,103 @@ static void fixture_done(struct fixture *f) {
         emu_stop();
 }
 
-static void ensure(struct fixture *f, const char *name, enum socket_type t, const char *config_sid,
-                   struct outcome *o) {
+static void ensure_n(struct fixture *f, const char *name, enum socket_type t, const char *config_sid,
+                     unsigned tunnels, struct outcome *o) {
         struct api_call *call = NULL;
-        struct api_binding_request req = { .name = name, .type = t, .config_socket_id = config_sid };
+        struct api_binding_request req = { .name = name, .type = t, .config_socket_id = config_sid,
+                                           .tunnels = tunnels };
         outcome_clear(o);
         ck_assert_int_eq(api_ensure_binding(f->a, &req, on_binding, o, &call), 0);
         ck_assert_ptr_nonnull(call);
         ck_assert(!o->done);           /* never completes before returning */
         run_until(f->e, &o->done, 20);
 }
+
+static void ensure(struct fixture *f, const char *name, enum socket_type t, const char *config_sid,
+                   struct outcome *o) {
+        ensure_n(f, name, t, config_sid, 0, o);
+}
+
+/* How many tunnels the emulator's socket `sid` has. */
+static int tunnels_at(const char *sid) {
+        cJSON *s = emu("GET", "/_emulator/state", NULL), *i;
+        int n = -1;
+        cJSON_ArrayForEach(i, cJSON_GetObjectItem(s, "sockets"))
+                if (streq(cJSON_GetStringValue(cJSON_GetObjectItem(i, "socket_id")), sid))
+                        n = cJSON_GetArraySize(cJSON_GetObjectItem(i, "tunnels"));
+        cJSON_Delete(s);
+        return n;
+}
+
+START_TEST(test_e2e_several_tunnels) {
+        struct fixture f;
+        struct outcome o = {}, o2 = {};
+        struct state_ids ids = { 0 };
+        emu_start(18000);
+        fixture_init(&f, true);
+        api_start(f.a);
+
+        /* Three tunnels, each its own id and relay port, all under the one socket. */
+        ensure_n(&f, "web", SOCKET_TYPE_HTTP, NULL, 3, &o);
+        ck_assert_msg(o.error == 0, "%s", o.message);
+        ck_assert_uint_eq(o.n_tunnels, 3);
+        ck_assert_int_eq(count("POST /socket/{id}/tunnel"), 3);
+        ck_assert_int_eq(tunnels_at(o.socket_id), 3);
+        ck_assert_str_ne(o.tunnel_ids[0], o.tunnel_ids[1]);
+        ck_assert_str_ne(o.tunnel_ids[1], o.tunnel_ids[2]);
+        ck_assert_int_ne(o.relay_ports[0], o.relay_ports[1]);
+        ck_assert_int_ne(o.relay_ports[1], o.relay_ports[2]);
+
+        /* Asked again: the same three, in the same order, nothing created. */
+        ensure_n(&f, "web", SOCKET_TYPE_HTTP, NULL, 3, &o2);
+        ck_assert_int_eq(o2.error, 0);
+        ck_assert_uint_eq(o2.n_tunnels, 3);
+        for (size_t i = 0; i < 3; i++) {
+                ck_assert_str_eq(o2.tunnel_ids[i], o.tunnel_ids[i]);
+                ck_assert_int_eq(o2.relay_ports[i], o.relay_ports[i]);
+        }
+        ck_assert_int_eq(count("POST /socket/{id}/tunnel"), 3);
+
+        /* Lowered to 1 while the API fails one delete: the answer does not wait for it, the
+         * undeleted tunnel stays recorded, and the next call deletes it. */
+        fault("DELETE /socket/{id}/tunnel/{tid}", "5xx", 1, 0);
+        ensure_n(&f, "web", SOCKET_TYPE_HTTP, NULL, 1, &o2);
+        ck_assert_msg(o2.error == 0, "%s", o2.message);
+        ck_assert_uint_eq(o2.n_tunnels, 1);
+        ck_assert_str_eq(o2.tunnel_ids[0], o.tunnel_ids[0]);
+        ck_assert_int_eq(tunnels_at(o.socket_id), 2);
+        ck_assert_int_eq(state_ids_load(dir, "web", &ids), 0);
+        ck_assert_uint_eq(ids.n_tunnels, 2);
+        ck_assert_str_eq(ids.tunnels[1].tunnel_id, o.tunnel_ids[1]);
+        state_ids_clear(&ids);
+        ensure_n(&f, "web", SOCKET_TYPE_HTTP, NULL, 1, &o2);
+        ck_assert_int_eq(o2.error, 0);
+        ck_assert_int_eq(tunnels_at(o.socket_id), 1);
+        ck_assert_int_eq(count("DELETE /socket/{id}/tunnel/{tid}"), 3);
+
+        /* Raised to 2: one new tunnel; the first one kept. */
+        ensure_n(&f, "web", SOCKET_TYPE_HTTP, NULL, 2, &o2);
+        ck_assert_int_eq(o2.error, 0);
+        ck_assert_uint_eq(o2.n_tunnels, 2);
+        ck_assert_str_eq(o2.tunnel_ids[0], o.tunnel_ids[0]);
+        ck_assert_str_ne(o2.tunnel_ids[1], o.tunnel_ids[1]);
+        ck_assert_int_eq(count("POST /socket/{id}/tunnel"), 4);
+        ck_assert_int_eq(tunnels_at(o.socket_id), 2);
+
+        /* An attached socket (socket_id in the config) with a tunnel nobody recorded: it is
+         * adopted, and lowering the count forgets it without deleting what is not ours. */
+        ensure_n(&f, "att", SOCKET_TYPE_HTTP, o.socket_id, 2, &o2);
+        ck_assert_msg(o2.error == 0, "%s", o2.message);
+        ck_assert_int_eq(count("POST /socket/{id}/tunnel"), 4);   /* both adopted */
+        ensure_n(&f, "att", SOCKET_TYPE_HTTP, o.socket_id, 1, &o2);
+        ck_assert_int_eq(o2.error, 0);
+        ck_assert_int_eq(tunnels_at(o.socket_id), 2);
+        ck_assert_int_eq(count("DELETE /socket/{id}/tunnel/{tid}"), 3);
+        outcome_clear(&o);
+        outcome_clear(&o2);
+        fixture_done(&f);
+}
+END_TEST
 
 START_TEST(test_e2e_create_then_reuse) {
         struct fixture f;
@@ -936,6 +1033,7 @@ static Suite *api_suite(void) {
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_e2e_create_then_reuse);
+        tcase_add_test(tc, test_e2e_several_tunnels);
         tcase_add_test(tc, test_e2e_recreate_after_404);
         tcase_add_test(tc, test_e2e_token_refresh_and_revoke);
         tcase_add_test(tc, test_e2e_faults);
