@@ -160,3 +160,36 @@ def test_add_tunnels_at_run_time_and_the_limits(rd, rapi, site):
     # remove --purge deletes the socket and with it both tunnels.
     rd.ctl("remove", "--purge", "web")
     wait_for(lambda: rapi.state()["sockets"] == [], timeout=10, what="the socket deleted")
+
+
+def test_api_down_while_one_tunnel_reconnects_leaves_the_other_alone(rd, rapi, site):
+    """The killed tunnel asks the API before it reconnects; the API failing makes only that
+    tunnel wait (its own backoff, the API's error), never the tunnel that is up."""
+    rd.configure(binding("web", site, "tunnels = 2"))
+    rd.start()
+    b = wait_up(rd, "web", 2)
+    keep, victim = relay_ports(b)
+    keep_since, keep_pid = b["relays"][0]["connected_since"], session_pid(keep)
+    rapi.fault("GET /socket/{id}", "5xx")
+    os.kill(session_pid(victim), signal.SIGKILL)
+
+    def api_error():
+        x = rd.binding("web")
+        r = x["relays"][1]
+        return x if r["state"] != "up" and r["last_error"] and "503" in r["last_error"] else None
+    x = wait_for(api_error, timeout=20, what="the second tunnel waiting on the API's 503")
+    assert x["state"] == "up" and x["tunnels_up"] == 1
+    assert x["relays"][0]["state"] == "up" and x["relays"][0]["connected_since"] == keep_since
+    assert re.search(r"tunnel 2: .*503", x["last_error"] or ""), x["last_error"]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3:
+        assert get_through(keep) == BODY
+        assert rd.binding("web")["relays"][0]["connected_since"] == keep_since
+        time.sleep(0.3)
+    assert session_pid(keep) == keep_pid
+    rapi.clear_faults()
+    b2 = wait_up(rd, "web", 2, timeout=30)
+    assert relay_ports(b2) == [keep, victim]
+    assert b2["relays"][0]["connected_since"] == keep_since
+    assert get_through(victim) == BODY
+    assert rapi.counts().get("POST /socket/{id}/tunnel") == 2
