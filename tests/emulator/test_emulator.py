@@ -62,6 +62,31 @@ def test_socket_tunnel_user_and_counts(api):
     assert counts["GET /socket/{id}"] == 3 and counts["POST /login"] == 1
 
 
+def test_several_tunnels_under_one_socket(api):
+    """GET /socket/{id} lists every tunnel of the socket, in creation order, each with a
+    relay port of its own; a deleted tunnel leaves the list and its port is never reused;
+    with null informational fields the ids and ports are still there."""
+    tok = api.login()
+    st, sock = call(api, "POST", "/socket", {"name": "web", "socket_type": "http"}, tok)
+    sid = sock["socket_id"]
+    made = [call(api, "POST", "/socket/%s/tunnel" % sid, {}, tok)[1] for _ in range(3)]
+    assert [t["local_port"] for t in made] == [24000, 24001, 24002]
+    api.configure(informational="null")
+    st, got = call(api, "GET", "/socket/%s" % sid, None, tok)
+    assert [(t["tunnel_id"], t["local_port"]) for t in got["tunnels"]] == \
+        [(t["tunnel_id"], t["local_port"]) for t in made]
+    assert all(t["tunnel_server"] is None for t in got["tunnels"]) and got["name"] is None
+    st, lst = call(api, "GET", "/socket/%s/tunnel" % sid, None, tok)
+    assert [t["tunnel_id"] for t in lst] == [t["tunnel_id"] for t in made]
+    assert call(api, "DELETE", "/socket/%s/tunnel/%s" % (sid, made[1]["tunnel_id"]), None, tok)[0] == 204
+    assert call(api, "GET", "/socket/%s/tunnel/%s" % (sid, made[1]["tunnel_id"]), None, tok)[0] == 404
+    st, got = call(api, "GET", "/socket/%s" % sid, None, tok)
+    assert [t["tunnel_id"] for t in got["tunnels"]] == [made[0]["tunnel_id"], made[2]["tunnel_id"]]
+    st, again = call(api, "POST", "/socket/%s/tunnel" % sid, {}, tok)
+    assert again["local_port"] == 24003
+    assert api.counts()["DELETE /socket/{id}/tunnel/{tid}"] == 1
+
+
 def test_tokens_expire_refresh_and_revoke(api):
     tok = api.login()
     assert call(api, "POST", "/login", {"email": "ops@example.com", "password": "x"})[0] == 401
