@@ -162,6 +162,12 @@ static const struct bad bad[] = {
         { API "[binding \"web\"]\nport = 80\nport = 81\n", F ":5: [binding \"web\"] port: duplicate key (first set at line 4)" },
         { "[ssh]\nuser = me\n[binding \"web\"]\nport = 80\n",
           F ":3: [binding \"web\"] remote_port: missing (required in direct mode, without an [api] section)" },
+        { API "[binding \"web\"]\nport = 80\ntunnels = 0\n",
+          F ":5: [binding \"web\"] tunnels: \"0\" is not a number from 1 to 8" },
+        { API "[binding \"web\"]\nport = 80\ntunnels = 9\n",
+          F ":5: [binding \"web\"] tunnels: \"9\" is not a number from 1 to 8" },
+        { "[ssh]\nuser = me\n[binding \"web\"]\nport = 80\nremote_port = 9000\ntunnels = 2\n",
+          F ":6: [binding \"web\"] tunnels: only in API mode (in direct mode a binding has one tunnel per [ssh] server)" },
         { "[ssh]\nuser = me\n[binding \"web\"]\nport = 80\nremote_port = 9000\nsocket_id = abc\n",
           F ":6: [binding \"web\"] socket_id: only in API mode (with an [api] section)" },
         { "[ssh]\nuser = me\n[binding \"web\"]\nport = 80\nremote_port = 9000\nprotected = yes\nusername = u\npassword = p\n",
@@ -499,6 +505,7 @@ static struct binding_conf *sample(void) {
         b->username = xstrdup("admin");
         b->password = xstrdup("p;a#s=s:s _-)x\"");  /* ';' is fine unless after a space */
         b->socket_id = xstrdup("5e2b1a3c-0d4f-4e5a-9b6c-7d8e9fa0b1c2");
+        b->tunnels = 3;
         b->source = BINDING_SOURCE_RUNTIME;
         return b;
 }
@@ -520,6 +527,7 @@ START_TEST(test_round_trip) {
                         b->host = NULL;   /* unset means the default */
                         b->remote_port = 65535;
                         b->type = SOCKET_TYPE_TCP;
+                        b->tunnels = 0;
                 }
                 struct strv e = {}, w = {};
                 ck_assert_int_eq(conf_binding_validate(NULL, b, &e), 0);
