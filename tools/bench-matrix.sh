@@ -61,6 +61,12 @@ fi
 
 if [ "$only" != host ]; then
 	echo "==> Debian 13 (the trixie root of tools/test-in.sh): stock and patched libssh2"
+	# test-in.sh copies the work tree with `git ls-files --cached --others`: a tracked file
+	# deleted here makes that copy fail without a word.
+	if [ -n "$(git ls-files --deleted)" ]; then
+		echo "error: tracked files deleted in the work tree (git checkout them): $(git ls-files --deleted | head -3)" >&2
+		exit 1
+	fi
 	cache=${MYSOCKETD_CI_CACHE:-/var/cache/mysocketd-ci}
 	tag=bench-matrix-$$
 	inner="/var/tmp/$tag"

@@ -150,16 +150,19 @@ static void cpu_probe(bool *aes, bool *sha, uint64_t lv[2]) {
 }
 
 /* The one place that says which methods we prefer, most wanted first, for a CPU with or
- * without AES-GCM (aes) and SHA-256 (sha) instructions; methods_join() drops what this
- * libssh2 lacks (1.10: no AEAD cipher, no ETM MAC). RSA host keys with SHA-1 signatures
- * fail against OpenSSH >= 8.8 in 1.10: prefer ed25519. An AEAD cipher (aes-gcm,
- * chacha20-poly1305, from 1.11) authenticates the packet itself, so no separate MAC costs
- * CPU. With AES and carry-less multiply instructions OpenSSL's aes128-gcm is the fastest;
- * without them (a Raspberry Pi 4) chacha20-poly1305 is, and AES in software is slow. Where
- * the relay allows no AEAD cipher, aes-ctr pays for a MAC: on 64-bit CPUs without SHA
- * instructions hmac-sha2-512 is 40% faster than hmac-sha2-256; with them (x86 SHA
- * extensions, a Pi 5's ARMv8 crypto) hmac-sha2-256 is 1.7x faster than -512. The ETM
- * variants come first, at the same cost: hardened relays allow only them. */
+ * without AES-GCM (aes) and SHA-256 (sha) instructions as OpenSSL will use them (methods_cpu);
+ * methods_join() drops what this libssh2 lacks (1.10: no AEAD cipher, no ETM MAC). RSA host
+ * keys with SHA-1 signatures fail against OpenSSH >= 8.8 in 1.10: prefer ed25519. An AEAD
+ * cipher (aes-gcm, chacha20-poly1305, from 1.11) authenticates the packet itself, so no
+ * separate MAC costs CPU. The orders are what tests/bench/bench_matrix.py --sweep measured
+ * (mysocketd's CPU s/GiB, relay restricted to one cipher; results/matrix/): with AES
+ * instructions aes128-gcm costs least on 1.11.1 stock (~2.6 against ~3.0 for chacha20 and
+ * ~3.2 for aes128-ctr+ETM) and patched (~0.9, chacha20 ~1.0, aes-ctr ~1.6); without them
+ * (a Raspberry Pi 4, or OPENSSL_ia32cap masking AES) chacha20-poly1305 is 3x cheaper than
+ * either AES mode. Where the relay allows no AEAD cipher, aes-ctr pays for a MAC: on 64-bit
+ * CPUs without SHA instructions hmac-sha2-512 is 40% faster than hmac-sha2-256; with them
+ * (x86 SHA extensions, a Pi 5's ARMv8 crypto) hmac-sha2-256 is 1.7x faster than -512. The
+ * ETM variants come first, at the same cost: hardened relays allow only them. */
 const char *const *methods_wants(enum methods_kind kind, bool aes, bool sha, size_t *n) {
         static const char *const hostkeys[] = { "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                                                 "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256" };

@@ -13,8 +13,8 @@ CPU's crypto instructions. Not part of the pass/fail suite; tools/bench-matrix.s
       ssh and mysocketd, and mysocketd's own CPU probe (agent/tunnel/methods.c) then sees no
       AES-NI, PCLMULQDQ, AVX*, SHA or VAES. --sweep also measures mysocketd alone with the relay
       restricted to each AEAD cipher and aes128-ctr (which is fastest on this library: the
-      order methods.c picks with AES instructions). --perf records the daemon during one more
-      download and upload (perf record; needs linux-perf). Writes DIR/NAME.json.
+      order methods.c picks with AES instructions). --perf records the daemon, then ssh, during one
+      more download and upload each (perf record; needs linux-perf). Writes DIR/NAME.json.
   bench_matrix.py merge --out DIR
       Reads DIR/cells/*.json, writes DIR/matrix.txt, DIR/matrix.json and DIR/matrix.png.
 """
@@ -158,9 +158,10 @@ def run_pair(tmp, relay_extra, args, cell, sweep_name=None):
             cell["load"].append(os.getloadavg()[0])
         if args.perf and not sweep_name:
             for d, _, fn in DIRS:
-                with Perf(daemon.proc.pid, Path(tmp) / ("perf-%s.data" % d)) as p:
-                    fn(rp_d, n)
-                cell["perf"][d] = p.report
+                for name, port, pid in paths:
+                    with Perf(pid, Path(tmp) / ("perf-%s-%s.data" % (name, d))) as p:
+                        fn(port, 4 * n)     # a few thousand samples
+                    cell["perf"]["%s %s" % (name, d)] = p.report
     finally:
         for stop in (lambda: bt.stop_proc(ssh), lambda: daemon and daemon.stop(), relay.stop,
                      lambda: bulk and bulk.close()):
@@ -232,12 +233,12 @@ def short(alg):
 def merge_table(cells):
     L = ["mysocketd vs ssh -R, bulk, the issue-16 matrix (each side's default algorithms; same relay,",
          "same run per cell; medians; CPU = the tunnel client process's CPU seconds per GiB)", ""]
-    seen = set()
     for c in cells:
-        key = (c["os"], c["cpu_model"])
-        if key not in seen:
-            seen.add(key)
-            L.append("%s: %s; %s; %s" % (c["os"], c["ssh"], c["openssl"], c["cpu_model"]))
+        L.append("%-28s %s; %s; libssh2 %s %s (%s); mask %s" % (c["label"], c["os"], c["ssh"], c["libssh2"],
+                                                               c["libssh2_build"], c["libssh2_path"],
+                                                               c["ia32cap"] or "none"))
+    L.append("CPU: %s, %d vCPUs shared with other jobs; figures taken under load (below)"
+             % (cells[0]["cpu_model"], os.cpu_count()))
     L.append("")
     L.append("%-28s %-4s %-40s %8s %8s %7s %7s %7s %7s" % ("cell", "dir", "negotiated mysocketd | ssh", "d MB/s",
                                                          "ssh MB/s", "ratio", "d s/GiB", "ssh s/G", "CPU x"))
@@ -248,7 +249,7 @@ def merge_table(cells):
             f = figures(c, d)
             L.append("%-28s %-4s %-40s %8.1f %8.1f %6.2fx %7.2f %7.2f %6.2fx"
                      % (c["label"], d, neg, f[0], f[1], f[2], f[3], f[4], f[5]))
-        L.append("%-28s      load %.1f-%.1f, %d MiB x %d reps, %.0f s%s"
+        L.append("%-28s      1-min load %.1f-%.1f, %d MiB x %d reps, cell took %.0f s%s"
                  % ("", min(c["load"] or [c["load0"]]), max(c["load"] or [c["load0"]]), c["size_mib"], c["reps"],
                     c.get("seconds", 0), ("; ERRORS: " + "; ".join(c["errors"])) if c["errors"] else ""))
     sweeps = [c for c in cells if c["sweep"]]
@@ -271,8 +272,10 @@ def merge_table(cells):
                                                                        f[5], bt.verdict(f[5] <= TARGET)))
     perfs = [c for c in cells if c["perf"]]
     for c in perfs:
-        for d, text in c["perf"].items():
-            L += ["", "== perf record, mysocketd during one %s, %s" % (d, c["label"]), text]
+        for what, text in c["perf"].items():
+            who, d = what.split() if " " in what else ("mysocketd", what)
+            L += ["", "== perf record, %s during one %s (%d MiB), %s: by DSO, then by symbol"
+                  % (who, d, 4 * c["size_mib"], c["label"]), text]
     return "\n".join(L) + "\n"
 
 
@@ -284,7 +287,7 @@ def merge_plot(cells, path):
     except ImportError:
         bt.log("matplotlib missing (apt-get install python3-matplotlib): no chart written")
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig, axes = plt.subplots(1, 2, figsize=(16, 6))
     labels = [c["label"] for c in cells]
     for ax, idx, title in ((axes[0], 2, "throughput: mysocketd / ssh -R (higher is better)"),
                            (axes[1], 5, "CPU s/GiB: mysocketd / ssh (lower is better)")):
@@ -296,7 +299,7 @@ def merge_plot(cells, path):
                 ax.text(b.get_x() + b.get_width() / 2, y, "%.2f" % y, ha="center", va="bottom", fontsize=7)
         ax.axhline(1.0, color="red", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(cells)))
-        ax.set_xticklabels([lb.replace("-", "\n", 1) for lb in labels], fontsize=8)
+        ax.set_xticklabels([lb.replace("-", "\n") for lb in labels], fontsize=7)
         ax.set_title(title)
         ax.legend(fontsize=8)
     loads = [x for c in cells for x in c["load"]] or [0]
