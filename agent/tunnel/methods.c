@@ -155,11 +155,12 @@ static void cpu_probe(bool *aes, bool *sha, uint64_t lv[2]) {
  * keys with SHA-1 signatures fail against OpenSSH >= 8.8 in 1.10: prefer ed25519. An AEAD
  * cipher (aes-gcm, chacha20-poly1305, from 1.11) authenticates the packet itself, so no
  * separate MAC costs CPU. The orders are what tests/bench/bench_matrix.py --sweep measured
- * (mysocketd's CPU s/GiB, relay restricted to one cipher; results/matrix/): with AES
- * instructions aes128-gcm costs least on 1.11.1 stock (~2.6 against ~3.0 for chacha20 and
- * ~3.2 for aes128-ctr+ETM) and patched (~0.9, chacha20 ~1.0, aes-ctr ~1.6); without them
- * (a Raspberry Pi 4, or OPENSSL_ia32cap masking AES) chacha20-poly1305 is 3x cheaper than
- * either AES mode. Where the relay allows no AEAD cipher, aes-ctr pays for a MAC: on 64-bit
+ * (mysocketd's CPU s/GiB down/up, relay restricted to one cipher; tests/bench/results/
+ * matrix/): with AES instructions aes128-gcm costs least on Debian 13's 1.11.1 (2.6/2.3
+ * against 3.2/3.0 for chacha20 and 3.0/3.0 for aes128-ctr+ETM) and on the patched 1.11.1
+ * (0.9/0.7, chacha20 1.2/1.0, aes-ctr 1.6/1.5); without them (a Raspberry Pi 4, or
+ * OPENSSL_ia32cap masking AES) chacha20-poly1305 costs 1.8-3.1 against 4.4-11 for either AES
+ * mode. Where the relay allows no AEAD cipher, aes-ctr pays for a MAC: on 64-bit
  * CPUs without SHA instructions hmac-sha2-512 is 40% faster than hmac-sha2-256; with them
  * (x86 SHA extensions, a Pi 5's ARMv8 crypto) hmac-sha2-256 is 1.7x faster than -512. The
  * ETM variants come first, at the same cost: hardened relays allow only them. */
