@@ -10,6 +10,7 @@ import ctypes
 import hashlib
 import http.server
 import os
+import platform
 import re
 import socket
 import threading
@@ -392,6 +393,40 @@ def test_cipher_is_the_fastest_on_this_cpu(tmp_path, td, site):
             assert b["mac"] is None, "an AEAD cipher has no separate MAC"
             assert f"cipher {want} (AEAD, no separate MAC)" in td.log_text()
             assert "MAC hmac" not in td.log_text()
+    finally:
+        r.stop()
+
+
+# OpenSSL told there are no crypto instructions (OPENSSL_ia32cap(3)): no AES-NI, PCLMULQDQ,
+# AVX; no AVX2, AVX-512, SHA, VAES. OpenSSL's AES and SHA-256 then run in plain code.
+NO_CRYPTO_INSTRUCTIONS = "~0x1200000200000000:~0x00000600E0230020"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "i686", "i386"), reason="OPENSSL_ia32cap is x86's")
+@pytest.mark.parametrize("mask", [NO_CRYPTO_INSTRUCTIONS, ":~0x20000000"], ids=["no-aes-no-sha", "no-sha"])
+def test_choice_follows_openssls_view_of_the_cpu(tmp_path, td, site, mask):
+    """The daemon's CPU probe reads OPENSSL_ia32cap as OpenSSL does: what OpenSSL will not use
+    is slow, whatever cpuid says. Masking AES puts chacha20-poly1305 first (libssh2 1.11.1;
+    1.11.0 has none: aes128-gcm; 1.10 has no AEAD: aes128-ctr); masking SHA makes the MAC
+    hmac-sha2-512 (with the relay restricted to aes128-ctr, so that a MAC is negotiated)."""
+    extra = [] if mask == NO_CRYPTO_INSTRUCTIONS else ["Ciphers aes128-ctr"]
+    r = Relay(tmp_path / "maskrelay", log_level="DEBUG1", extra_config=extra).start()
+    try:
+        rp = free_port()
+        td.configure_relay(r, binding("web", site, rp))
+        td.start(extra_env={"OPENSSL_ia32cap": mask})
+        td.wait_state("web", "up", timeout=20)
+        v = libssh2_version()
+        cipher, mac = r.negotiated()
+        if mask == NO_CRYPTO_INSTRUCTIONS and v >= AES_GCM:
+            want = "chacha20-poly1305@openssh.com" if v >= CHACHA else "aes128-gcm@openssh.com"
+            assert cipher == want and td.binding("web")["cipher"] == want
+            assert td.binding("web")["mac"] is None
+        else:
+            want_mac = "hmac-sha2-512" + ("-etm@openssh.com" if v >= ETM else "")
+            assert (cipher, mac) == ("aes128-ctr", want_mac)
+            assert (td.binding("web")["cipher"], td.binding("web")["mac"]) == ("aes128-ctr", want_mac)
+        assert get(rp) == "hello through the tunnel\n"
     finally:
         r.stop()
 
