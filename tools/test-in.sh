@@ -73,8 +73,9 @@ mkdir -p "$root$run/mysocketd"
 chmod 755 "$root/src" "$root$run" "$root$run/mysocketd"
 trap 'rm -rf "${root:?}$run"' EXIT
 if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
+	# stat drops the tracked files deleted in the work tree (xargs then exits 123: not an error).
 	(cd "$top" && git ls-files -z --cached --others --exclude-standard |
-		xargs -0 -r stat --printf='%n\0' 2>/dev/null | tar -c --null -T - -f -) |
+		{ xargs -0 -r stat --printf='%n\0' 2>/dev/null || true; } | tar -c --null -T - -f -) |
 		tar -x -C "$root$run/mysocketd" -f -
 else
 	tar -c -C "$top" --exclude=./build --exclude=./build-asan --exclude=./dist -f - . |
