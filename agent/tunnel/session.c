@@ -224,6 +224,8 @@ static bool retry_pending(struct session *s) {
                         forward_cancel_done(s, op.listener, r);
                 else if (op.kind == SSHCALL_OPEN_SESSION || op.kind == SSHCALL_SHELL)
                         forward_log_done(s, op.kind, r);
+                else if (op.kind == SSHCALL_OPEN_DIRECT)
+                        direct_done(s, r);
                 else if (r < 0 && !sshcall_again(r) && sshcall_ended(s->ssh))
                         session_lost(s, NULL);
         }
@@ -260,7 +262,9 @@ static void up_pump(struct session *s) {
         /* Cancels first: a binding removed and added again asks for the same port. */
         if (!forward_cancel_step(s) || !forward_step(s))
                 return;
-        if ((s->log_phase == LOG_OPEN || s->log_phase == LOG_SHELL) && !forward_log_step(s))
+        if ((s->log_phase == LOG_OPEN || s->log_phase == LOG_SHELL) && !s->opening && !forward_log_step(s))
+                return;
+        if (!direct_step(s))
                 return;
         if (session_stopped(s) || !accept_all(s))
                 return;
@@ -478,6 +482,8 @@ static void session_destroy(struct session *s) {
         if (s->fd >= 0)
                 close(s->fd);
         free(s->cancels);
+        free(s->opens);
+        free(s->open_host);
         free(s->listen_host);
         free(s->label);
         free((char *) s->p.server);
