@@ -16,13 +16,13 @@
 
 #include "list.h"
 #include "localconn.h"
+#include "logline.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
 
 #define CONN_BUF_SIZE       (64 * 1024)     /* per direction, per forwarded connection */
 #define CONN_WINDOW         (1024 * 1024)   /* SSH receive window kept open per channel */
-#define LOG_LINE_MAX        4096
 #define LOG_READ_SIZE       4096            /* read size of the log shell channel */
 #define READS_PER_VISIT 4
 #define REFILLS_PER_VISIT 4
@@ -53,8 +53,7 @@ struct bridge {
         size_t tl_off, tl_len;
         char *tr;                 /* local -> relay */
         size_t tr_off, tr_len;
-        char *line;               /* the log shell: the line being read */
-        size_t line_len;
+        struct logline *line;     /* the log shell: the line being read */
 
         bool ch_eof;              /* relay sent EOF and everything before it was read */
         bool local_shut;          /* shutdown(SHUT_WR) done on the local socket */
@@ -88,11 +87,11 @@ struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *
         c->is_log = is_log;
         c->fd = -1;
         c->id = ++s->next_bridge_id;
-        /* The log shell's bytes go straight to log_feed: it needs no 64 KiB buffer, and
+        /* The log shell's bytes go straight to logline_feed: it needs no 64 KiB buffer, and
          * every idle binding has one such channel. */
         c->tl = xmalloc(is_log ? LOG_READ_SIZE : CONN_BUF_SIZE);
         if (is_log)
-                c->line = xmalloc(LOG_LINE_MAX + 1);
+                c->line = logline_new();
         LIST_APPEND(s->bridges_head, s->bridges_tail, c);
         c->dirty = true;
         if (is_log) {
@@ -134,7 +133,7 @@ static void bridge_free(struct bridge *c) {
                 session_log_closed(s, c->error);
         else if (c->t)
                 c->t->stats.connections_active--;
-        free(c->line);
+        logline_free(c->line);
         free(c->tl);
         free(c->tr);
         free(c);
@@ -280,28 +279,12 @@ static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *use
 
 /* ---- log lines --------------------------------------------------------------------------- */
 
-static void emit_line(struct bridge *c) {
-        c->line[c->line_len] = 0;
-        if (c->line_len > 0) {
-                _cleanup_(freep) char *line = sanitize_text(c->line, LOG_LINE_MAX);
-                session_log_line(c->s, line);
-        }
-        c->line_len = 0;
-}
-
-static void log_feed(struct bridge *c, const char *p, size_t n) {
-        struct session *s = c->s;
-        for (size_t i = 0; i < n && !s->freed && s->state != SESSION_DOWN; i++) {
-                if (p[i] == '\r')
-                        continue;
-                if (p[i] == '\n') {
-                        emit_line(c);
-                        continue;
-                }
-                if (c->line_len == LOG_LINE_MAX)
-                        emit_line(c);
-                c->line[c->line_len++] = p[i];
-        }
+/* A line of the log shell, to every tunnel of the session; false once the session is gone
+ * (a tunnel's owner may end it from on_log). */
+static bool emit_line(const char *line, void *userdata) {
+        struct session *s = userdata;
+        session_log_line(s, line);
+        return !s->freed && s->state != SESSION_DOWN;
 }
 
 /* ---- the SSH side ------------------------------------------------------------------------ */
@@ -325,7 +308,7 @@ static void bridge_done(struct bridge *c, enum sshcall_kind kind, ssize_t rc) {
         case SSHCALL_READ:
                 if (rc > 0) {
                         if (c->is_log)
-                                log_feed(c, c->tl, (size_t) rc);
+                                logline_feed(c->line, c->tl, (size_t) rc, emit_line, s);
                         else {
                                 c->tl_len += (size_t) rc;
                                 if (c->t)
@@ -426,8 +409,15 @@ static bool service(struct bridge *c) {
                 bridge_done(c, SSHCALL_READ, rc);
                 if (session_stopped(s))
                         return false;
-                if (c->state == CONN_CLOSING || rc < (ssize_t) room)
+                if (c->state == CONN_CLOSING)
                         break;
+                if (rc < (ssize_t) room) {
+                        /* The relay's EOF may be queued behind the bytes just read, with no
+                         * byte left to come that would bring us back to see it. */
+                        if (rc > 0 && sshcall_channel_eof(c->ch))
+                                c->ch_eof = true;
+                        break;
+                }
                 if (i == READS_PER_VISIT - 1)
                         c->dirty = true;      /* more to come: let the others have a turn first */
         }

@@ -241,10 +241,12 @@ static bool retry_pending(struct session *s) {
 /* Channels the relay opened, on every forward. The first accept drains the socket; for the
  * others recv is dry (sshcall_dispatch_begin), so 200 forwards cost one recv, not 200. */
 static bool accept_all(struct session *s) {
+        bool accepted = false;
         for (struct tunnel *t = s->tunnels_head, *n; t; t = n) {
                 n = t->next;
                 if (!t->listener)
                         continue;
+                accepted = true;
                 for (;;) {
                         sshcall_listener *l = t->listener;
                         ssize_t r = sshcall_run(s->ssh, (struct sshcall_op) { .kind = SSHCALL_ACCEPT, .listener = l });
@@ -254,6 +256,15 @@ static bool accept_all(struct session *s) {
                         if (r != 1)
                                 break;
                 }
+        }
+        if (!accepted) {
+                /* Local forwards only: no accept drains the socket into libssh2, and with the
+                 * bytes left in the kernel no channel would see them (nor rx_gen move). A pure
+                 * read on the log channel does it; without one, every channel's read. */
+                if (!s->log || bridge_closing(s->log) || !bridge_resume_read(s->log))
+                        s->sweep_all = true;
+                if (session_stopped(s))
+                        return false;
         }
         return true;
 }
