@@ -66,14 +66,14 @@ int conf_forward_validate(const struct forward_conf *f, struct strv *errors) {
         unsigned len;
         if (!binding_name_valid(f->name))
                 strv_push(errors, xasprintf("%s: not a valid forward name (" BINDING_NAME_RULE ")", label));
-        if (!f->listen)
+        if (!f->listen && !f->bad_value)
                 strv_push(errors, xasprintf("%s listen: missing (required)", label));
-        else if (parse_listen_address(f->listen, &ss, &len) < 0 || strlen(f->listen) > VALUE_MAX)
+        else if (f->listen && (parse_listen_address(f->listen, &ss, &len) < 0 || strlen(f->listen) > VALUE_MAX))
                 strv_push(errors, xasprintf("%s listen: \"%s\" is not an address to listen on (IPV4:PORT or "
                                             "[IPV6]:PORT, e.g. 127.0.0.1:5433)", label, f->listen));
-        if (!f->target_host)
+        if (!f->target_host && !f->bad_value)
                 strv_push(errors, xasprintf("%s target: missing (required)", label));
-        else if (strlen(f->target_host) > VALUE_MAX)
+        else if (f->target_host && strlen(f->target_host) > VALUE_MAX)
                 strv_push(errors, xasprintf("%s target: is too long", label));
         return errors->n > n0 ? -EINVAL : 0;
 }

@@ -270,6 +270,8 @@ static int handler(void *user, const char *section, const char *name, const char
         _cleanup_(freep) char *msg = conf_keys[i].parse(&conf_keys[i], value, base);
         if (msg) {
                 conf_report(x->errors, x->file, x->line, x->label, name, "%s", msg);
+                if (x->sec == SECTION_FORWARD)
+                        x->curf->f->bad_value = true;
                 *(x->sec == SECTION_BINDING ? &x->cur->key_bad[i] : &x->key_bad[i]) = true;
         } else if (x->sec != SECTION_BINDING && x->sec != SECTION_FORWARD) {
                 x->set_file[i] = x->file;

@@ -67,6 +67,7 @@ struct forward_conf {
         enum binding_source source;
         char *file;
         unsigned line;
+        bool bad_value;              /* a value was reported as wrong: no "missing" on top */
 };
 
 struct config {
