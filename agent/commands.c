@@ -342,7 +342,7 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
 
 static cJSON *forward_json(const struct localfwds *s, size_t i) {
         struct proto_forward p;
-        localfwds_to_proto(s, i, &p);
+        localfwd_to_proto(s, i, &p);
         cJSON *o = proto_forward_to_json(&p);
         proto_forward_clear(&p);
         return o;
@@ -353,7 +353,7 @@ static cJSON *cmd_forward_list(struct commands *ctx, struct control_client *c, c
         (void) c, (void) req;
         cJSON *reply = proto_reply_ok();
         cJSON *a = cJSON_AddArrayToObject(reply, PROTO_KEY_FORWARDS);
-        for (size_t i = 0; i < localfwds_count(s); i++)
+        for (size_t i = 0; i < localfwd_count(s); i++)
                 cJSON_AddItemToArray(a, forward_json(s, i));
         return reply;
 }
@@ -380,13 +380,13 @@ static cJSON *cmd_forward_add(struct commands *ctx, struct control_client *c, co
                 conf_forward_free(fc);
                 return proto_reply_error_take(PROTO_CODE_INVALID, xasprintf("[forward \"%s\"] target: %s", name, error));
         }
-        if (localfwds_add(ctx->manager->forwards, fc, &code, &error) < 0) {
+        if (localfwd_add(ctx->manager->forwards, fc, &code, &error) < 0) {
                 conf_forward_free(fc);
                 return proto_reply_error_take(code, error);
         }
         size_t i;
         cJSON *reply = proto_reply_ok();
-        if (localfwds_find(ctx->manager->forwards, name, &i) == 0)
+        if (localfwd_find(ctx->manager->forwards, name, &i) == 0)
                 cJSON_AddItemToObject(reply, PROTO_KEY_FORWARD, forward_json(ctx->manager->forwards, i));
         return reply;
 }
@@ -399,7 +399,7 @@ static cJSON *cmd_forward_remove(struct commands *ctx, struct control_client *c,
         if (proto_get_string(req, PROTO_KEY_NAME, true, &name, &error) < 0)
                 return proto_reply_error_take(PROTO_CODE_INVALID, error);
         _cleanup_(freep) char *copy = xstrdup(name);
-        if (localfwds_remove(ctx->manager->forwards, copy, &code, &error) < 0)
+        if (localfwd_remove(ctx->manager->forwards, copy, &code, &error) < 0)
                 return proto_reply_error_take(code, error);
         cJSON *reply = proto_reply_ok();
         cJSON_AddStringToObject(reply, PROTO_KEY_REMOVED, copy);

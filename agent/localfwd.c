@@ -313,7 +313,7 @@ static void detach(struct localfwds *s, size_t i) {
 
 /* ---- the set ------------------------------------------------------------------------- */
 
-struct localfwds *localfwds_new(struct manager *m) {
+struct localfwds *localfwd_new(struct manager *m) {
         struct localfwds *s = xcalloc(1, sizeof(*s));
         s->m = m;
         for (size_t i = 0; i < m->config->n_forwards; i++)
@@ -327,12 +327,12 @@ static void start_logged(struct localfwd *f) {
                 log_binding(LOG_ERR, f->conf->name, "failed", "failed: %s; fix it and reload", error);
 }
 
-void localfwds_start(struct localfwds *s) {
+void localfwd_start(struct localfwds *s) {
         for (size_t i = 0; i < s->n; i++)
                 start_logged(s->v[i]);
 }
 
-void localfwds_free(struct localfwds *s) {
+void localfwd_free(struct localfwds *s) {
         if (!s)
                 return;
         for (size_t i = 0; i < s->n; i++)
@@ -341,7 +341,7 @@ void localfwds_free(struct localfwds *s) {
         free(s);
 }
 
-int localfwds_find(const struct localfwds *s, const char *name, size_t *ret) {
+int localfwd_find(const struct localfwds *s, const char *name, size_t *ret) {
         for (size_t i = 0; i < s->n; i++)
                 if (streq(s->v[i]->conf->name, name)) {
                         *ret = i;
@@ -350,16 +350,16 @@ int localfwds_find(const struct localfwds *s, const char *name, size_t *ret) {
         return -ENOENT;
 }
 
-size_t localfwds_count(const struct localfwds *s) {
+size_t localfwd_count(const struct localfwds *s) {
         return s->n;
 }
 
-int localfwds_add(struct localfwds *s, struct forward_conf *fc, enum proto_code *code, char **error) {
+int localfwd_add(struct localfwds *s, struct forward_conf *fc, enum proto_code *code, char **error) {
         const struct config *c = s->m->config;
         struct strv errors = { 0 };
         size_t i;
         int r;
-        if (localfwds_find(s, fc->name, &i) == 0) {
+        if (localfwd_find(s, fc->name, &i) == 0) {
                 const struct forward_conf *o = s->v[i]->conf;
                 *code = PROTO_CODE_EXISTS;
                 *error = o->source == BINDING_SOURCE_CONFIG
@@ -413,9 +413,9 @@ int localfwds_add(struct localfwds *s, struct forward_conf *fc, enum proto_code 
         return 0;
 }
 
-int localfwds_remove(struct localfwds *s, const char *name, enum proto_code *code, char **error) {
+int localfwd_remove(struct localfwds *s, const char *name, enum proto_code *code, char **error) {
         size_t i;
-        if (localfwds_find(s, name, &i) < 0) {
+        if (localfwd_find(s, name, &i) < 0) {
                 *code = PROTO_CODE_NOT_FOUND;
                 *error = xasprintf("no forward named \"%s\"", name);
                 return -ENOENT;
@@ -439,7 +439,7 @@ int localfwds_remove(struct localfwds *s, const char *name, enum proto_code *cod
         return 0;
 }
 
-void localfwds_reload(struct localfwds *s, bool transport_same, struct strv *added, struct strv *removed,
+void localfwd_reload(struct localfwds *s, bool transport_same, struct strv *added, struct strv *removed,
                       struct strv *changed) {
         const struct config *nc = s->m->config;
         for (size_t i = s->n; i > 0; i--) {
@@ -472,7 +472,7 @@ void localfwds_reload(struct localfwds *s, bool transport_same, struct strv *add
         }
         for (size_t j = 0; j < nc->n_forwards; j++) {
                 size_t k;
-                if (localfwds_find(s, nc->forwards[j]->name, &k) == 0)
+                if (localfwd_find(s, nc->forwards[j]->name, &k) == 0)
                         continue;
                 struct localfwd *n = fwd_new(s, conf_forward_dup(nc->forwards[j]));
                 append(s, n);
@@ -481,7 +481,7 @@ void localfwds_reload(struct localfwds *s, bool transport_same, struct strv *add
         }
 }
 
-void localfwds_to_proto(const struct localfwds *s, size_t i, struct proto_forward *p) {
+void localfwd_to_proto(const struct localfwds *s, size_t i, struct proto_forward *p) {
         const struct localfwd *f = s->v[i];
         struct tunnel_stats st = { 0 };
         bool failing;

@@ -21,26 +21,26 @@ struct manager;
 struct localfwds;
 
 /* The set of m's forwards (from m->config->forwards); starts nothing. */
-struct localfwds *localfwds_new(struct manager *m);
+struct localfwds *localfwd_new(struct manager *m);
 /* Listens and connects every forward; a listener that cannot be opened leaves its forward
  * failed with the reason (logged). */
-void localfwds_start(struct localfwds *s);
+void localfwd_start(struct localfwds *s);
 /* Stops every forward and frees the set. NULL is fine. */
-void localfwds_free(struct localfwds *s);
+void localfwd_free(struct localfwds *s);
 
 /* Adds a runtime forward: validates it, listens (a busy port is an error and nothing is
  * kept), writes STATE_DIR/forwards.d/NAME.ini, starts it. Takes fc on success. On failure
  * returns -errno with *code and *error (caller frees); nothing changed. */
-int localfwds_add(struct localfwds *s, struct forward_conf *fc, enum proto_code *code, char **error);
+int localfwd_add(struct localfwds *s, struct forward_conf *fc, enum proto_code *code, char **error);
 /* Stops and forgets a runtime forward (its file removed). Same error convention. */
-int localfwds_remove(struct localfwds *s, const char *name, enum proto_code *code, char **error);
+int localfwd_remove(struct localfwds *s, const char *name, enum proto_code *code, char **error);
 /* After a reload put nc in force (m->config): forwards whose settings did not change keep
  * their listener and session (unless the transport changed: then they reconnect); changed
  * ones restart, removed ones stop, new ones start. Names are appended to the result lists. */
-void localfwds_reload(struct localfwds *s, bool transport_same, struct strv *added, struct strv *removed,
+void localfwd_reload(struct localfwds *s, bool transport_same, struct strv *added, struct strv *removed,
                       struct strv *changed);
 
-size_t localfwds_count(const struct localfwds *s);
+size_t localfwd_count(const struct localfwds *s);
 /* Fills the wire view of forward i, or of the forward named `name` (-ENOENT if none). */
-void localfwds_to_proto(const struct localfwds *s, size_t i, struct proto_forward *ret);
-int localfwds_find(const struct localfwds *s, const char *name, size_t *ret);
+void localfwd_to_proto(const struct localfwds *s, size_t i, struct proto_forward *ret);
+int localfwd_find(const struct localfwds *s, const char *name, size_t *ret);
