@@ -7,6 +7,7 @@
 #include "commands-api.h"
 #include "commands.h"
 #include "api/api.h"
+#include "localfwd.h"
 #include "log.h"
 #include "metrics.h"
 #include "state.h"
@@ -338,6 +339,74 @@ static cJSON *cmd_connect(struct commands *ctx, struct control_client *c, const 
         return refused;
 }
 
+/* ---- local forwards -------------------------------------------------------------------- */
+
+static cJSON *forward_json(const struct localfwds *s, size_t i) {
+        struct proto_forward p;
+        localfwd_to_proto(s, i, &p);
+        cJSON *o = proto_forward_to_json(&p);
+        proto_forward_clear(&p);
+        return o;
+}
+
+static cJSON *cmd_forward_list(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        const struct localfwds *s = ctx->manager->forwards;
+        (void) c, (void) req;
+        cJSON *reply = proto_reply_ok();
+        cJSON *a = cJSON_AddArrayToObject(reply, PROTO_KEY_FORWARDS);
+        for (size_t i = 0; i < localfwd_count(s); i++)
+                cJSON_AddItemToArray(a, forward_json(s, i));
+        return reply;
+}
+
+static cJSON *cmd_forward_add(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, PROTO_KEY_FORWARD);
+        const char *name, *listen, *target;
+        char *error = NULL;
+        enum proto_code code;
+        (void) c;
+        if (!cJSON_IsObject(o))
+                return proto_reply_error(PROTO_CODE_INVALID, "\"%s\" must be an object", PROTO_KEY_FORWARD);
+        if (proto_get_string(o, PROTO_KEY_NAME, true, &name, &error) < 0 ||
+            proto_get_string(o, PROTO_KEY_LISTEN, true, &listen, &error) < 0 ||
+            proto_get_string(o, PROTO_KEY_TARGET, true, &target, &error) < 0)
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
+        if (!binding_name_valid(name))
+                return proto_reply_error(PROTO_CODE_INVALID, "\"%s\" is not a valid forward name (" BINDING_NAME_RULE ")",
+                                         name);
+        struct forward_conf *fc = xcalloc(1, sizeof(*fc));
+        fc->name = xstrdup(name);
+        fc->listen = xstrdup(listen);
+        if (conf_forward_parse_target(target, &fc->target_host, &fc->target_port, &error) < 0) {
+                conf_forward_free(fc);
+                return proto_reply_error_take(PROTO_CODE_INVALID, xasprintf("[forward \"%s\"] target: %s", name, error));
+        }
+        if (localfwd_add(ctx->manager->forwards, fc, &code, &error) < 0) {
+                conf_forward_free(fc);
+                return proto_reply_error_take(code, error);
+        }
+        size_t i;
+        cJSON *reply = proto_reply_ok();
+        if (localfwd_find(ctx->manager->forwards, name, &i) == 0)
+                cJSON_AddItemToObject(reply, PROTO_KEY_FORWARD, forward_json(ctx->manager->forwards, i));
+        return reply;
+}
+
+static cJSON *cmd_forward_remove(struct commands *ctx, struct control_client *c, const cJSON *req) {
+        const char *name;
+        char *error = NULL;
+        enum proto_code code;
+        (void) c;
+        if (proto_get_string(req, PROTO_KEY_NAME, true, &name, &error) < 0)
+                return proto_reply_error_take(PROTO_CODE_INVALID, error);
+        _cleanup_(freep) char *copy = xstrdup(name);
+        if (localfwd_remove(ctx->manager->forwards, copy, &code, &error) < 0)
+                return proto_reply_error_take(code, error);
+        cJSON *reply = proto_reply_ok();
+        cJSON_AddStringToObject(reply, PROTO_KEY_REMOVED, copy);
+        return reply;
+}
+
 static const struct command commands[] = {
         { PROTO_CMD_LIST,    false, cmd_list },
         { PROTO_CMD_SHOW,    false, cmd_show },
@@ -352,6 +421,9 @@ static const struct command commands[] = {
         { PROTO_CMD_ACCOUNT, true,  commands_account },
         { PROTO_CMD_SOCKET,  true,  commands_socket },
         { PROTO_CMD_TUNNEL,  true,  commands_tunnel },
+        { PROTO_CMD_FORWARD_LIST,   false, cmd_forward_list },
+        { PROTO_CMD_FORWARD_ADD,    true,  cmd_forward_add },
+        { PROTO_CMD_FORWARD_REMOVE, true,  cmd_forward_remove },
 };
 
 static bool privileged(const struct commands *ctx, const struct control_client *c) {

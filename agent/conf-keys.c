@@ -181,6 +181,24 @@ static char *parse_listen(const struct key *k, const char *v, void *base) {
         return NULL;
 }
 
+static char *parse_forward_listen(const struct key *k, const char *v, void *base) {
+        struct sockaddr_storage ss;
+        unsigned len;
+        if (parse_listen_address(v, &ss, &len) < 0)
+                return xasprintf("\"%s\" is not an address to listen on (IPV4:PORT or [IPV6]:PORT, "
+                                 "e.g. 127.0.0.1:5433)", v);
+        return parse_string(k, v, base);
+}
+
+static char *parse_target(const struct key *k, const char *v, void *base) {
+        struct forward_conf *f = base;
+        char *why = NULL;
+        (void) k;
+        free(f->target_host);
+        f->target_host = NULL;
+        return conf_forward_parse_target(v, &f->target_host, &f->target_port, &why) < 0 ? why : NULL;
+}
+
 const char *conf_edge_log_to_string(int e) {
         return e == EDGE_LOG_YES ? "yes" : e == EDGE_LOG_NO ? "no" : "auto";
 }
@@ -396,6 +414,8 @@ const struct key conf_keys[CONF_N_KEYS] = {
         { SECTION_BINDING, "max_connections", parse_unsigned, offsetof(struct binding_conf, max_connections), 0, 1000000 },
         BND("edge_log", parse_edge_log, edge_log),
         { SECTION_BINDING, "tunnels", parse_unsigned, offsetof(struct binding_conf, tunnels), 1, CONF_TUNNELS_MAX },
+        { SECTION_FORWARD, "listen", parse_forward_listen, offsetof(struct forward_conf, listen), 0, 0 },
+        { SECTION_FORWARD, "target", parse_target, offsetof(struct forward_conf, target_host), 0, 0 },
 };
 _Static_assert(ELEMENTSOF(conf_keys) == CONF_N_KEYS, "CONF_N_KEYS is the size of the key table");
 
@@ -406,3 +426,45 @@ int conf_key_find(enum section s, const char *name) {
         return -1;
 }
 
+/* ---- the relays of [ssh] server, and what a reload must restart for ---------------------- */
+
+size_t conf_relay_count(const struct config *c) {
+        return c->n_ssh_relays > 0 ? c->n_ssh_relays : 1;
+}
+
+void conf_relay(const struct config *c, size_t i, const char **host, uint16_t *port) {
+        if (c->n_ssh_relays == 0 || i >= c->n_ssh_relays) {
+                *host = c->ssh_server;
+                *port = c->ssh_port;
+                return;
+        }
+        *host = c->ssh_relays[i].host;
+        *port = c->ssh_relays[i].port ? c->ssh_relays[i].port : c->ssh_port;
+}
+
+static bool relays_equal(const struct config *a, const struct config *b) {
+        if (conf_relay_count(a) != conf_relay_count(b))
+                return false;
+        for (size_t i = 0; i < conf_relay_count(a); i++) {
+                const char *ha, *hb;
+                uint16_t pa, pb;
+                conf_relay(a, i, &ha, &pa);
+                conf_relay(b, i, &hb, &pb);
+                if (!streq_ptr(ha, hb) || pa != pb)
+                        return false;
+        }
+        return true;
+}
+
+bool conf_transport_equal(const struct config *a, const struct config *b) {
+        return a->api == b->api && streq_ptr(a->api_url, b->api_url) &&
+                streq_ptr(a->api_email, b->api_email) &&
+                streq_ptr(a->api_password_file, b->api_password_file) &&
+                streq_ptr(a->api_token_file, b->api_token_file) &&
+                relays_equal(a, b) &&
+                streq_ptr(a->ssh_user, b->ssh_user) && streq_ptr(a->identity_file, b->identity_file) &&
+                streq_ptr(a->known_hosts, b->known_hosts) && a->host_key_check == b->host_key_check &&
+                streq_ptr(a->host_key_fingerprint, b->host_key_fingerprint) &&
+                a->keepalive_interval == b->keepalive_interval && a->keepalive_count == b->keepalive_count &&
+                streq_ptr(a->ssh_proxy, b->ssh_proxy);
+}

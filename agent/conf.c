@@ -5,7 +5,6 @@
  * the syntax errors inih would only count (it returns the first one). The handler then
  * sees only well-formed "key = value" lines of the section the reader last entered. */
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -27,6 +26,12 @@ struct pbinding {
         struct binding_conf *b;
         unsigned key_line[CONF_N_KEYS];
         bool key_bad[CONF_N_KEYS];            /* reported already: no "missing" on top */
+};
+
+/* A [forward] as parsed. */
+struct pforward {
+        struct forward_conf *f;
+        unsigned key_line[CONF_N_KEYS];
 };
 
 struct ctx {
@@ -55,12 +60,12 @@ struct ctx {
 
         struct pbinding **pb;
         size_t n_pb;
+        struct pforward **pf;
+        size_t n_pf;
+        struct pforward *curf;
 };
 
-/* Appends "FILE[:LINE]: [SECTION] KEY: message", leaving out the parts that are NULL. */
-static void report(struct strv *v, const char *file, unsigned line, const char *sect, const char *key,
-                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void report(struct strv *v, const char *file, unsigned line, const char *sect, const char *key,
+void conf_report(struct strv *v, const char *file, unsigned line, const char *sect, const char *key,
                    const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
@@ -100,8 +105,8 @@ static enum section section_header(struct ctx *x, const char *label) {
                 if (!streq(label, names[s]))
                         continue;
                 if (x->runtime) {
-                        report(x->errors, x->file, x->line, label, NULL,
-                               "a runtime binding file holds one [binding \"NAME\"] section only");
+                        conf_report(x->errors, x->file, x->line, label, NULL,
+                               "a runtime file holds one [binding \"NAME\"] or [forward \"NAME\"] section only");
                         return SECTION_IGNORED;
                 }
                 if (!x->sec_line[s]) {
@@ -112,29 +117,49 @@ static enum section section_header(struct ctx *x, const char *label) {
                         x->c->api = true;
                 return s;
         }
-        if (strncmp(label, "binding", 7) != 0) {
-                report(x->errors, x->file, x->line, label, NULL, "unknown section (expected [daemon], "
-                       "[api], [ssh], [backoff] or [binding \"NAME\"])");
+        bool fwd = strncmp(label, "forward", 7) == 0;
+        if (strncmp(label, "binding", 7) != 0 && !fwd) {
+                conf_report(x->errors, x->file, x->line, label, NULL, "unknown section (expected [daemon], "
+                       "[api], [ssh], [backoff], [binding \"NAME\"] or [forward \"NAME\"])");
                 return SECTION_IGNORED;
         }
+        const char *kind = fwd ? "forward" : "binding";
         size_t len = strlen(label);
-        if (strncmp(label, "binding \"", 9) != 0 || len < 10 || label[len - 1] != '"' ||
-            memchr(label + 9, '"', len - 10)) {
-                report(x->errors, x->file, x->line, label, NULL,
-                       "a binding section is written [binding \"NAME\"], with the name in double quotes");
+        if (label[7] != ' ' || label[8] != '"' || len < 10 || label[len - 1] != '"' || memchr(label + 9, '"', len - 10)) {
+                conf_report(x->errors, x->file, x->line, label, NULL,
+                       "a %s section is written [%s \"NAME\"], with the name in double quotes", kind, kind);
                 return SECTION_IGNORED;
         }
         _cleanup_(freep) char *name = strndup(label + 9, len - 10);
         if (!name)
                 abort();
         if (!binding_name_valid(name)) {
-                report(x->errors, x->file, x->line, label, NULL, "\"%s\" is not a valid binding name "
-                       "(" BINDING_NAME_RULE ")", name);
+                conf_report(x->errors, x->file, x->line, label, NULL, "\"%s\" is not a valid %s name "
+                       "(" BINDING_NAME_RULE ")", name, kind);
                 return SECTION_IGNORED;
+        }
+        if (fwd) {
+                for (size_t i = 0; i < x->n_pf; i++)
+                        if (streq(x->pf[i]->f->name, name)) {
+                                conf_report(x->errors, x->file, x->line, label, NULL, "forward \"%s\" is already "
+                                       "defined at %s:%u", name, x->pf[i]->f->file, x->pf[i]->f->line);
+                                return SECTION_IGNORED;
+                        }
+                struct pforward *q = xcalloc(1, sizeof(*q));
+                q->f = xcalloc(1, sizeof(*q->f));
+                q->f->name = name;
+                name = NULL;
+                q->f->source = x->runtime ? BINDING_SOURCE_RUNTIME : BINDING_SOURCE_CONFIG;
+                q->f->file = xstrdup(x->file);
+                q->f->line = x->line;
+                x->pf = xrealloc(x->pf, (x->n_pf + 1) * sizeof(*x->pf));
+                x->pf[x->n_pf++] = q;
+                x->curf = q;
+                return SECTION_FORWARD;
         }
         struct pbinding *dup = pbinding_find(x->pb, x->n_pb, name);
         if (dup) {
-                report(x->errors, x->file, x->line, label, NULL, "binding \"%s\" is already defined at %s:%u",
+                conf_report(x->errors, x->file, x->line, label, NULL, "binding \"%s\" is already defined at %s:%u",
                        name, dup->b->file, dup->b->line);
                 return SECTION_IGNORED;
         }
@@ -171,7 +196,7 @@ static char *reader(char *str, int num, void *stream) {
         char *s = x->buf;
         /* inih would take a NUL for the end of the line and read what is before it as the value. */
         if (memchr(x->buf, '\0', n)) {
-                report(x->errors, x->file, x->line, NULL, NULL, "contains a NUL byte");
+                conf_report(x->errors, x->file, x->line, NULL, NULL, "contains a NUL byte");
                 if (s[strspn(s, " \t\v\f")] == '[')
                         x->sec = SECTION_IGNORED;
                 snprintf(str, (size_t) num, "\n");
@@ -184,7 +209,7 @@ static char *reader(char *str, int num, void *stream) {
         s[len] = '\0';
 
         if (len + 3 > (size_t) num) {
-                report(x->errors, x->file, x->line, NULL, NULL, "line too long (at most %d characters)", num - 3);
+                conf_report(x->errors, x->file, x->line, NULL, NULL, "line too long (at most %d characters)", num - 3);
                 if (s[0] == '[')
                         x->sec = SECTION_IGNORED;
                 s = (char *) "";
@@ -192,22 +217,23 @@ static char *reader(char *str, int num, void *stream) {
                 const char *end = find_end(s + 1, "]");
                 const char *after = *end ? end + 1 + strspn(end + 1, " \t") : end;
                 if (*end != ']') {
-                        report(x->errors, x->file, x->line, NULL, NULL, "section header without ']'");
+                        conf_report(x->errors, x->file, x->line, NULL, NULL, "section header without ']'");
                         x->sec = SECTION_IGNORED;
                         s = (char *) "";
                 } else if (*after && *after != ';' && *after != '#') {
-                        report(x->errors, x->file, x->line, NULL, NULL, "unexpected text after ']': %s", after);
+                        conf_report(x->errors, x->file, x->line, NULL, NULL, "unexpected text after ']': %s", after);
                         x->sec = SECTION_IGNORED;
                         s = (char *) "";
                 } else {
                         snprintf(x->label, sizeof(x->label), "%.*s", (int) (end - s - 1), s + 1);
                         x->cur = NULL;
+                        x->curf = NULL;
                         x->sec = section_header(x, x->label);
                 }
         } else if (s[0] && s[0] != ';' && s[0] != '#') {
                 const char *end = find_end(s, "=:");
                 if ((*end != '=' && *end != ':') || end == s) {
-                        report(x->errors, x->file, x->line, NULL, NULL, "expected \"key = value\", got: %s", s);
+                        conf_report(x->errors, x->file, x->line, NULL, NULL, "expected \"key = value\", got: %s", s);
                         s = (char *) "";
                 }
         }
@@ -222,49 +248,36 @@ static int handler(void *user, const char *section, const char *name, const char
         if (x->sec == SECTION_IGNORED)
                 return 1;
         if (x->sec == SECTION_NONE) {
-                report(x->errors, x->file, x->line, NULL, name, "key outside of any section");
+                conf_report(x->errors, x->file, x->line, NULL, name, "key outside of any section");
                 return 1;
         }
         int i = conf_key_find(x->sec, name);
         if (i < 0) {
-                report(x->errors, x->file, x->line, x->label, name, "unknown key");
+                conf_report(x->errors, x->file, x->line, x->label, name, "unknown key");
                 return 1;
         }
-        unsigned *seen = x->sec == SECTION_BINDING ? &x->cur->key_line[i] : &x->file_seen[i];
+        unsigned *seen = x->sec == SECTION_BINDING ? &x->cur->key_line[i]
+                         : x->sec == SECTION_FORWARD ? &x->curf->key_line[i] : &x->file_seen[i];
         if (*seen) {
-                report(x->errors, x->file, x->line, x->label, name, "duplicate key (first set at line %u)", *seen);
+                conf_report(x->errors, x->file, x->line, x->label, name, "duplicate key (first set at line %u)", *seen);
                 return 1;
         }
         *seen = x->line;
         if (!*value)      /* "key =" leaves the default, as in the example config */
                 return 1;
-        void *base = x->sec == SECTION_BINDING ? (void *) x->cur->b : (void *) x->c;
+        void *base = x->sec == SECTION_BINDING ? (void *) x->cur->b
+                     : x->sec == SECTION_FORWARD ? (void *) x->curf->f : (void *) x->c;
         _cleanup_(freep) char *msg = conf_keys[i].parse(&conf_keys[i], value, base);
         if (msg) {
-                report(x->errors, x->file, x->line, x->label, name, "%s", msg);
+                conf_report(x->errors, x->file, x->line, x->label, name, "%s", msg);
+                if (x->sec == SECTION_FORWARD)
+                        x->curf->f->bad_value = true;
                 *(x->sec == SECTION_BINDING ? &x->cur->key_bad[i] : &x->key_bad[i]) = true;
-        } else if (x->sec != SECTION_BINDING) {
+        } else if (x->sec != SECTION_BINDING && x->sec != SECTION_FORWARD) {
                 x->set_file[i] = x->file;
                 x->set_line[i] = x->line;
         }
         return 1;
-}
-
-/* A runtime binding is read back as configuration: like sshd's StrictModes, only a file
- * of our own uid that nobody else can write is trusted. Returns 0 or -EPERM (reported). */
-static int check_owner(struct ctx *x, const char *path, const struct stat *st) {
-        if (st->st_uid != geteuid()) {
-                report(x->errors, path, 0, NULL, NULL, "is owned by uid %u, not by uid %u that mysocketd runs as; "
-                       "not trusted (chown %u %s, or remove it)", (unsigned) st->st_uid, (unsigned) geteuid(),
-                       (unsigned) geteuid(), path);
-                return -EPERM;
-        }
-        if (st->st_mode & 022) {
-                report(x->errors, path, 0, NULL, NULL, "is writable by group or others (mode %04o); not trusted "
-                       "(chmod 600 %s)", (unsigned) (st->st_mode & 07777), path);
-                return -EPERM;
-        }
-        return 0;
 }
 
 /* Returns 0, or -errno when the file cannot be opened or read (also reported). */
@@ -274,47 +287,29 @@ static int parse_file(struct ctx *x, const char *path) {
         struct stat st;
         int r = read_file_checked(path, CONF_FILE_MAX, x->runtime, &text, &x->len, &st, &problem);
         if (r < 0) {
-                report(x->errors, path, 0, NULL, NULL, "%s", problem);
+                conf_report(x->errors, path, 0, NULL, NULL, "%s", problem);
                 return r;
         }
-        if (x->runtime && (r = check_owner(x, path, &st)) < 0)
+        if (x->runtime && (r = state_file_trusted(path, &st, &problem)) < 0) {
+                conf_report(x->errors, path, 0, NULL, NULL, "%s", problem);
                 return r;
+        }
         x->data = text;
         x->pos = 0;
         x->file = path;
         x->line = 0;
         x->sec = SECTION_NONE;
         x->cur = NULL;
+        x->curf = NULL;
         memset(x->file_seen, 0, sizeof(x->file_seen));
         int k = ini_parse_stream(reader, x, handler, x);
         if (k < 0) {
                 r = -ENOMEM;
-                report(x->errors, path, 0, NULL, NULL, "cannot parse: out of memory");
+                conf_report(x->errors, path, 0, NULL, NULL, "cannot parse: out of memory");
         } else if (k > 0 && x->errors->n == n_errors)
-                report(x->errors, path, (unsigned) k, NULL, NULL, "syntax error");
+                conf_report(x->errors, path, (unsigned) k, NULL, NULL, "syntax error");
         x->data = NULL;
         return r;
-}
-
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/* The paths of dir's *.ini files sorted by name; a missing directory has none. */
-static int list_ini(const char *dir, struct strv *ret) {
-        DIR *d = opendir(dir);
-        if (!d)
-                return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                size_t len = strlen(de->d_name);
-                if (de->d_name[0] != '.' && len > 4 && streq(de->d_name + len - 4, ".ini"))
-                        strv_push(ret, xasprintf("%s/%s", dir, de->d_name));
-        }
-        closedir(d);
-        if (ret->n > 0)
-                qsort(ret->items, ret->n, sizeof(char *), cmp_str);
-        return 0;
 }
 
 /* Validates b with file:line for each problem; returns how many there were. */
@@ -326,7 +321,7 @@ static size_t report_binding(const struct config *c, const struct pbinding *p, s
                 int k = is[i].key ? conf_key_find(SECTION_BINDING, is[i].key) : -1;
                 unsigned line = k >= 0 && p->key_line[k] ? p->key_line[k] : p->b->line;
                 if (k < 0 || !p->key_bad[k])
-                        report(v, p->b->file, line, label, is[i].key, "%s", is[i].msg);
+                        conf_report(v, p->b->file, line, label, is[i].key, "%s", is[i].msg);
                 free(is[i].msg);
         }
         return n;
@@ -339,10 +334,10 @@ static void check_config(struct ctx *x) {
 #define SEC(s) x->sec_file[SECTION_##s] ? x->sec_file[SECTION_##s] : c->path, x->sec_line[SECTION_##s]
         if (c->backoff_max < c->backoff_initial) {
                 if (x->set_line[conf_key_find(SECTION_BACKOFF, "max")])
-                        report(x->errors, AT(BACKOFF, "max"), "backoff", "max",
+                        conf_report(x->errors, AT(BACKOFF, "max"), "backoff", "max",
                                "%u is less than initial (%u)", c->backoff_max, c->backoff_initial);
                 else
-                        report(x->errors, AT(BACKOFF, "initial"), "backoff", "initial",
+                        conf_report(x->errors, AT(BACKOFF, "initial"), "backoff", "initial",
                                "%u is more than max (%u)", c->backoff_initial, c->backoff_max);
         }
         bool creds_bad = x->key_bad[conf_key_find(SECTION_API, "email")] ||
@@ -350,19 +345,19 @@ static void check_config(struct ctx *x) {
         if (c->api && !creds_bad) {
                 bool email = c->api_email && *c->api_email, pw = !!c->api_password_file;
                 if (c->api_token_file && (email || pw))
-                        report(x->errors, AT(API, "token_file"), "api", "token_file",
+                        conf_report(x->errors, AT(API, "token_file"), "api", "token_file",
                                "cannot be combined with email and password_file");
                 else if (email && !pw)
-                        report(x->errors, SEC(API), "api", "password_file", "missing (required with email)");
+                        conf_report(x->errors, SEC(API), "api", "password_file", "missing (required with email)");
                 else if (pw && !email)
-                        report(x->errors, SEC(API), "api", "email", "missing (required with password_file)");
+                        conf_report(x->errors, SEC(API), "api", "email", "missing (required with password_file)");
                 else if (!c->api_token_file && !email)
-                        report(x->errors, SEC(API), "api", NULL,
+                        conf_report(x->errors, SEC(API), "api", NULL,
                                "needs either email and password_file, or token_file");
-        } else if (!c->api && x->n_pb > 0 && (!c->ssh_user || !*c->ssh_user))
+        } else if (!c->api && x->n_pb + x->n_pf > 0 && (!c->ssh_user || !*c->ssh_user))
                 /* Without bindings there is nothing to log in for: the shipped, all-commented
                  * config must start cleanly. */
-                report(x->errors, SEC(SSH), "ssh", "user",
+                conf_report(x->errors, SEC(SSH), "ssh", "user",
                        "missing (required in direct mode, without an [api] section)");
 #undef AT
 #undef SEC
@@ -381,7 +376,7 @@ static void check_config(struct ctx *x) {
                                 other = x->pb[j]->b;
                 if (other) {
                         _cleanup_(freep) char *label = xasprintf("binding \"%s\"", b->name);
-                        report(x->errors, b->file, x->pb[i]->key_line[rk] ? x->pb[i]->key_line[rk] : b->line, label,
+                        conf_report(x->errors, b->file, x->pb[i]->key_line[rk] ? x->pb[i]->key_line[rk] : b->line, label,
                                "remote_port", "%u is already used by binding \"%s\" (%s:%u) on the same relay",
                                b->remote_port, other->name, other->file, other->line);
                 }
@@ -393,58 +388,72 @@ static void add_binding(struct config *c, struct binding_conf *b) {
         c->bindings[c->n_bindings++] = b;
 }
 
-static void pbindings_free(struct ctx *x) {
+static void parsed_free(struct ctx *x) {
         for (size_t i = 0; i < x->n_pb; i++) {
                 conf_binding_free(x->pb[i]->b);
                 free(x->pb[i]);
         }
+        for (size_t i = 0; i < x->n_pf; i++) {
+                conf_forward_free(x->pf[i]->f);
+                free(x->pf[i]);
+        }
         free(x->pb);
+        free(x->pf);
         x->pb = NULL;
-        x->n_pb = 0;
+        x->pf = NULL;
+        x->n_pb = x->n_pf = 0;
 }
 
-/* One STATE_DIR/bindings.d file; its problems become warnings and the binding is skipped.
- * c->bindings[0..n_config) are the bindings of the config files, which win any clash. */
-static void load_runtime(struct config *c, size_t n_config, const char *path, struct strv *warnings) {
+/* A runtime file that parsed cleanly: the one binding in it, its file name and the clashes
+ * with those already loaded (the config files' win). Returns whether it was taken. */
+static bool take_runtime_binding(struct config *c, size_t n_config, struct ctx *x, const char *path,
+                                 const char *base, size_t stem, struct strv *problems) {
+        struct pbinding *p = x->n_pb == 1 && x->n_pf == 0 ? x->pb[0] : NULL;
+        const struct binding_conf *clash = NULL;
+        for (size_t i = 0; p && i < n_config; i++)
+                if (streq(c->bindings[i]->name, p->b->name))
+                        clash = c->bindings[i];
+        if (!p)
+                conf_report(problems, path, 0, NULL, NULL, "must hold exactly one [binding \"NAME\"] section (found %zu)",
+                       x->n_pb);
+        else if (strlen(p->b->name) != stem || strncmp(p->b->name, base, stem) != 0)
+                conf_report(problems, path, p->b->line, NULL, NULL, "binding \"%s\" must be in a file named %s.ini",
+                       p->b->name, p->b->name);
+        else if (clash)
+                conf_report(problems, path, p->b->line, NULL, NULL, "binding \"%s\" is already defined at %s:%u, which "
+                       "wins", p->b->name, clash->file, clash->line);
+        else if ((clash = conf_remote_port_clash(c->bindings, c->n_bindings, p->b)))
+                conf_report(problems, path, p->b->line, NULL, "remote_port", "%u is already used by binding \"%s\" "
+                       "(%s:%u) on the same relay", p->b->remote_port, clash->name, clash->file, clash->line);
+        else {
+                if (!p->b->host)
+                        p->b->host = xstrdup(BINDING_DEFAULT_HOST);
+                if (report_binding(c, p, problems) == 0) {
+                        add_binding(c, p->b);
+                        p->b = NULL;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* One STATE_DIR/bindings.d or forwards.d file; its problems become warnings and it is
+ * skipped (the file is kept). c->bindings[0..n_config) are the config files' bindings. */
+static void load_runtime(struct config *c, size_t n_config, const char *path, bool forward, struct strv *warnings) {
         struct strv problems = {};
         struct ctx x = { .c = c, .errors = &problems, .runtime = true };
         const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         size_t stem = strlen(base) - 4;
 
-        if (parse_file(&x, path) >= 0 && problems.n == 0) {
-                struct pbinding *p = x.n_pb == 1 ? x.pb[0] : NULL;
-                const struct binding_conf *clash = NULL;
-                for (size_t i = 0; p && i < n_config; i++)
-                        if (streq(c->bindings[i]->name, p->b->name))
-                                clash = c->bindings[i];
-                if (!p)
-                        report(&problems, path, 0, NULL, NULL, "must hold exactly one [binding \"NAME\"] "
-                               "section (found %zu)", x.n_pb);
-                else if (strlen(p->b->name) != stem || strncmp(p->b->name, base, stem) != 0)
-                        report(&problems, path, p->b->line, NULL, NULL, "binding \"%s\" must be in a file "
-                               "named %s.ini", p->b->name, p->b->name);
-                else if (clash)
-                        report(&problems, path, p->b->line, NULL, NULL, "binding \"%s\" is already defined "
-                               "at %s:%u, which wins", p->b->name, clash->file, clash->line);
-                else if ((clash = conf_remote_port_clash(c->bindings, c->n_bindings, p->b)))
-                        report(&problems, path, p->b->line, NULL, "remote_port", "%u is already used by binding "
-                               "\"%s\" (%s:%u) on the same relay", p->b->remote_port, clash->name, clash->file,
-                               clash->line);
-                else {
-                        if (!p->b->host)
-                                p->b->host = xstrdup(BINDING_DEFAULT_HOST);
-                        if (report_binding(c, p, &problems) == 0) {
-                                add_binding(c, p->b);
-                                p->b = NULL;
-                        }
-                }
-        }
+        if (parse_file(&x, path) >= 0 && problems.n == 0)
+                (void) (forward ? conf_forward_take_runtime(c, x.n_pf == 1 && x.n_pb == 0 ? &x.pf[0]->f : NULL, path, &problems)
+                                : take_runtime_binding(c, n_config, &x, path, base, stem, &problems));
         for (size_t i = 0; i < problems.n; i++)
                 strv_push(warnings, xstrdup(problems.items[i]));
         if (problems.n > 0)
-                report(warnings, path, 0, NULL, NULL, "runtime binding skipped");
+                conf_report(warnings, path, 0, NULL, NULL, "runtime %s skipped", forward ? "forward" : "binding");
         strv_clear(&problems);
-        pbindings_free(&x);
+        parsed_free(&x);
         free(x.buf);
 }
 
@@ -483,9 +492,9 @@ int conf_load(const char *path, struct config **ret, struct strv *errors, struct
         const char *slash = strrchr(c->path, '/');
         dir = slash ? xasprintf("%.*s/conf.d", (int) (slash - c->path), c->path)
                                            : xstrdup("conf.d");
-        r = list_ini(dir, &dropins);
+        r = list_files_sorted(dir, ".ini", &dropins);
         if (r < 0)
-                report(errors, dir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));
+                conf_report(errors, dir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));
         for (size_t i = 0; i < dropins.n; i++)
                 parse_file(&x, dropins.items[i]);
 
@@ -496,11 +505,16 @@ int conf_load(const char *path, struct config **ret, struct strv *errors, struct
                 add_binding(c, x.pb[i]->b);
                 x.pb[i]->b = NULL;
         }
+        for (size_t i = 0; i < x.n_pf; i++) {
+                conf_forward_check(x.pf[i]->f, c->forwards, c->n_forwards, errors);
+                conf_add_forward(c, x.pf[i]->f);
+                x.pf[i]->f = NULL;
+        }
 
         rdir = state_bindings_dir(c->state_dir);
-        r = c->state_dir[0] == '/' ? list_ini(rdir, &runtime) : 0;
+        r = c->state_dir[0] == '/' ? list_files_sorted(rdir, ".ini", &runtime) : 0;
         if (r < 0)
-                report(warnings, rdir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));
+                conf_report(warnings, rdir, 0, NULL, NULL, "cannot read directory: %s", strerror(-r));
         if (runtime.n > 0 && state_trusted(c->state_dir, &problem) < 0) {
                 strv_push(warnings, xasprintf("%s; its %zu runtime binding%s skipped", problem, runtime.n,
                                               runtime.n == 1 ? "" : "s"));
@@ -508,10 +522,23 @@ int conf_load(const char *path, struct config **ret, struct strv *errors, struct
         }
         size_t n_config = c->n_bindings;
         for (size_t i = 0; i < runtime.n; i++)
-                load_runtime(c, n_config, runtime.items[i], warnings);
+                load_runtime(c, n_config, runtime.items[i], false, warnings);
+        strv_clear(&runtime);
+        free(rdir);
+        rdir = state_forwards_dir(c->state_dir);
+        r = c->state_dir[0] == '/' ? list_files_sorted(rdir, ".ini", &runtime) : 0;
+        free(problem);
+        problem = NULL;
+        if (runtime.n > 0 && state_forwards_trusted(c->state_dir, &problem) < 0) {
+                strv_push(warnings, xasprintf("%s; its %zu runtime forward%s skipped", problem, runtime.n,
+                                              runtime.n == 1 ? "" : "s"));
+                strv_clear(&runtime);
+        }
+        for (size_t i = 0; i < runtime.n; i++)
+                load_runtime(c, n_config, runtime.items[i], true, warnings);
         r = errors->n > n_errors ? -EINVAL : 0;
 out:
-        pbindings_free(&x);
+        parsed_free(&x);
         free(x.buf);
         strv_clear(&dropins);
         strv_clear(&runtime);
@@ -538,46 +565,8 @@ void conf_free(struct config *c) {
         for (size_t i = 0; i < c->n_bindings; i++)
                 conf_binding_free(c->bindings[i]);
         free(c->bindings);
+        for (size_t i = 0; i < c->n_forwards; i++)
+                conf_forward_free(c->forwards[i]);
+        free(c->forwards);
         free(c);
-}
-
-size_t conf_relay_count(const struct config *c) {
-        return c->n_ssh_relays > 0 ? c->n_ssh_relays : 1;
-}
-
-void conf_relay(const struct config *c, size_t i, const char **host, uint16_t *port) {
-        if (c->n_ssh_relays == 0 || i >= c->n_ssh_relays) {
-                *host = c->ssh_server;
-                *port = c->ssh_port;
-                return;
-        }
-        *host = c->ssh_relays[i].host;
-        *port = c->ssh_relays[i].port ? c->ssh_relays[i].port : c->ssh_port;
-}
-
-static bool relays_equal(const struct config *a, const struct config *b) {
-        if (conf_relay_count(a) != conf_relay_count(b))
-                return false;
-        for (size_t i = 0; i < conf_relay_count(a); i++) {
-                const char *ha, *hb;
-                uint16_t pa, pb;
-                conf_relay(a, i, &ha, &pa);
-                conf_relay(b, i, &hb, &pb);
-                if (!streq_ptr(ha, hb) || pa != pb)
-                        return false;
-        }
-        return true;
-}
-
-bool conf_transport_equal(const struct config *a, const struct config *b) {
-        return a->api == b->api && streq_ptr(a->api_url, b->api_url) &&
-                streq_ptr(a->api_email, b->api_email) &&
-                streq_ptr(a->api_password_file, b->api_password_file) &&
-                streq_ptr(a->api_token_file, b->api_token_file) &&
-                relays_equal(a, b) &&
-                streq_ptr(a->ssh_user, b->ssh_user) && streq_ptr(a->identity_file, b->identity_file) &&
-                streq_ptr(a->known_hosts, b->known_hosts) && a->host_key_check == b->host_key_check &&
-                streq_ptr(a->host_key_fingerprint, b->host_key_fingerprint) &&
-                a->keepalive_interval == b->keepalive_interval && a->keepalive_count == b->keepalive_count &&
-                streq_ptr(a->ssh_proxy, b->ssh_proxy);
 }

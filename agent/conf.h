@@ -61,6 +61,19 @@ struct binding_conf {
         unsigned line;               /* line of its [binding "NAME"] header */
 };
 
+/* [forward "NAME"]: a local forward (like `ssh -L`), SPEC §10. Names follow the binding
+ * rule; runtime ones are in STATE_DIR/forwards.d/NAME.ini. */
+struct forward_conf {
+        char *name;
+        char *listen;                /* "127.0.0.1:5433" or "[::1]:5433" (numeric, parse_listen_address) */
+        char *target_host;           /* as seen from the relay: a name or an address (no brackets) */
+        uint16_t target_port;
+        enum binding_source source;
+        char *file;
+        unsigned line;
+        bool bad_value;              /* a value was reported as wrong: no "missing" on top */
+};
+
 struct config {
         /* [daemon] */
         char *state_dir;             /* /var/lib/mysocketd */
@@ -99,6 +112,8 @@ struct config {
 
         struct binding_conf **bindings;
         size_t n_bindings;
+        struct forward_conf **forwards;
+        size_t n_forwards;
 
         char *path;                  /* the main file this was loaded from */
 };
@@ -136,6 +151,22 @@ bool conf_binding_equal(const struct binding_conf *a, const struct binding_conf 
 /* How many tunnels b wants: its `tunnels`, 1 when unset. */
 unsigned conf_binding_tunnels(const struct binding_conf *b);
 void conf_binding_free(struct binding_conf *b);
+
+/* conf-forward.c: one forward's checks (missing or unsafe values), sentences appended to
+ * errors as `[forward "NAME"] key: ...`; returns 0 or -EINVAL. */
+int conf_forward_validate(const struct forward_conf *f, struct strv *errors);
+/* Parses "host:port" / "[v6]:port" (a target); 0, or -EINVAL with *why (caller frees). */
+int conf_forward_parse_target(const char *v, char **host, uint16_t *port, char **why);
+/* "host:port", IPv6 in brackets (caller frees). */
+char *conf_forward_target(const struct forward_conf *f);
+/* The forward of list[0..n) other than f's namesake that listens on f's address, or NULL. */
+const struct forward_conf *conf_forward_listen_clash(struct forward_conf *const *list, size_t n,
+                                                     const struct forward_conf *f);
+/* The INI text of STATE_DIR/forwards.d/NAME.ini (caller frees). */
+char *conf_forward_to_ini(const struct forward_conf *f);
+struct forward_conf *conf_forward_dup(const struct forward_conf *f);
+bool conf_forward_equal(const struct forward_conf *a, const struct forward_conf *b);   /* ignores source, file, line */
+void conf_forward_free(struct forward_conf *f);
 
 /* How many relays [ssh] server lists (at least 1), and relay i's host and port. */
 size_t conf_relay_count(const struct config *c);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "localfwd.h"
 #include "log.h"
 #include "manager.h"
 #include "netwatch.h"
@@ -88,6 +89,7 @@ int manager_new(sd_event *event, struct config *config, struct manager **ret) {
         }
         for (size_t i = 0; i < config->n_bindings; i++)
                 manager_append(m, binding_new(m, conf_binding_dup(config->bindings[i])));
+        m->forwards = localfwd_new(m);
         conf_scrub_secrets(config, true);
         *ret = m;
         return 0;
@@ -127,6 +129,7 @@ void manager_start(struct manager *m) {
         }
         for (size_t i = 0; i < m->n_bindings; i++)
                 binding_attempt(m->bindings[i]);
+        localfwd_start(m->forwards);
         manager_update_status(m);
 }
 
@@ -138,6 +141,7 @@ void manager_free(struct manager *m) {
                 binding_free(m->bindings[i]);
         }
         free(m->bindings);
+        localfwd_free(m->forwards);
         sd_event_source_disable_unref(m->status_hold);
         tunnel_registry_free(m->tunnels);
         api_free(m->api);
@@ -415,6 +419,8 @@ int manager_reload(struct manager *m, struct reload_result *res, struct strv *er
                 binding_attempt(manager_find(m, res->retried.items[i]));
         for (size_t i = 0; i < res->added.n; i++)
                 binding_attempt(manager_find(m, res->added.items[i]));
+        /* Forwards last: their names join the lists as "forward NAME". */
+        localfwd_reload(m->forwards, transport_same, &res->added, &res->removed, &res->changed);
         log_full(LOG_INFO, &(struct log_fields) { .event = "reload" },
                  "reloaded: %zu added, %zu removed, %zu changed, %zu unchanged, %zu failed ones retried",
                  res->added.n, res->removed.n, res->changed.n, res->unchanged.n, res->retried.n);

@@ -101,7 +101,8 @@ struct manager {
         struct binding **bindings;
         size_t n_bindings;
         struct netwatch *netwatch;
-        struct tunnel_registry *tunnels;  /* the SSH sessions bindings share */
+        struct tunnel_registry *tunnels;  /* the SSH sessions bindings (and forwards) share */
+        struct localfwds *forwards;     /* [forward "NAME"]: local forwards (localfwd.h) */
         struct api *api;
         uint64_t started;               /* realtime usec */
         char hostname[65];              /* for default display names: "NAME on HOSTNAME" */

@@ -54,10 +54,50 @@ static int check_dir(const char *path, char **error) {
         return 0;
 }
 
+int state_file_trusted(const char *path, const struct stat *st, char **error) {
+        if (st->st_uid != geteuid()) {
+                *error = xasprintf("is owned by uid %u, not by uid %u that mysocketd runs as; not trusted "
+                                   "(chown %u %s, or remove it)", (unsigned) st->st_uid, (unsigned) geteuid(),
+                                   (unsigned) geteuid(), path);
+                return -EPERM;
+        }
+        if (st->st_mode & 022) {
+                *error = xasprintf("is writable by group or others (mode %04o); not trusted (chmod 600 %s)",
+                                   (unsigned) (st->st_mode & 07777), path);
+                return -EPERM;
+        }
+        return 0;
+}
+
 int state_trusted(const char *state_dir, char **error) {
         _cleanup_(freep) char *dir = state_bindings_dir(state_dir);
         int r = check_dir(state_dir, error);
         return r < 0 ? r : check_dir(dir, error);
+}
+
+int state_forwards_trusted(const char *state_dir, char **error) {
+        _cleanup_(freep) char *dir = state_forwards_dir(state_dir);
+        int r = check_dir(state_dir, error);
+        return r < 0 ? r : check_dir(dir, error);
+}
+
+char *state_forwards_dir(const char *state_dir) {
+        return xasprintf("%s/forwards.d", state_dir);
+}
+
+char *state_forward_path(const char *state_dir, const char *name) {
+        return xasprintf("%s/forwards.d/%s.ini", state_dir, name);
+}
+
+int state_save_forward(const char *state_dir, const struct forward_conf *f) {
+        _cleanup_(freep) char *path = state_forward_path(state_dir, f->name);
+        _cleanup_(freep) char *text = conf_forward_to_ini(f);
+        return write_file_atomic(path, text, strlen(text), 0600);
+}
+
+int state_remove_forward(const char *state_dir, const char *name) {
+        _cleanup_(freep) char *path = state_forward_path(state_dir, name);
+        return unlink_durable(path);
 }
 
 char *state_bindings_dir(const char *state_dir) {
@@ -65,17 +105,21 @@ char *state_bindings_dir(const char *state_dir) {
 }
 
 int state_init(const char *state_dir, char **error) {
-        _cleanup_(freep) char *dir = state_bindings_dir(state_dir);
+        _cleanup_(freep) char *dir = state_bindings_dir(state_dir), *fdir = state_forwards_dir(state_dir);
         int r = mkdir_p(dir, 0700);
+        if (r >= 0)
+                r = mkdir_p(fdir, 0700);
         if (r < 0) {
                 *error = xasprintf("cannot create state directory %s: %s", dir, strerror(-r));
                 return r;
         }
         /* Runtime bindings are read back as configuration: nobody else may plant one. */
         r = state_trusted(state_dir, error);
+        if (r >= 0)
+                r = state_forwards_trusted(state_dir, error);
         if (r < 0)
                 return r;
-        const char *subdirs[] = { "", "/bindings.d", "/ids" };
+        const char *subdirs[] = { "", "/bindings.d", "/forwards.d", "/ids" };
         for (size_t i = 0; i < ELEMENTSOF(subdirs); i++) {
                 _cleanup_(freep) char *p = xasprintf("%s%s", state_dir, subdirs[i]);
                 sweep_temp_files(p);

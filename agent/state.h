@@ -14,6 +14,11 @@ int state_init(const char *state_dir, char **error);
  * group or other may write (sshd's StrictModes). Returns 0, or -errno with *error naming
  * the path and the fix (caller frees). */
 int state_trusted(const char *state_dir, char **error);
+/* A runtime file (st from fstat) is read back as configuration: like sshd's StrictModes,
+ * only a file of our own uid that nobody else can write is trusted. Returns 0, or -EPERM
+ * with *error (caller frees) saying what and the fix. */
+struct stat;
+int state_file_trusted(const char *path, const struct stat *st, char **error);
 /* STATE_DIR/bindings.d (caller frees). */
 char *state_bindings_dir(const char *state_dir);
 /* Writes STATE_DIR/bindings.d/NAME.ini atomically (0600). Returns 0 or -errno. */
@@ -22,6 +27,14 @@ int state_save_binding(const char *state_dir, const struct binding_conf *b);
 int state_remove_binding(const char *state_dir, const char *name);
 /* The path of NAME's file (caller frees). */
 char *state_binding_path(const char *state_dir, const char *name);
+
+/* Local forwards, the same way: STATE_DIR/forwards.d/NAME.ini (0600, atomic), created by
+ * state_init; trusted like bindings.d. Each returns 0 or -errno; paths caller-freed. */
+char *state_forwards_dir(const char *state_dir);
+char *state_forward_path(const char *state_dir, const char *name);
+int state_forwards_trusted(const char *state_dir, char **error);
+int state_save_forward(const char *state_dir, const struct forward_conf *f);
+int state_remove_forward(const char *state_dir, const char *name);
 
 /* The layout, for the modules that read it: STATE_DIR/known_hosts
  * (the default of [ssh] known_hosts). Caller frees. */

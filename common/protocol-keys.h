@@ -30,6 +30,9 @@
 #define PROTO_CMD_SOCKET         "socket"
 #define PROTO_CMD_TUNNEL         "tunnel"
 #define PROTO_CMD_METRICS        "metrics"
+#define PROTO_CMD_FORWARD_ADD    "forward_add"
+#define PROTO_CMD_FORWARD_LIST   "forward_list"
+#define PROTO_CMD_FORWARD_REMOVE "forward_remove"
 
 /* The "action" of socket and tunnel. */
 #define PROTO_ACTION_LS          "ls"
@@ -129,6 +132,17 @@
 #define PROTO_STATE_BACKOFF      "backoff"
 #define PROTO_STATE_FAILED       "failed"
 #define PROTO_STATE_REMOVING     "removing"
+
+/* ---- the forward object (forward_add's spec is name, listen, target) ----------------------
+ * and name, source, state, connected_since, reconnects, connections_active,
+ * connections_total, connections_refused (channels the relay refused), bytes_in (relay ->
+ * local client), bytes_out, last_error, next_attempt, defined_at as in a binding. */
+#define PROTO_KEY_FORWARD        "forward"         /* forward_add's argument and result */
+#define PROTO_KEY_FORWARDS       "forwards"        /* forward_list */
+#define PROTO_KEY_LISTEN         "listen"
+#define PROTO_KEY_TARGET         "target"
+#define PROTO_KEY_CONNECTIONS_UNSERVED "connections_unserved"  /* closed at once: relay not up */
+#define PROTO_KEY_LAST_REFUSAL   "last_refusal"    /* why the relay last refused a channel */
 
 /* ---- the event object ------------------------------------------------------------------- */
 #define PROTO_KEY_TIME           "time"

@@ -184,6 +184,36 @@ cJSON *proto_binding_to_json(const struct proto_binding *b) {
         return o;
 }
 
+void proto_forward_clear(struct proto_forward *f) {
+        char **strs[] = { &f->name, &f->source, &f->listen, &f->target, &f->state, &f->last_error,
+                          &f->last_refusal, &f->defined_at };
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+                free(*strs[i]);
+        *f = (struct proto_forward) { 0 };
+}
+
+cJSON *proto_forward_to_json(const struct proto_forward *f) {
+        cJSON *o = proto_new_object();
+        add_string_or_null(o, PROTO_KEY_NAME, f->name);
+        add_string_or_null(o, PROTO_KEY_SOURCE, f->source);
+        add_string_or_null(o, PROTO_KEY_LISTEN, f->listen);
+        add_string_or_null(o, PROTO_KEY_TARGET, f->target);
+        add_string_or_null(o, PROTO_KEY_STATE, f->state);
+        proto_add_time_or_null(o, PROTO_KEY_CONNECTED_SINCE, f->connected_since);
+        add_uint(o, PROTO_KEY_RECONNECTS, f->reconnects);
+        add_uint(o, PROTO_KEY_CONNECTIONS_ACTIVE, f->connections_active);
+        add_uint(o, PROTO_KEY_CONNECTIONS_TOTAL, f->connections_total);
+        add_uint(o, PROTO_KEY_CONNECTIONS_REFUSED, f->connections_refused);
+        add_uint(o, PROTO_KEY_CONNECTIONS_UNSERVED, f->connections_unserved);
+        add_uint(o, PROTO_KEY_BYTES_IN, f->bytes_in);
+        add_uint(o, PROTO_KEY_BYTES_OUT, f->bytes_out);
+        add_string_or_null(o, PROTO_KEY_LAST_ERROR, f->last_error);
+        add_string_or_null(o, PROTO_KEY_LAST_REFUSAL, f->last_refusal);
+        proto_add_time_or_null(o, PROTO_KEY_NEXT_ATTEMPT, f->next_attempt);
+        add_string_or_null(o, PROTO_KEY_DEFINED_AT, f->defined_at);
+        return o;
+}
+
 /* The "relays" array of a binding (absent: none, as from an older daemon). */
 static int get_relays(const cJSON *o, struct proto_binding *b, char **error) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, PROTO_KEY_RELAYS), *i;

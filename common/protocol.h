@@ -91,6 +91,29 @@ cJSON *proto_binding_to_json(const struct proto_binding *b);
 /* Returns 0, or -EINVAL with *error set to a sentence (caller frees) naming the bad key. */
 int proto_binding_from_json(const cJSON *o, struct proto_binding *b, char **error);
 
+/* A local forward on the wire (forward_list's items, forward_add's result); NULL = null. */
+struct proto_forward {
+        char *name;
+        char *source;              /* "config" | "runtime" */
+        char *listen;
+        char *target;
+        char *state;               /* connecting|up|backoff|failed */
+        uint64_t connected_since;  /* realtime usec, 0 = null */
+        uint64_t reconnects;
+        uint64_t connections_active;
+        uint64_t connections_total;
+        uint64_t connections_refused;
+        uint64_t connections_unserved;
+        uint64_t bytes_in;
+        uint64_t bytes_out;
+        char *last_error;
+        char *last_refusal;
+        uint64_t next_attempt;     /* realtime usec, 0 = null */
+        char *defined_at;
+};
+void proto_forward_clear(struct proto_forward *f);
+cJSON *proto_forward_to_json(const struct proto_forward *f);
+
 /* What `add` carries: the settings of a new binding. */
 struct proto_add {
         char *name;

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -560,4 +561,25 @@ char *format_timespan(uint64_t usec) {
         if (s >= 60)
                 return xasprintf("%llu min", (unsigned long long) ((s + 30) / 60));
         return xasprintf("%llu s", (unsigned long long) s);
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int list_files_sorted(const char *dir, const char *suffix, struct strv *ret) {
+        DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+        size_t n0 = ret->n, sl = strlen(suffix);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                size_t len = strlen(de->d_name);
+                if (de->d_name[0] != '.' && len > sl && streq(de->d_name + len - sl, suffix))
+                        strv_push(ret, xasprintf("%s/%s", dir, de->d_name));
+        }
+        closedir(d);
+        if (ret->n > n0)
+                qsort(ret->items + n0, ret->n - n0, sizeof(char *), cmp_str);
+        return 0;
 }

@@ -128,3 +128,7 @@ int parse_rfc3339(const char *s, uint64_t *ret);
 char *sanitize_text(const char *s, size_t max);
 /* True if s[0..len) is valid UTF-8 with no NUL byte. */
 bool utf8_valid(const char *s, size_t len);
+
+/* Appends the paths of dir's files named *SUFFIX (not starting with '.'), sorted by name; a
+ * missing directory has none. Returns 0 or -errno. */
+int list_files_sorted(const char *dir, const char *suffix, struct strv *ret);

@@ -345,6 +345,16 @@ static const struct ctl_command commands[] = {
           "                       create a socket (default type http)\n"
           "  delete SOCKET_ID     delete a socket and its tunnels\n"
           "  --json               print the API's objects as JSON\n" },
+        { "forward", NULL, ctl_cmd_forward,
+          "add NAME --listen H:P --target H:P | ls | rm NAME",
+          "Local forwards (like ssh -L): listen here, reach TARGET through the relay.",
+          "  add NAME --listen HOST:PORT --target HOST:PORT\n"
+          "                       listen on HOST:PORT (a numeric address; IPv6 as [ADDR]:PORT)\n"
+          "                       and open each connection to TARGET as seen from the relay;\n"
+          "                       kept across restarts (STATE_DIR/forwards.d/NAME.ini)\n"
+          "  ls                   one row per forward: state, connections, bytes, last error\n"
+          "  rm NAME              stop a forward added with 'add' and forget it\n"
+          "  --json               print the forward objects as JSON\n" },
         { "tunnel", NULL, ctl_cmd_tunnel,
           "ls SOCKET_ID | create SOCKET_ID | delete SOCKET_ID TUNNEL_ID",
           "Tunnels of a socket at the API.",

@@ -1,7 +1,7 @@
 /* mysocketctl's subcommands: one table (commands.c), one function per command. The
  * command functions live by concern: cmd-bindings.c (add, remove, list, show),
  * cmd-daemon.c (status, reload, metrics, logs), cmd-connect.c (connect), cmd-login.c (login) and
- * cmd-api.c (account, socket, tunnel). */
+ * cmd-api.c (account, socket, tunnel), cmd-forward.c (forward add, ls, rm). */
 #pragma once
 
 #include <stdbool.h>
@@ -49,6 +49,7 @@ int ctl_cmd_login(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_account(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_socket(struct ctl_context *ctx, int argc, char **argv);
 int ctl_cmd_tunnel(struct ctl_context *ctx, int argc, char **argv);
+int ctl_cmd_forward(struct ctl_context *ctx, int argc, char **argv);
 
 /* ---- shared by the command files ------------------------------------------------------ */
 

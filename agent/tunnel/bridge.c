@@ -15,23 +15,22 @@
 #include <unistd.h>
 
 #include "list.h"
+#include "localconn.h"
+#include "logline.h"
 #include "log.h"
-#include "resolve.h"
 #include "session.h"
 #include "util.h"
 
-#define LOCAL_CONNECT_TIMEOUT_USEC (10 * 1000000ULL)
 #define CONN_BUF_SIZE       (64 * 1024)     /* per direction, per forwarded connection */
 #define CONN_WINDOW         (1024 * 1024)   /* SSH receive window kept open per channel */
-#define LOG_LINE_MAX        4096
 #define LOG_READ_SIZE       4096            /* read size of the log shell channel */
-#define WARN_INTERVAL_USEC (5 * 1000000ULL)
 #define READS_PER_VISIT 4
 #define REFILLS_PER_VISIT 4
 
 
 enum conn_state {
         CONN_CONNECTING,  /* local connect in progress */
+        CONN_OPENING,     /* a local forward's: direct-tcpip open queued or in flight (direct.c) */
         CONN_OPEN,
         CONN_CLOSING,     /* local side gone; channel being freed */
 };
@@ -48,15 +47,13 @@ struct bridge {
 
         int fd;
         sd_event_source *io;
-        sd_event_source *timer;   /* local connect timeout */
-        size_t addr_idx;
+        struct localconn *lc;     /* while connecting */
 
         char *tl;                 /* relay -> local */
         size_t tl_off, tl_len;
         char *tr;                 /* local -> relay */
         size_t tr_off, tr_len;
-        char *line;               /* the log shell: the line being read */
-        size_t line_len;
+        struct logline *line;     /* the log shell: the line being read */
 
         bool ch_eof;              /* relay sent EOF and everything before it was read */
         bool local_shut;          /* shutdown(SHUT_WR) done on the local socket */
@@ -69,9 +66,9 @@ struct bridge {
 };
 
 static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
-static void local_connect_next(struct bridge *c);
+static void local_opened(struct bridge *c);
+static void on_connected(void *userdata, int fd);
 static void local_dropped(struct bridge *c, int error);
-static void bridge_abort(struct bridge *c, int error);
 
 static ssize_t run(struct bridge *c, enum sshcall_kind kind, char *buf, size_t len) {
         return sshcall_run(c->s->ssh, (struct sshcall_op) { .kind = kind, .owner = c, .ch = c->ch, .buf = buf,
@@ -90,11 +87,11 @@ struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *
         c->is_log = is_log;
         c->fd = -1;
         c->id = ++s->next_bridge_id;
-        /* The log shell's bytes go straight to log_feed: it needs no 64 KiB buffer, and
+        /* The log shell's bytes go straight to logline_feed: it needs no 64 KiB buffer, and
          * every idle binding has one such channel. */
         c->tl = xmalloc(is_log ? LOG_READ_SIZE : CONN_BUF_SIZE);
         if (is_log)
-                c->line = xmalloc(LOG_LINE_MAX + 1);
+                c->line = logline_new();
         LIST_APPEND(s->bridges_head, s->bridges_tail, c);
         c->dirty = true;
         if (is_log) {
@@ -107,9 +104,11 @@ struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *
                 if (t) {
                         t->stats.connections_total++;
                         t->stats.connections_active++;
-                        local_connect_next(c);
+                        int k = localconn_start(s->event, t, on_connected, c, &c->lc);
+                        if (k < 0)
+                                bridge_close(c, k);
                 } else
-                        bridge_abort(c, -ECONNABORTED);
+                        bridge_close(c, -ECONNABORTED);
         }
         session_schedule(s);
         return c;
@@ -117,7 +116,8 @@ struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *
 
 static void close_local(struct bridge *c) {
         c->io = sd_event_source_disable_unref(c->io);
-        c->timer = sd_event_source_disable_unref(c->timer);
+        localconn_free(c->lc);
+        c->lc = NULL;
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;
@@ -133,7 +133,7 @@ static void bridge_free(struct bridge *c) {
                 session_log_closed(s, c->error);
         else if (c->t)
                 c->t->stats.connections_active--;
-        free(c->line);
+        logline_free(c->line);
         free(c->tl);
         free(c->tr);
         free(c);
@@ -141,9 +141,11 @@ static void bridge_free(struct bridge *c) {
 
 /* Gives up on the connection: the local side is closed now, the channel is closed and freed
  * by the pump (EOF + CLOSE). */
-static void bridge_abort(struct bridge *c, int error) {
+void bridge_close(struct bridge *c, int error) {
         if (c->state == CONN_CLOSING)
                 return;
+        if (c->state == CONN_OPENING)
+                direct_forget(c->s, c);
         c->error = error;
         close_local(c);
         c->state = CONN_CLOSING;
@@ -154,113 +156,40 @@ static void bridge_abort(struct bridge *c, int error) {
 
 /* ---- local side ------------------------------------------------------------------------ */
 
-static int on_local_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+static void on_connected(void *userdata, int fd) {
         struct bridge *c = userdata;
         struct session *s = c->s;
-        (void) src, (void) usec;
         session_enter(s);
-        close_local(c);
-        c->error = -ETIMEDOUT;
-        local_connect_next(c);
-        session_leave(s);
-        return 0;
-}
-
-/* Counts a connection the local service refused or dropped, for list and show. */
-static void local_failed(struct tunnel *t, bool dropped, int error) {
-        t->stats.local_errors++;
-        t->local_failing = true;
-        free(t->last_local_error);
-        t->last_local_error = t->loc_resolve_error ? xasprintf("cannot resolve local host %s", t->local_host)
-                                  : dropped ? xasprintf("%s:%u dropped a connection: %s", t->local_host, t->local_port,
-                                                        strerror(-error))
-                                            : xasprintf("cannot connect to %s:%u: %s", t->local_host, t->local_port,
-                                                        strerror(-error));
-}
-
-static void warn_local(struct bridge *c, int error) {
-        struct tunnel *t = c->t;
-        uint64_t now = now_monotonic_usec();
-        local_failed(t, false, error);
-        /* One line per few seconds: a dead local service with a busy public side would
-         * otherwise flood the journal. */
-        if (t->last_warn && now < t->last_warn + WARN_INTERVAL_USEC) {
-                t->warn_suppressed++;
-                return;
+        localconn_free(c->lc);
+        c->lc = NULL;
+        if (fd < 0) {
+                bridge_close(c, fd);
+                goto out;
         }
-        if (t->loc_resolve_error)
-                log_binding(LOG_WARNING, t->name, "local-connect",
-                            "cannot resolve local host %s; closing the relay's connection", t->local_host);
-        else
-                log_binding(LOG_WARNING, t->name, "local-connect",
-                            "cannot connect to %s:%u: %s; closing the relay's connection%s", t->local_host,
-                            t->local_port, strerror(-error), t->warn_suppressed ? " (and earlier ones)" : "");
-        t->last_warn = now;
-        t->warn_suppressed = 0;
-}
-
-static void set_nodelay(int fd, void *userdata) {
-        int one = 1;
-        (void) userdata;
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
-static void local_connect_next(struct bridge *c) {
-        struct session *s = c->s;
-        struct tunnel *t = c->t;
-        int last = c->error ? c->error : -ECONNREFUSED;
-
-        while (!t->loc_resolve_error) {
-                int fd = resolve_connect_next(t->loc_addrs, t->n_loc_addrs, &c->addr_idx, last, set_nodelay, NULL);
-                if (fd < 0) {
-                        last = fd;
-                        break;
-                }
-                c->fd = fd;
-                int k = sd_event_add_io(s->event, &c->io, fd, EPOLLOUT, on_local_io, c);
-                if (k >= 0)
-                        k = sd_event_add_time_relative(s->event, &c->timer, CLOCK_MONOTONIC, LOCAL_CONNECT_TIMEOUT_USEC,
-                                                       100000, on_local_timer, c);
-                if (k < 0) {
-                        last = k;
-                        close_local(c);
-                        continue;
-                }
-                return;
-        }
-        warn_local(c, last);
-        bridge_abort(c, last);
-}
-
-static void local_connect_done(struct bridge *c) {
-        int k = resolve_connect_result(c->fd);
-        if (k == -EINPROGRESS)
-                return;
-        if (k == -ECONNRESET || k == -EPIPE) {
-                /* Accepted, then reset before we saw the connect finish: a drop, not a
-                 * refusal, and another address would not help. */
-                local_dropped(c, k);
-                return;
-        }
-        if (k < 0) {
-                close_local(c);
-                c->error = k;
-                local_connect_next(c);
-                return;
-        }
-        c->timer = sd_event_source_disable_unref(c->timer);
+        c->fd = fd;
         c->error = 0;
-        if (c->t)
-                c->t->local_failing = false;
+        local_opened(c);
+out:
+        session_leave(s);
+}
+
+/* The local socket is connected (or accepted): bytes may flow. */
+static void local_opened(struct bridge *c) {
+        int k = sd_event_add_io(c->s->event, &c->io, c->fd, EPOLLIN, on_local_io, c);
+        if (k < 0) {
+                bridge_close(c, k);
+                return;
+        }
         c->state = CONN_OPEN;
         c->dirty = true;
+        session_schedule(c->s);
 }
 
 /* The local service reset an open connection. */
 static void local_dropped(struct bridge *c, int error) {
         if (c->t)
-                local_failed(c->t, true, error);
-        bridge_abort(c, error);
+                localconn_failed(c->t, true, error);
+        bridge_close(c, error);
 }
 
 static void flush_local(struct bridge *c) {
@@ -316,9 +245,7 @@ static void update_events(struct bridge *c) {
         uint32_t ev = 0;
         if (!c->io)
                 return;
-        if (c->state == CONN_CONNECTING)
-                ev = EPOLLOUT;
-        else if (c->state == CONN_OPEN) {
+        if (c->state == CONN_OPEN) {
                 if (!c->local_eof && c->tr_off + c->tr_len < CONN_BUF_SIZE)
                         ev |= EPOLLIN;
                 if (c->tl_len > 0)
@@ -328,7 +255,7 @@ static void update_events(struct bridge *c) {
         if (k >= 0)
                 k = sd_event_source_set_enabled(c->io, ev ? SD_EVENT_ON : SD_EVENT_OFF);
         if (k < 0)
-                bridge_abort(c, k);
+                bridge_close(c, k);
 }
 
 static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
@@ -336,8 +263,6 @@ static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *use
         struct session *s = c->s;
         (void) src, (void) fd;
         session_enter(s);
-        if (c->state == CONN_CONNECTING)
-                local_connect_done(c);
         if (c->state == CONN_OPEN && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 c->tr_more = read_local(c);
         if (c->state == CONN_OPEN && (revents & (EPOLLOUT | EPOLLERR)))
@@ -354,28 +279,12 @@ static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *use
 
 /* ---- log lines --------------------------------------------------------------------------- */
 
-static void emit_line(struct bridge *c) {
-        c->line[c->line_len] = 0;
-        if (c->line_len > 0) {
-                _cleanup_(freep) char *line = sanitize_text(c->line, LOG_LINE_MAX);
-                session_log_line(c->s, line);
-        }
-        c->line_len = 0;
-}
-
-static void log_feed(struct bridge *c, const char *p, size_t n) {
-        struct session *s = c->s;
-        for (size_t i = 0; i < n && !s->freed && s->state != SESSION_DOWN; i++) {
-                if (p[i] == '\r')
-                        continue;
-                if (p[i] == '\n') {
-                        emit_line(c);
-                        continue;
-                }
-                if (c->line_len == LOG_LINE_MAX)
-                        emit_line(c);
-                c->line[c->line_len++] = p[i];
-        }
+/* A line of the log shell, to every tunnel of the session; false once the session is gone
+ * (a tunnel's owner may end it from on_log). */
+static bool emit_line(const char *line, void *userdata) {
+        struct session *s = userdata;
+        session_log_line(s, line);
+        return !s->freed && s->state != SESSION_DOWN;
 }
 
 /* ---- the SSH side ------------------------------------------------------------------------ */
@@ -389,7 +298,7 @@ static void call_failed(struct bridge *c, ssize_t rc, const char *what) {
         }
         log_binding(LOG_DEBUG, c->t ? c->t->name : NULL, "connection", "connection %" PRIu64 ": %s failed: %s",
                     c->id, what, sshcall_message(s->ssh));
-        bridge_abort(c, (int) rc);
+        bridge_close(c, (int) rc);
 }
 
 static void bridge_done(struct bridge *c, enum sshcall_kind kind, ssize_t rc) {
@@ -399,7 +308,7 @@ static void bridge_done(struct bridge *c, enum sshcall_kind kind, ssize_t rc) {
         case SSHCALL_READ:
                 if (rc > 0) {
                         if (c->is_log)
-                                log_feed(c, c->tl, (size_t) rc);
+                                logline_feed(c->line, c->tl, (size_t) rc, emit_line, s);
                         else {
                                 c->tl_len += (size_t) rc;
                                 if (c->t)
@@ -477,6 +386,12 @@ static bool service(struct bridge *c) {
         struct session *s = c->s;
         ssize_t rc;
 
+        if (c->state == CONN_OPENING)
+                return true;
+        if (c->state == CONN_CLOSING && !c->ch) {
+                bridge_free(c);       /* a local forward's connection whose channel never opened */
+                return true;
+        }
         if (c->state == CONN_CLOSING) {
                 rc = run(c, SSHCALL_FREE, NULL, 0);
                 bridge_done(c, SSHCALL_FREE, rc);    /* may free c */
@@ -494,8 +409,15 @@ static bool service(struct bridge *c) {
                 bridge_done(c, SSHCALL_READ, rc);
                 if (session_stopped(s))
                         return false;
-                if (c->state == CONN_CLOSING || rc < (ssize_t) room)
+                if (c->state == CONN_CLOSING)
                         break;
+                if (rc < (ssize_t) room) {
+                        /* The relay's EOF may be queued behind the bytes just read, with no
+                         * byte left to come that would bring us back to see it. */
+                        if (rc > 0 && sshcall_channel_eof(c->ch))
+                                c->ch_eof = true;
+                        break;
+                }
                 if (i == READS_PER_VISIT - 1)
                         c->dirty = true;      /* more to come: let the others have a turn first */
         }
@@ -557,6 +479,31 @@ static bool service(struct bridge *c) {
         return true;
 }
 
+/* ---- a local forward's connections (direct.c opens their channels) ------------------------ */
+
+struct bridge *bridge_new_local(struct session *s, struct tunnel *t, int fd) {
+        struct bridge *c = xcalloc(1, sizeof(*c));
+        c->s = s;
+        c->t = t;
+        c->fd = fd;
+        c->id = ++s->next_bridge_id;
+        c->tl = xmalloc(CONN_BUF_SIZE);
+        c->tr = xmalloc(CONN_BUF_SIZE);
+        c->state = CONN_OPENING;
+        LIST_APPEND(s->bridges_head, s->bridges_tail, c);
+        t->stats.connections_total++;
+        t->stats.connections_active++;
+        log_binding(LOG_DEBUG, t->name, "connection", "local connection %" PRIu64 ": opening a channel to %s:%u",
+                    c->id, t->target_host, t->target_port);
+        return c;
+}
+
+void bridge_opened(struct bridge *c, sshcall_channel *ch) {
+        c->ch = ch;
+        sshcall_merge_stderr(ch, false);
+        local_opened(c);
+}
+
 /* ---- for the session ------------------------------------------------------------------- */
 
 bool bridge_closing(const struct bridge *b) {
@@ -571,14 +518,15 @@ void bridge_abort_tunnel(struct session *s, struct tunnel *t) {
         for (struct bridge *c = s->bridges_head; c; c = c->next)
                 if (c->t == t) {
                         c->t = NULL;
-                        bridge_abort(c, -ECONNABORTED);
+                        bridge_close(c, -ECONNABORTED);
                 }
 }
 
 void bridge_quiesce_all(struct session *s) {
         for (struct bridge *c = s->bridges_head; c; c = c->next) {
                 c->io = sd_event_source_disable_unref(c->io);
-                c->timer = sd_event_source_disable_unref(c->timer);
+                localconn_free(c->lc);
+                c->lc = NULL;
                 c->t = NULL;
         }
 }

@@ -17,6 +17,13 @@ struct bridge;
 struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *ch, bool is_log);
 bool bridge_closing(const struct bridge *b);
 
+/* A local forward's accepted connection fd (taken) for tunnel t, waiting for its channel:
+ * direct.c queues it, then bridge_opened() with the relay's channel, or bridge_close(). */
+struct bridge *bridge_new_local(struct session *s, struct tunnel *t, int fd);
+void bridge_opened(struct bridge *b, sshcall_channel *ch);
+/* Closes the local side now and frees the channel, if any, through the pump. */
+void bridge_close(struct bridge *b, int error);
+
 /* For the session: every bridge of tunnel t is cut from it and aborted. */
 void bridge_abort_tunnel(struct session *s, struct tunnel *t);
 /* The session ended: no more events for any bridge; they are freed with the session. */

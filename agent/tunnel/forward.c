@@ -54,6 +54,13 @@ bool forward_step(struct session *s) {
                                 t = t->next;
                         if (!t)
                                 return true;
+                        if (t->target_host) {
+                                /* A local forward asks the relay nothing up front. */
+                                tunnel_local_ready(t);
+                                if (!go_on(s))
+                                        return false;
+                                continue;
+                        }
                         t->state = FORWARD_REQUESTING;
                         s->listening = true;
                         s->listen_for = t;

@@ -224,6 +224,8 @@ static bool retry_pending(struct session *s) {
                         forward_cancel_done(s, op.listener, r);
                 else if (op.kind == SSHCALL_OPEN_SESSION || op.kind == SSHCALL_SHELL)
                         forward_log_done(s, op.kind, r);
+                else if (op.kind == SSHCALL_OPEN_DIRECT)
+                        direct_done(s, r);
                 else if (r < 0 && !sshcall_again(r) && sshcall_ended(s->ssh))
                         session_lost(s, NULL);
         }
@@ -239,10 +241,12 @@ static bool retry_pending(struct session *s) {
 /* Channels the relay opened, on every forward. The first accept drains the socket; for the
  * others recv is dry (sshcall_dispatch_begin), so 200 forwards cost one recv, not 200. */
 static bool accept_all(struct session *s) {
+        bool accepted = false;
         for (struct tunnel *t = s->tunnels_head, *n; t; t = n) {
                 n = t->next;
                 if (!t->listener)
                         continue;
+                accepted = true;
                 for (;;) {
                         sshcall_listener *l = t->listener;
                         ssize_t r = sshcall_run(s->ssh, (struct sshcall_op) { .kind = SSHCALL_ACCEPT, .listener = l });
@@ -253,6 +257,15 @@ static bool accept_all(struct session *s) {
                                 break;
                 }
         }
+        if (!accepted) {
+                /* Local forwards only: no accept drains the socket into libssh2, and with the
+                 * bytes left in the kernel no channel would see them (nor rx_gen move). A pure
+                 * read on the log channel does it; without one, every channel's read. */
+                if (!s->log || bridge_closing(s->log) || !bridge_resume_read(s->log))
+                        s->sweep_all = true;
+                if (session_stopped(s))
+                        return false;
+        }
         return true;
 }
 
@@ -260,7 +273,9 @@ static void up_pump(struct session *s) {
         /* Cancels first: a binding removed and added again asks for the same port. */
         if (!forward_cancel_step(s) || !forward_step(s))
                 return;
-        if ((s->log_phase == LOG_OPEN || s->log_phase == LOG_SHELL) && !forward_log_step(s))
+        if ((s->log_phase == LOG_OPEN || s->log_phase == LOG_SHELL) && !s->opening && !forward_log_step(s))
+                return;
+        if (!direct_step(s))
                 return;
         if (session_stopped(s) || !accept_all(s))
                 return;
@@ -478,6 +493,8 @@ static void session_destroy(struct session *s) {
         if (s->fd >= 0)
                 close(s->fd);
         free(s->cancels);
+        free(s->opens);
+        free(s->open_host);
         free(s->listen_host);
         free(s->label);
         free((char *) s->p.server);

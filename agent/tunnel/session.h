@@ -53,6 +53,8 @@ struct tunnel {
         char *local_host;
         uint16_t local_port;
         unsigned max_connections; /* 0 = no limit */
+        char *target_host;        /* a local forward (no tcpip-forward): its direct-tcpip target */
+        uint16_t target_port;
         struct tunnel_callbacks cb;
         void *userdata;
         enum forward_state state;
@@ -116,6 +118,18 @@ struct session {
         sshcall_listener **cancels;
         size_t n_cancels;
 
+        /* Local forwards' connections waiting for their direct-tcpip channel, oldest first, and
+         * the open in flight (one at a time, as libssh2 keeps a channel open's state in the
+         * session; open_for is NULL when its connection went away meanwhile). */
+        struct direct_open *opens;
+        size_t n_opens;
+        bool opening;
+        struct bridge *open_for;
+        char *open_host;
+        uint16_t open_port;
+        char open_peer[64];
+        uint16_t open_peer_port;
+
         struct bridge *bridges_head, *bridges_tail;   /* forwarded connections and the log channel */
         uint64_t next_bridge_id;
 };
@@ -144,6 +158,19 @@ void forward_cancel_later(struct session *s, sshcall_listener *listener);
 bool forward_log_step(struct session *s);                       /* opens the log shell */
 void forward_log_done(struct session *s, enum sshcall_kind kind, ssize_t r);
 
+/* direct.c: local forwards' channels. */
+struct direct_open {
+        struct bridge *b;
+        struct tunnel *t;
+        char peer[64];            /* the local client, sent as the originator */
+        uint16_t peer_port;
+};
+void direct_queue(struct session *s, struct bridge *b, struct tunnel *t, const char *peer, uint16_t peer_port);
+void direct_forget(struct session *s, struct bridge *b);         /* b closes: out of the queue */
+bool direct_step(struct session *s);                             /* false: the pump must stop */
+void direct_done(struct session *s, ssize_t r);                  /* result of SSHCALL_OPEN_DIRECT */
+
 /* tunnel.c: the outcome of a tunnel's forward request. */
 void tunnel_forward_granted(struct tunnel *t, sshcall_listener *listener, int bound_port);
 void tunnel_forward_refused(struct tunnel *t, int error, const char *message);
+void tunnel_local_ready(struct tunnel *t);    /* a local forward on an up session: on_up */

@@ -450,6 +450,10 @@ ssize_t sshcall_run(struct sshcall *c, struct sshcall_op op) {
         case SSHCALL_SHELL:
                 rc = libssh2_channel_shell(op.ch);
                 break;
+        case SSHCALL_OPEN_DIRECT:
+                c->opened = libssh2_channel_direct_tcpip_ex(c->session, op.host, op.port, op.shost, op.sport);
+                rc = c->opened ? 0 : libssh2_session_last_errno(c->session);
+                break;
         case SSHCALL_NONE:
         case SSHCALL_RESUME:
                 break;

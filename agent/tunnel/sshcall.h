@@ -62,6 +62,8 @@ enum sshcall_kind {
         SSHCALL_CANCEL,       /* cancel-tcpip-forward of .listener */
         SSHCALL_OPEN_SESSION, /* a session channel; result in sshcall_opened() */
         SSHCALL_SHELL,        /* "shell" request on .ch */
+        SSHCALL_OPEN_DIRECT,  /* a direct-tcpip channel to .host:.port from .shost:.sport (a local
+                               * forward's connection); result in sshcall_opened() */
         /* Recorded only: a reply libssh2 queued by itself (open confirmation, window adjust,
          * rekey) is half sent, and only a pure read (an accept, or a read on a channel that
          * sends nothing) may resume it. */
@@ -75,8 +77,10 @@ struct sshcall_op {
         sshcall_listener *listener;
         char *buf;
         size_t len;
-        const char *host;             /* SSHCALL_LISTEN */
+        const char *host;             /* SSHCALL_LISTEN, SSHCALL_OPEN_DIRECT */
         uint16_t port;
+        const char *shost;            /* SSHCALL_OPEN_DIRECT: the originator */
+        uint16_t sport;
 };
 
 /* A fresh libssh2 session on the connected socket fd (not taken over: the caller closes it). */
@@ -113,7 +117,7 @@ const struct sshcall_op *sshcall_pending(const struct sshcall *c);
 /* owner is gone: its pending call, if any, becomes SSHCALL_RESUME. */
 void sshcall_forget(struct sshcall *c, const void *owner);
 sshcall_channel *sshcall_accepted(struct sshcall *c);      /* of the last ACCEPT; taken */
-sshcall_channel *sshcall_opened(struct sshcall *c);        /* of the last OPEN_SESSION; taken */
+sshcall_channel *sshcall_opened(struct sshcall *c);        /* of the last OPEN_SESSION/OPEN_DIRECT; taken */
 sshcall_listener *sshcall_listened(struct sshcall *c, int *bound_port);   /* of LISTEN; taken */
 
 /* Channels. */

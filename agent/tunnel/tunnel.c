@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "list.h"
 #include "log.h"
@@ -64,6 +65,14 @@ void tunnel_forward_granted(struct tunnel *t, sshcall_listener *listener, int bo
                 t->cb.on_up(t, t->userdata);
 }
 
+void tunnel_local_ready(struct tunnel *t) {
+        t->state = FORWARD_UP;
+        log_binding(LOG_DEBUG, t->name, "forward", "session to relay %s:%u up: connections go to %s:%u",
+                    t->s->p.server, t->s->p.server_port, t->target_host, t->target_port);
+        if (t->cb.on_up)
+                t->cb.on_up(t, t->userdata);
+}
+
 void tunnel_forward_refused(struct tunnel *t, int error, const char *message) {
         tunnel_detach(t);
         t->state = FORWARD_WAITING;
@@ -100,8 +109,9 @@ int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct t
         struct resolve_addr a;
         int r;
 
-        if (!registry || !event || !params || !ret || !params->server || !params->user || !params->local_host ||
-            params->keepalive_interval == 0 || params->keepalive_count == 0)
+        if (!registry || !event || !params || !ret || !params->server || !params->user ||
+            !(params->local_host || params->target_host) || params->keepalive_interval == 0 ||
+            params->keepalive_count == 0)
                 return -EINVAL;
 
         for (s = registry->head; s && !tunnel_shareable(s, event, params); s = s->next)
@@ -118,11 +128,15 @@ int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct t
         t->max_connections = params->max_connections;
         t->local_host = xstrdup(params->local_host);
         t->local_port = params->local_port;
+        t->target_host = xstrdup(params->target_host);
+        t->target_port = params->target_port;
         if (cb)
                 t->cb = *cb;
         t->userdata = userdata;
 
-        if (resolve_parse_literal(t->local_host, t->local_port, &a) == 0) {
+        if (t->target_host)
+                t->state = FORWARD_WAITING;       /* nothing local to resolve: connections come to us */
+        else if (resolve_parse_literal(t->local_host, t->local_port, &a) == 0) {
                 t->loc_addrs = xmalloc(sizeof(a));
                 t->loc_addrs[0] = a;
                 t->n_loc_addrs = 1;
@@ -149,8 +163,20 @@ void tunnel_free(struct tunnel *t) {
         free(t->name);
         free(t->bind_host);
         free(t->local_host);
+        free(t->target_host);
         free(t->last_local_error);
         free(t);
+}
+
+int tunnel_open_local(struct tunnel *t, int fd, const char *peer, uint16_t peer_port) {
+        struct session *s = t ? t->s : NULL;
+        if (!s || !t->target_host || t->state != FORWARD_UP || s->state != SESSION_UP || s->freed) {
+                close(fd);
+                return -ENOTCONN;
+        }
+        struct bridge *b = bridge_new_local(s, t, fd);
+        direct_queue(s, b, t, peer, peer_port);
+        return 0;
 }
 
 uint16_t tunnel_get_bound_port(const struct tunnel *t) {

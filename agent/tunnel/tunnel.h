@@ -42,6 +42,11 @@ struct tunnel_params {
         const char *local_host;              /* where accepted channels are bridged to */
         uint16_t local_port;
         unsigned max_connections;            /* relay channels open at once; 0 = no limit */
+        /* A local forward (like `ssh -L`) when set: no tcpip-forward and no local service;
+         * on_up once the session is up, then tunnel_open_local() hands over each accepted
+         * connection, opened as a direct-tcpip channel to target_host:target_port. */
+        const char *target_host;
+        uint16_t target_port;
         /* A session of its own, never shared: in API mode the relay's request log on a
          * connection belongs to the one socket it serves. */
         bool exclusive;
@@ -81,6 +86,10 @@ int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct t
 /* Closes everything the tunnel holds (sockets, channels, session). NULL is fine. */
 void tunnel_free(struct tunnel *t);
 void tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *ret);
+/* A local forward's accepted connection (fd taken, even on failure): queued for its
+ * direct-tcpip channel; a refusal closes it, counted in connections_refused, with the reason
+ * in tunnel_get_local_error(). Returns 0, or -ENOTCONN (fd closed) while t is not up. */
+int tunnel_open_local(struct tunnel *t, int fd, const char *peer, uint16_t peer_port);
 /* The port the relay listens on for the tunnel (its answer to a request for port 0), or 0
  * while the forward is not granted. */
 uint16_t tunnel_get_bound_port(const struct tunnel *t);
@@ -88,9 +97,6 @@ uint16_t tunnel_get_bound_port(const struct tunnel *t);
  * NULL if none yet; *failing: no local connection succeeded since (valid until the next
  * loop turn). */
 const char *tunnel_get_local_error(const struct tunnel *t, bool *failing);
-/* The session's negotiated cipher and MAC (names valid until the next loop turn), NULL
- * while it is not up; *mac is NULL for an AEAD cipher (aes-gcm, chacha20-poly1305). */
-void tunnel_get_algorithms(const struct tunnel *t, const char **cipher, const char **mac);
 /* The session's negotiated cipher and MAC (names valid until the next loop turn), NULL
  * while it is not up; *mac is NULL for an AEAD cipher (aes-gcm, chacha20-poly1305). */
 void tunnel_get_algorithms(const struct tunnel *t, const char **cipher, const char **mac);

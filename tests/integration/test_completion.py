@@ -39,3 +39,11 @@ def test_read_commands_offer_json(cmd):
 def test_add_options_and_types():
     assert {"--port", "--remote-port", "--type", "--wait"} <= set(complete("mysocketctl add --"))
     assert complete("mysocketctl add --type ht") == ["http", "https"]
+
+
+def test_forward_actions_and_options():
+    assert "forward" in complete("mysocketctl ")
+    assert complete("mysocketctl forward ") == ["add", "ls", "rm"]
+    assert complete("mysocketctl forward add db --") == ["--help", "--json", "--listen", "--target"]
+    assert complete("mysocketctl forward add db --listen 127.0.0.1:5433 --t") == ["--target"]
+    assert complete("mysocketctl forward ls --") == ["--help", "--json"]
