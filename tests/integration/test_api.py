@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MYSOCKETCTL, Daemon, free_port, http_site, new_daemon, wait_for
+from conftest import MYSOCKETCTL, Daemon, free_port, free_port_block, http_site, new_daemon, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emulator import harness  # noqa: E402
@@ -649,7 +649,7 @@ def site(tmp_path):
 @pytest.fixture
 def rapi(tmp_path):
     """An emulator whose relay ports start at a free port (the relay sshd binds them)."""
-    e = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port())
+    e = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port_block())
     (tmp_path / "api").mkdir()
     e.start()
     yield e

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import MYSOCKETCTL, BlobServer, TCPService, binding, new_daemon, wait_for
+from conftest import MYSOCKETCTL, BlobServer, TCPService, binding, free_port_block, new_daemon, wait_for
 from hostile import FloodSSHServer, HostileRelay
 from relay import free_port
 from test_netfaults import figure
@@ -203,7 +203,7 @@ def test_preversion_flood_on_one_session_leaves_the_others_up(tmp_path):
     relay = Relay(tmp_path / "relay").start()
     proxy = HostileRelay("proxy", upstream=relay.port)
     (tmp_path / "api").mkdir()
-    api = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port()).start()
+    api = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port_block()).start()
     site = http_site(tmp_path, "hello through the relay\n")
     site_port = next(site)
     d = new_daemon(tmp_path / "d", ApiDaemon, api)

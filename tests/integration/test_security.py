@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MYSOCKETCTL, Daemon, free_port, http_site, wait_for
+from conftest import MYSOCKETCTL, Daemon, free_port, free_port_block, http_site, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emulator.harness import Emulator  # noqa: E402
@@ -90,7 +90,7 @@ def test_identity_file_readable_by_others_is_refused(tmp_path, d, relay, site, m
 
 @pytest.fixture
 def api(tmp_path):
-    e = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port())
+    e = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port_block())
     (tmp_path / "api").mkdir()
     e.start()
     yield e
@@ -142,7 +142,7 @@ def key_material(path):
 
 
 def test_no_password_token_or_key_in_any_log_or_output(tmp_path, relay, site):
-    api = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port(), token_lifetime=6)
+    api = Emulator(tmp_path / "api", users=USERS, relay_port_base=free_port_block(), token_lifetime=6)
     (tmp_path / "api").mkdir()
     api.start()
     d = Capture(tmp_path / "d")
