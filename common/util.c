@@ -530,12 +530,15 @@ bool utf8_valid(const char *s, size_t len) {
         return true;
 }
 
-uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures) {
-        uint64_t cap = initial, v;
+uint64_t backoff_cap_usec(uint64_t initial, uint64_t max, unsigned failures) {
+        uint64_t cap = initial;
         for (unsigned i = 0; i < failures && cap < max; i++)
                 cap *= 2;
-        if (cap > max)
-                cap = max;
+        return cap > max ? max : cap;
+}
+
+uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures) {
+        uint64_t cap = backoff_cap_usec(initial, max, failures), v;
         if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
                 v = now_monotonic_usec() * 6364136223846793005ull + (uint64_t) getpid();
         uint64_t d = v % (cap + 1);
