@@ -202,7 +202,8 @@ class ScaleDaemon(BenchDaemon):
         last = (0, 0)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError("mysocketd exited; see %s" % self.log)
+                tail = self.log.read_text(errors="replace").strip().splitlines()[-2:]
+                raise RuntimeError("mysocketd exited: %s" % " / ".join(tail))
             last = self.tunnels_up()
             if last[0] == last[1]:
                 return time.monotonic() - t0
