@@ -111,8 +111,7 @@ int mkdir_p(const char *path, mode_t mode);
 uint64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
 /* A retry delay: exponential from initial to max (usec) after `failures` failures, with
- * full jitter (uniform in [0, cap], at least 100 ms), so that many clients do not come
- * back at once. */
+ * full jitter (uniform in [100 ms, cap]), so that many clients do not come back at once. */
 uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures);
 /* The cap backoff_usec draws from after `failures` failures: initial doubled, at most max. */
 uint64_t backoff_cap_usec(uint64_t initial, uint64_t max, unsigned failures);
