@@ -429,7 +429,8 @@ def plot(results, path):
     for row, (key, r) in enumerate(sc):
         ax = axes[row][0]
         end = r["start_up_s"] + 2
-        xs, ys = per_second(r["accepts"], 0, end)
+        kill = r.get("t_kill", r["t0"] + end) - r["t0"]     # the restart's connects are the other panel's
+        xs, ys = per_second([a for a in r["accepts"] if a < kill], 0, end)
         ax.bar(xs, ys, width=1.0, align="edge", color="#1f77b4")
         ax.axvline(r["start_up_s"], color="green", linestyle="--", label="all up %.1f s" % r["start_up_s"])
         ax.set_title("%s: connects/s to the relay from the daemon's start" % key)
