@@ -113,8 +113,8 @@ static void schedule_retry(struct binding *b) {
                 replace(&b->slots[i].last_error, b->last_error);
         }
         set_state(b, BINDING_STATE_BACKOFF);
-        int r = sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC, delay, 0,
-                                           on_backoff_done, b);
+        int r = sd_event_add_time_relative(b->manager->event, &b->timer, CLOCK_MONOTONIC, delay,
+                                           BACKOFF_ACCURACY_USEC, on_backoff_done, b);
         if (r == -ESTALE)
                 return;         /* the loop has finished: the daemon is stopping */
         if (r < 0) {
@@ -230,16 +230,42 @@ static int on_slot_backoff_done(sd_event_source *es, uint64_t usec, void *userda
         return 0;
 }
 
+/* When slot s tries again (CLOCK_MONOTONIC usec, from now). Its own jittered draw, except
+ * in direct mode, where the bindings on one relay share its SSH session: a relay that goes
+ * away fails them all at once, and each retrying alone would make one connect per binding
+ * (1000 bindings, 1000 connects within the first second). So the first tunnel of a round
+ * to fail draws the time, and every other tunnel on that relay failing while that time is
+ * ahead and inside its own backoff window waits for the same moment; the first timer to
+ * fire starts the session and the rest join it. The relay sees one connect per round from
+ * this daemon, at a time as jittered as before (a tunnel whose window is shorter, one not
+ * failing with the rest, draws its own). */
+static uint64_t slot_retry_at(struct binding_slot *s, uint64_t now) {
+        struct manager *m = s->binding->manager;
+        const struct config *c = m->config;
+        uint64_t delay = backoff_delay(c, s->failures);
+        if (m->api || s->index >= ELEMENTSOF(m->relay_retry_at))
+                return now + delay;
+        uint64_t at = m->relay_retry_at[s->index];
+        uint64_t cap = backoff_cap_usec((uint64_t) c->backoff_initial * USEC_PER_SEC,
+                                        (uint64_t) c->backoff_max * USEC_PER_SEC, s->failures);
+        if (at > now && at - now <= cap)
+                return at;
+        return m->relay_retry_at[s->index] = now + delay;
+}
+
 /* One tunnel failed: it alone waits, with its own exponent; the others go on. */
 static void slot_retry(struct binding_slot *s) {
         struct binding *b = s->binding;
-        uint64_t delay = backoff_delay(b->manager->config, s->failures);
+        uint64_t now;
+        if (sd_event_now(b->manager->event, CLOCK_MONOTONIC, &now) < 0)
+                now = now_monotonic_usec();
+        uint64_t at = slot_retry_at(s, now);
         s->failures++;
-        s->next_attempt = now_realtime_usec() + delay;
+        s->next_attempt = now_realtime_usec() + (at - now);
         s->state = BINDING_STATE_BACKOFF;
         derive_state(b);
-        if (sd_event_add_time_relative(b->manager->event, &s->timer, CLOCK_MONOTONIC, delay, 0,
-                                       on_slot_backoff_done, s) < 0) {
+        if (sd_event_add_time(b->manager->event, &s->timer, CLOCK_MONOTONIC, at, BACKOFF_ACCURACY_USEC,
+                              on_slot_backoff_done, s) < 0) {
                 /* Cannot arm a timer (out of resources, or the loop is finishing): trying
                  * again from here could recurse without end; the tunnel waits for a network
                  * change or a reload instead. */
@@ -249,7 +275,7 @@ static void slot_retry(struct binding_slot *s) {
         }
         _cleanup_(freep) char *prefix = slot_prefix(s);
         log_binding(LOG_NOTICE, b->conf->name, "backoff", "%s%s; retrying in %.1f s", prefix,
-                    s->last_error ? s->last_error : "not connected", (double) delay / USEC_PER_SEC);
+                    s->last_error ? s->last_error : "not connected", (double) (at - now) / USEC_PER_SEC);
 }
 
 static int on_stable(sd_event_source *es, uint64_t usec, void *userdata) {

@@ -108,6 +108,9 @@ struct manager {
         char hostname[65];              /* for default display names: "NAME on HOSTNAME" */
         gid_t control_gid;              /* (gid_t) -1 if control_group does not exist */
         sd_event_source *status_hold;   /* a failed reload's STATUS= is shown until this fires */
+        /* Direct mode: when the next retry round of each relay's shared session is due
+         * (CLOCK_MONOTONIC usec; see slot_retry in binding.c). */
+        uint64_t relay_retry_at[CONF_RELAYS_MAX];
 };
 
 /* How long STATUS= shows why a reload failed before it counts the bindings again. */

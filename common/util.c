@@ -538,16 +538,22 @@ bool utf8_valid(const char *s, size_t len) {
         return true;
 }
 
-uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures) {
-        uint64_t cap = initial, v;
+uint64_t backoff_cap_usec(uint64_t initial, uint64_t max, unsigned failures) {
+        uint64_t cap = initial;
         for (unsigned i = 0; i < failures && cap < max; i++)
                 cap *= 2;
-        if (cap > max)
-                cap = max;
+        return cap > max ? max : cap;
+}
+
+uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures) {
+        uint64_t cap = backoff_cap_usec(initial, max, failures), v;
         if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
                 v = now_monotonic_usec() * 6364136223846793005ull + (uint64_t) getpid();
-        uint64_t d = v % (cap + 1);
-        return d < BACKOFF_MIN_USEC ? BACKOFF_MIN_USEC : d;
+        /* Uniform in [minimum, cap]: clamping a draw from [0, cap] up to the minimum would
+         * put every draw below it on the same instant (a tenth of them, for a 1 s cap). */
+        if (cap <= BACKOFF_MIN_USEC)
+                return BACKOFF_MIN_USEC;
+        return BACKOFF_MIN_USEC + v % (cap - BACKOFF_MIN_USEC + 1);
 }
 
 char *format_timespan(uint64_t usec) {

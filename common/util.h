@@ -113,10 +113,15 @@ int mkdir_p(const char *path, mode_t mode);
 uint64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
 /* A retry delay: exponential from initial to max (usec) after `failures` failures, with
- * full jitter (uniform in [0, cap], at least 100 ms), so that many clients do not come
- * back at once. */
+ * full jitter (uniform in [100 ms, cap]), so that many clients do not come back at once. */
 uint64_t backoff_usec(uint64_t initial, uint64_t max, unsigned failures);
+/* The cap backoff_usec draws from after `failures` failures: initial doubled, at most max. */
+uint64_t backoff_cap_usec(uint64_t initial, uint64_t max, unsigned failures);
 #define BACKOFF_MIN_USEC (100 * 1000ull)   /* never spin: even full jitter waits this long */
+/* The accuracy to arm a retry timer with. sd-event's default (accuracy 0) is 250 ms and
+ * moves every timer onto one grid of the machine to coalesce wake-ups: retries jittered
+ * over [0, cap] then fire in bursts, up to a quarter of a second's worth at once. */
+#define BACKOFF_ACCURACY_USEC (1000ull)
 /* A duration for people: "0.4 s", "42 s", "7 min", "3 h", "12 days". Caller frees. */
 char *format_timespan(uint64_t usec);
 /* Formats a CLOCK_REALTIME usec timestamp as RFC 3339 UTC ("2026-11-22T10:00:00Z") into buf. */

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential autoconf automake pkg-config libssh2-1-dev libcurl4-openssl-dev
 libcjson-dev libinih-dev libsystemd-dev libmicrohttpd-dev check openssh-server openssh-client python3
 python3-pytest python3-paramiko iproute2 curl procps xz-utils clang libclang-rt-dev tini bash-completion
-tinyproxy microsocks"
+tinyproxy microsocks python3-matplotlib"
 # What differs per Debian release: from trixie on, systemd.pc (the unit and sysusers
 # directories configure asks pkg-config for) is in systemd-dev; bookworm has it in systemd.
 case $(. /etc/os-release && echo "${VERSION_CODENAME:-}") in

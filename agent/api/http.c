@@ -297,7 +297,10 @@ int http_new(sd_event *e, struct http **ret) {
         curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
         curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
         curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-        if ((r = sd_event_add_time(e, &h->timer, CLOCK_MONOTONIC, 0, 0, on_curl_timer, h)) < 0 ||
+        /* Accuracy 1 us: curl's timeouts are milliseconds, often 0 ("go on at once"), and
+         * sd-event's default accuracy (0: 250 ms) would hold every API call that long and
+         * finish the ones in flight together, on one tick. */
+        if ((r = sd_event_add_time(e, &h->timer, CLOCK_MONOTONIC, 0, 1, on_curl_timer, h)) < 0 ||
             (r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF)) < 0)
                 goto fail;
         (void) sd_event_source_set_description(h->timer, "api-curl-timer");

@@ -4,8 +4,10 @@
 #include "logline.h"
 #include "util.h"
 
+/* buf exists only while a line is half read: every idle API session has a log shell, and
+ * 4 KiB each adds up over hundreds of them. */
 struct logline {
-        char buf[LOGLINE_MAX + 1];
+        char *buf;
         size_t len;
 };
 
@@ -14,17 +16,21 @@ struct logline *logline_new(void) {
 }
 
 void logline_free(struct logline *l) {
+        if (l)
+                free(l->buf);
         free(l);
 }
 
 static bool emit_line(struct logline *l, bool (*emit)(const char *line, void *userdata), void *userdata) {
         bool go_on = true;
-        l->buf[l->len] = 0;
         if (l->len > 0) {
+                l->buf[l->len] = 0;
                 _cleanup_(freep) char *line = sanitize_text(l->buf, LOGLINE_MAX);
                 go_on = emit(line, userdata);
         }
         l->len = 0;
+        free(l->buf);
+        l->buf = NULL;
         return go_on;
 }
 
@@ -40,6 +46,8 @@ void logline_feed(struct logline *l, const char *p, size_t n, bool (*emit)(const
                 }
                 if (l->len == LOGLINE_MAX && !emit_line(l, emit, userdata))
                         return;
+                if (!l->buf)
+                        l->buf = xmalloc(LOGLINE_MAX + 1);
                 l->buf[l->len++] = p[i];
         }
 }

@@ -468,6 +468,9 @@ def main():
     p.add_argument("--tunnel-server", default="127.0.0.1")
     args = p.parse_args()
 
+    # socketserver's listen backlog is 5: a daemon starting 200 bindings opens 200 API
+    # connections at once, and the overflow waited in SYN retries until curl's 30 s timeout.
+    ThreadingHTTPServer.request_queue_size = 1024
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     server.state = State(args)

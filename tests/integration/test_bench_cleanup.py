@@ -124,3 +124,62 @@ def test_failed_soak_setup_stops_relay_and_daemon(tmp_path):
     assert any("sshd" in argv[0].split()[0] for argv in w.seen.values()), w.seen   # the relay ran
     left = {q: w.seen[q] for q in w.seen if alive(q)} | procs_naming(tmp_path)
     assert not left, left
+
+
+def children_of_us():
+    """pid -> argv of our live child processes (not zombies)."""
+    me = os.getpid()
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            state, ppid = (d / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == me and state != "Z":
+            out[int(d.name)] = [a.decode(errors="replace") for a in argv if a]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["direct", "api"])
+def test_failed_scale_scenario_stops_everything(tmp_path, kind, monkeypatch):
+    """bench_scale.run_scenario() with a relay whose only MAC mysocketd lacks: the start
+    fails ("0 of 3 tunnels up"), and nothing it started remains — mysocketd, the relay's
+    sshd, the API emulator (API mode), the counting forwarder's thread."""
+    import bench_scale
+    monkeypatch.setattr(bench_scale, "RELAY_EXTRA", bench_scale.RELAY_EXTRA + ["MACs " + UNREACHABLE_MAC])
+    args = argparse.Namespace(tunnels=1, start_timeout=3, settle=0, list_calls=1, down=0, tail=0, daemon_extra=[])
+    results = {"scenarios": {}}
+    threads = set(threading.enumerate())
+    seen = {}
+    stop = threading.Event()
+
+    def watch_children():
+        while not stop.wait(0.05):
+            seen.update(children_of_us())
+
+    with Watcher(tmp_path) as w:
+        t = threading.Thread(target=watch_children)
+        t.start()
+        try:
+            with pytest.raises(RuntimeError, match="0 of 3 tunnels up"):
+                bench_scale.run_scenario(str(tmp_path), kind, 3, args, results)
+        finally:
+            stop.set()
+            t.join()
+    names = {Path(a[0].split()[0]).name if "sshd" not in a[0] else "sshd" for a in seen.values()}
+    names |= {"api_emulator.py" for a in seen.values() if any(x.endswith("api_emulator.py") for x in a)}
+    assert {"mysocketd", "sshd"} <= names, seen
+    assert kind != "api" or "api_emulator.py" in names, seen
+    left = {}
+    for _ in range(50):
+        left = {p: a for p, a in (seen | w.seen).items() if alive(p)} | procs_naming(tmp_path)
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, left
+    assert not [x for x in threading.enumerate() if x not in threads and x.is_alive()]
+    r = results["scenarios"]
+    assert len(r) == 1 and "0 of 3 tunnels up" in list(r.values())[0]["error"], r

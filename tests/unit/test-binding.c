@@ -25,16 +25,17 @@ static struct spread sample(unsigned initial, unsigned max, unsigned failures) {
         return s;
 }
 
-/* Full jitter: uniform in [0, cap] (floored at BACKOFF_MIN_USEC), cap = initial * 2^failures
- * up to max. A uniform sample of 4000 has its mean within 3% of cap/2 and reaches both ends. */
+/* Full jitter: uniform in [BACKOFF_MIN_USEC, cap], cap = initial * 2^failures up to max. A
+ * uniform sample of 4000 has its mean within 3% of the middle and reaches both ends. */
 static void check_uniform(unsigned initial, unsigned max, unsigned failures, uint64_t cap) {
         struct spread s = sample(initial, max, failures);
+        double middle = ((double) cap + BACKOFF_MIN_USEC) / 2;
         ck_assert_uint_ge(s.min, BACKOFF_MIN_USEC);
         ck_assert_uint_le(s.max, cap);
         ck_assert_uint_ge(s.max, cap - cap / 50);
         ck_assert_uint_le(s.min, BACKOFF_MIN_USEC + cap / 50);
-        ck_assert_double_ge(s.mean, (double) cap / 2 * 0.97);
-        ck_assert_double_le(s.mean, (double) cap / 2 * 1.03);
+        ck_assert_double_ge(s.mean, middle * 0.97);
+        ck_assert_double_le(s.mean, middle * 1.03);
 }
 
 START_TEST(test_first_retry_is_within_initial) {
@@ -66,6 +67,17 @@ START_TEST(test_never_spins) {
 }
 END_TEST
 
+START_TEST(test_no_spike_at_the_floor) {
+        /* A draw from [0, cap] clamped up to the floor put a tenth of all retries (1 s cap)
+         * on the same instant after a relay went away; the floor is one value among many. */
+        const struct config c = { .backoff_initial = 1, .backoff_max = 300 };
+        int at_floor = 0;
+        for (int i = 0; i < SAMPLES; i++)
+                at_floor += backoff_delay(&c, 0) == BACKOFF_MIN_USEC;
+        ck_assert_int_le(at_floor, 2);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("binding");
         TCase *tc = tcase_create("backoff");
@@ -73,6 +85,7 @@ int main(void) {
         tcase_add_test(tc, test_cap_doubles_per_failure);
         tcase_add_test(tc, test_cap_stops_at_max);
         tcase_add_test(tc, test_never_spins);
+        tcase_add_test(tc, test_no_spike_at_the_floor);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
