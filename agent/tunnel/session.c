@@ -320,6 +320,8 @@ static void up_pump(struct session *s) {
 void session_pump(struct session *s) {
         if (down(s) || s->state != SESSION_UP)
                 return;
+        /* This is the turn a schedule asked for: what it finds to do asks again. */
+        s->defer = sd_event_source_disable_unref(s->defer);
         if (sshcall_pending(s->ssh) && !retry_pending(s))
                 goto out;
         up_pump(s);
