@@ -9,6 +9,7 @@ stay up. Figures are printed (run with -s).
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -256,3 +257,53 @@ def test_preversion_flood_on_one_session_leaves_the_others_up(tmp_path):
         api.stop()
         relay.stop()
         next(site, None)
+
+
+def test_bulk_inflow_through_a_real_relay_does_not_hold_the_loop(relay_daemon, relay):
+    """Not hostile at all: eight clients of a real sshd relay pour data into the tunnel as
+    fast as they can, sshd keeps every channel's window full, and the session socket never
+    runs dry, so every dispatch ends on its input budget and asks to go round again. The
+    control socket still gets its turn (the budget's "again" must queue behind the sources
+    already waiting, not ahead of them)."""
+    d = relay_daemon
+    svc = Sink()
+    rp = free_port()
+    d.configure_relay(relay, binding("bulk", svc.port, rp))
+    d.start()
+    d.wait_state("bulk", "up", timeout=20)
+    stop = threading.Event()
+    sent = [0]
+
+    def pour():
+        block = b"\0" * (1 << 20)
+        try:
+            with socket.create_connection(("127.0.0.1", rp), timeout=30) as c:
+                while not stop.is_set():
+                    c.sendall(block)
+                    sent[0] += len(block)
+        except OSError:
+            pass
+
+    pourers = [threading.Thread(target=pour, daemon=True) for _ in range(8)]
+    probe = None
+    try:
+        for t in pourers:
+            t.start()
+        wait_for(lambda: sent[0] > 64 << 20, timeout=30, what="the inflow to start")
+        p = probe = StatusProbe(d)
+        time.sleep(6)
+        worst = p.stop()
+        probe = None
+        b = d.binding("bulk")
+        figure(test="bulk_inflow", status_worst_s=round(worst, 3), status_median_s=round(p.median(), 3),
+               status_calls=p.calls, inflow_mib=sent[0] >> 20, state=b["state"])
+        assert not p.failures, p.failures[:3]
+        assert worst < STATUS_BOUND, worst
+        assert b["state"] == "up" and b["bytes_in"] > 64 << 20, b
+    finally:
+        if probe:
+            probe.stop()
+        stop.set()
+        for t in pourers:
+            t.join(10)
+        svc.close()
