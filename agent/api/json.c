@@ -373,6 +373,16 @@ out:
         return r;
 }
 
+int apijson_jwt_end(const struct api_jwt_claims *c, uint64_t now, uint64_t margin, uint64_t tolerance,
+                    uint64_t *ret, int64_t *skew) {
+        bool skewed = c->iat && (c->iat > now + tolerance || now > c->iat + tolerance);
+        *skew = skewed ? (int64_t) (c->iat - now) : 0;
+        if (c->iat ? c->exp <= c->iat + margin : c->exp <= now + margin)
+                return -EKEYEXPIRED;
+        *ret = skewed ? now + (c->exp - c->iat) : c->exp;
+        return 0;
+}
+
 /* ---- the meaning of a reply --------------------------------------------------------------- */
 
 #define QUOTE_MIN 6            /* a sent string this long found in a message: it quotes us */

@@ -67,6 +67,13 @@ void apijson_user_clear(struct api_user *u);
  * bad base64, not JSON) or -EBADMSG (no/bad exp). Fuzzed; accepts any input. */
 int apijson_jwt_claims(const char *token, struct api_jwt_claims *ret);
 void apijson_jwt_claims_clear(struct api_jwt_claims *c);
+/* When a token with these claims ends by our clock (`now`, realtime usec). A token carries
+ * its lifetime (exp - iat): when iat is more than `tolerance` from now the clocks differ,
+ * and that lifetime counted from now is what the API will honour (*skew is then iat - now,
+ * else 0). Returns 0 and *ret, or -EKEYEXPIRED when it lasts no longer than `margin` (from
+ * iat, or from now without iat). */
+int apijson_jwt_end(const struct api_jwt_claims *c, uint64_t now, uint64_t margin, uint64_t tolerance,
+                    uint64_t *ret, int64_t *skew);
 
 /* What an HTTP reply to `what` ("POST /socket") means. For a 2xx: returns 0 and *json (the
  * parsed body, NULL when empty; caller frees), or -EBADMSG for a body that is not JSON.

@@ -235,32 +235,23 @@ static void fail_waiting(struct token *t, int error, const char *message) {
 
 /* ---- the token ------------------------------------------------------------------------ */
 
-/* When a token with these claims ends by our clock. A token carries its lifetime (exp - iat):
- * with a clock that differs from the API's, counting that lifetime from now is what the
- * API will honour. Returns 0, or -EKEYEXPIRED with *error saying what is wrong. */
+/* When a token with these claims ends by our clock (apijson_jwt_end), saying why not. */
 static int token_end(const struct api_jwt_claims *c, const char *source, uint64_t now, uint64_t *ret,
                      char **error) {
-        bool skewed = c->iat && (c->iat > now + SKEW_TOLERANCE_USEC || now > c->iat + SKEW_TOLERANCE_USEC);
-        if (c->iat && c->exp > c->iat + TOKEN_MARGIN_USEC) {
-                *ret = skewed ? now + (c->exp - c->iat) : c->exp;
-                if (skewed) {
-                        _cleanup_(freep) char *d = format_timespan(c->iat > now ? c->iat - now : now - c->iat);
-                        log_full(LOG_WARNING, &(struct log_fields) { .event = "login" },
-                                 "the API issued its token %s %s our clock: is the clock right? "
-                                 "Planning on the token's own lifetime", d, c->iat > now ? "after" : "before");
-                }
-                return 0;
+        int64_t skew;
+        if (apijson_jwt_end(c, now, TOKEN_MARGIN_USEC, SKEW_TOLERANCE_USEC, ret, &skew) < 0) {
+                _cleanup_(freep) char *d = c->exp <= now ? format_timespan(now - c->exp) : NULL;
+                *error = d ? xasprintf("%s that expired %s ago: is the clock right?", source, d)
+                           : xasprintf("%s that is valid for less than a second", source);
+                return -EKEYEXPIRED;
         }
-        if (!c->iat && c->exp > now + TOKEN_MARGIN_USEC) {
-                *ret = c->exp;
-                return 0;
+        if (skew != 0) {
+                _cleanup_(freep) char *d = format_timespan(skew > 0 ? (uint64_t) skew : (uint64_t) -skew);
+                log_full(LOG_WARNING, &(struct log_fields) { .event = "login" },
+                         "the API issued its token %s %s our clock: is the clock right? "
+                         "Planning on the token's own lifetime", d, skew > 0 ? "after" : "before");
         }
-        if (c->exp <= now) {
-                _cleanup_(freep) char *d = format_timespan(now - c->exp);
-                *error = xasprintf("%s that expired %s ago: is the clock right?", source, d);
-        } else
-                *error = xasprintf("%s that is valid for less than a second", source);
-        return -EKEYEXPIRED;
+        return 0;
 }
 
 static void schedule_refresh(struct token *t) {
@@ -334,6 +325,14 @@ static uint64_t note_failure(struct token *t, int error, const char *message, bo
         t->last_error = gate ? xstrdup(message) : NULL;
         t->last_errno = error;
         return delay;
+}
+
+/* A login that could not even start (a failure of our own): the next one after the backoff. */
+static void login_later(struct token *t, int error, const char *err) {
+        _cleanup_(freep) char *d = format_timespan(note_failure(t, error, err, false));
+        log_full(LOG_WARNING, &(struct log_fields) { .event = "login" },
+                 "cannot log in to the API: %s; retrying in %s", err, d);
+        arm_maint(t, t->not_before);
 }
 
 static int take_reply(struct token *t, int error, const cJSON *json, char **err) {
@@ -486,13 +485,8 @@ static int on_maint(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         _cleanup_(freep) char *err = NULL;
         int r = login_start(t, &err);
-        if (r < 0) {
-                uint64_t delay = note_failure(t, r, err, false);
-                _cleanup_(freep) char *d = format_timespan(delay);
-                log_full(LOG_WARNING, &(struct log_fields) { .event = "login" },
-                         "cannot log in to the API: %s; retrying in %s", err, d);
-                arm_maint(t, t->not_before);
-        }
+        if (r < 0)
+                login_later(t, r, err);
         return 0;
 }
 
@@ -503,8 +497,6 @@ bool token_start(struct token *t) {
 
         if (secret_file_read(path, "saved token", SECRET_FILE_MAX, &saved, &err) >= 0 && apijson_jwt_claims(saved, &c) >= 0 &&
             c.exp > now_realtime_usec() + TOKEN_MARGIN_USEC && (!t->email || !c.email || streq(t->email, c.email))) {
-                free(err);
-                err = NULL;
                 if (token_set(t, saved, "the saved token is one", false, &err) >= 0)
                         token_log(t, "login", "reusing the saved API token");
         } else
@@ -517,13 +509,8 @@ bool token_start(struct token *t) {
                 int r = login_start(t, &err);
                 if (r == -ENOKEY)
                         log_notice("%s", err);
-                else if (r < 0) {
-                        uint64_t delay = note_failure(t, r, err, false);
-                        _cleanup_(freep) char *d = format_timespan(delay);
-                        log_full(LOG_WARNING, &(struct log_fields) { .event = "login" },
-                                 "cannot log in to the API: %s; retrying in %s", err, d);
-                        arm_maint(t, t->not_before);
-                }
+                else if (r < 0)
+                        login_later(t, r, err);
         }
         return t->token || t->login_req;
 }

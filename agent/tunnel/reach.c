@@ -195,6 +195,15 @@ static void on_resolved(void *userdata, int gai_error, struct resolve_addr *addr
         connect_next(r, -ECONNREFUSED);
 }
 
+static int on_defer(sd_event_source *src, void *userdata);
+
+/* Come back on the next turn, behind what is already waiting: a fresh defer source each
+ * time, dropped when it runs (one re-enabled would keep its first place in sd-event's queue
+ * and run before every I/O source; see session_schedule()). */
+static int schedule(struct reach *r) {
+        return r->defer ? 0 : sd_event_add_defer(r->event, &r->defer, on_defer, r);
+}
+
 /* Through the proxy: libcurl's answer is taken on the next turn (from the loop, not from
  * inside libcurl's callback, as finishing may free the transport). */
 static void on_tunnel(void *userdata, int error, const char *message, int fd) {
@@ -204,7 +213,7 @@ static void on_tunnel(void *userdata, int error, const char *message, int fd) {
         r->tunnel_error = error;
         r->tunnel_message = xstrdup(message);
         r->fd = fd;
-        if (sd_event_source_set_enabled(r->defer, SD_EVENT_ONESHOT) < 0)
+        if (schedule(r) < 0)
                 r->tunnel_error = r->tunnel_error ? r->tunnel_error : -EIO;
 }
 
@@ -360,7 +369,7 @@ static bool connected(struct reach *r) {
 static void rearm(struct reach *r) {
         int k = sd_event_source_set_io_events(r->io, EPOLLIN | (sshcall_wants_output(r->ssh) ? EPOLLOUT : 0));
         if (k >= 0 && sshcall_dispatch_end(r->ssh))
-                k = sd_event_source_set_enabled(r->defer, SD_EVENT_ONESHOT);
+                k = schedule(r);
         if (k < 0)
                 finish(r, k, false, "cannot watch the relay socket: %s", strerror(-k));
 }
@@ -382,6 +391,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 static int on_defer(sd_event_source *src, void *userdata) {
         struct reach *r = userdata;
         (void) src;
+        r->defer = sd_event_source_disable_unref(r->defer);     /* once; freed after this callback */
         if (r->state == REACH_START) {
                 start(r);
                 return 0;
@@ -430,9 +440,7 @@ int reach_start(sd_event *event, const struct tunnel_params *p, uint64_t deadlin
         r->fd = -1;
         k = sd_event_add_time(event, &r->timer, CLOCK_MONOTONIC, deadline, 50000, on_timer, r);
         if (k >= 0)
-                k = sd_event_add_defer(event, &r->defer, on_defer, r);
-        if (k >= 0)
-                k = sd_event_source_set_enabled(r->defer, SD_EVENT_ONESHOT);   /* start on the next iteration */
+                k = schedule(r);        /* start on the next iteration */
         if (k < 0) {
                 reach_free(r);
                 return k;

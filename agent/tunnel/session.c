@@ -67,9 +67,19 @@ void session_leave(struct session *s) {
         }
 }
 
+static int on_defer(sd_event_source *src, void *userdata);
+
+/* A fresh defer source each time, dropped when it runs. sd-event never takes a defer source
+ * off its pending queue (enabling one only makes it eligible again), so it keeps the place
+ * it got when it was created: one re-enabled from its own callback runs before every I/O
+ * and timer source of the same priority, on every turn. Under a channel-data flood that
+ * fills the input budget at every dispatch, that kept the control socket, the timers and
+ * the other sessions waiting for as long as the flood lasted (1-2.5 s per `status` with
+ * libssh2 1.11, whose AES-GCM makes it fast enough). A new source queues behind what is
+ * already waiting. */
 void session_schedule(struct session *s) {
-        if (s->defer && !down(s))
-                (void) checked(s, sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT), "schedule the session");
+        if (!s->defer && !down(s))
+                (void) checked(s, sd_event_add_defer(s->event, &s->defer, on_defer, s), "schedule the session");
 }
 
 static void update_events(struct session *s) {
@@ -325,6 +335,8 @@ static void up_pump(struct session *s) {
 void session_pump(struct session *s) {
         if (down(s) || s->state != SESSION_UP)
                 return;
+        /* This is the turn a schedule asked for: what it finds to do asks again. */
+        s->defer = sd_event_source_disable_unref(s->defer);
         if (sshcall_pending(s->ssh) && !retry_pending(s))
                 goto out;
         up_pump(s);
@@ -346,6 +358,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 static int on_defer(sd_event_source *src, void *userdata) {
         struct session *s = userdata;
         (void) src;
+        s->defer = sd_event_source_disable_unref(s->defer);     /* once; freed after this callback */
         session_enter(s);
         session_pump(s);
         session_leave(s);
@@ -466,11 +479,7 @@ int session_new(sd_event *event, struct tunnel_registry *registry, const struct 
         uint64_t setup = (uint64_t) params->keepalive_interval * params->keepalive_count;
         if (setup < SETUP_TIMEOUT_MIN_SEC)
                 setup = SETUP_TIMEOUT_MIN_SEC;
-        r = sd_event_add_defer(event, &s->defer, on_defer, s);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(s->defer, SD_EVENT_OFF);
-        if (r >= 0)
-                r = reach_start(event, &s->p, now_usec(s) + setup * USEC_PER_SEC, on_reached, s, &s->reach);
+        r = reach_start(event, &s->p, now_usec(s) + setup * USEC_PER_SEC, on_reached, s, &s->reach);
         if (r < 0) {
                 session_destroy(s);
                 return r;

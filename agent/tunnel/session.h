@@ -94,7 +94,7 @@ struct session {
         int fd;
         sd_event_source *io;
         sd_event_source *timer;   /* keepalive/liveness */
-        sd_event_source *defer;   /* pump again without waiting for the socket */
+        sd_event_source *defer;   /* pump again without waiting for the socket; set while scheduled */
         uint64_t rx_gen_seen;     /* sshcall_rx_gen() at the last full sweep */
         uint64_t next_probe;
         bool want_room;           /* data waits for send room on the session socket */

@@ -1014,6 +1014,40 @@ START_TEST(test_jwt_exp_below_one_second) {
 }
 END_TEST
 
+/* Where a token ends by our clock: its own exp when the clocks agree, its lifetime counted
+ * from now when they do not, and nothing for one that lasts no longer than the margin. */
+START_TEST(test_jwt_end) {
+        const uint64_t S = 1000000, now = 1700000000ULL * S, margin = S / 2, tol = 60 * S;
+        struct api_jwt_claims c = { .iat = now - 10 * S, .exp = now + 3600 * S };
+        uint64_t end = 0;
+        int64_t skew = 1;
+        ck_assert_int_eq(apijson_jwt_end(&c, now, margin, tol, &end, &skew), 0);
+        ck_assert_uint_eq(end, c.exp);
+        ck_assert_int_eq(skew, 0);
+        /* issued two hours "in the future" by our clock: an hour from now, and the skew */
+        c = (struct api_jwt_claims) { .iat = now + 7200 * S, .exp = now + 10800 * S };
+        ck_assert_int_eq(apijson_jwt_end(&c, now, margin, tol, &end, &skew), 0);
+        ck_assert_uint_eq(end, now + 3600 * S);
+        ck_assert_int_eq(skew, 7200 * (int64_t) S);
+        /* issued an hour "ago" and already expired by our clock: its hour from now */
+        c = (struct api_jwt_claims) { .iat = now - 7200 * S, .exp = now - 3600 * S };
+        ck_assert_int_eq(apijson_jwt_end(&c, now, margin, tol, &end, &skew), 0);
+        ck_assert_uint_eq(end, now + 3600 * S);
+        ck_assert_int_eq(skew, -7200 * (int64_t) S);
+        /* no iat: exp as it is, once it is more than the margin ahead */
+        c = (struct api_jwt_claims) { .exp = now + S };
+        ck_assert_int_eq(apijson_jwt_end(&c, now, margin, tol, &end, &skew), 0);
+        ck_assert_uint_eq(end, now + S);
+        c.exp = now + margin;
+        ck_assert_int_eq(apijson_jwt_end(&c, now, margin, tol, &end, &skew), -EKEYEXPIRED);
+        c.exp = now - S;
+        ck_assert_int_eq(apijson_jwt_end(&c, now, margin, tol, &end, &skew), -EKEYEXPIRED);
+        /* a lifetime within the margin, whatever the clocks */
+        c = (struct api_jwt_claims) { .iat = now + 7200 * S, .exp = now + 7200 * S + margin };
+        ck_assert_int_eq(apijson_jwt_end(&c, now, margin, tol, &end, &skew), -EKEYEXPIRED);
+}
+END_TEST
+
 static Suite *api_suite(void) {
         Suite *s = suite_create("api");
         TCase *tc = tcase_create("decode");
@@ -1026,6 +1060,7 @@ static Suite *api_suite(void) {
         tcase_add_test(tc, test_decode_user_token_lists);
         tcase_add_test(tc, test_ids_file);
         tcase_add_test(tc, test_jwt_exp_below_one_second);
+        tcase_add_test(tc, test_jwt_end);
         tcase_add_test(tc, test_reply_message);
         suite_add_tcase(s, tc);
 
