@@ -11,6 +11,7 @@
 #include "hostkey.h"
 #include "methods.h"
 #include "sshcall.h"
+#include "sshmem.h"
 #include "util.h"
 
 #define RX_AHEAD_SIZE (64 * 1024)     /* session socket read size in bulk (libssh2 asks 16 KiB) */
@@ -289,11 +290,14 @@ static void sshcall_method_prefs(LIBSSH2_SESSION *session) {
 
 int sshcall_new(sd_event *event, int fd, struct sshcall **ret) {
         struct sshcall *c = xcalloc(1, sizeof(*c));
-        c->session = libssh2_session_init_ex(NULL, NULL, NULL, c);
+        c->session = libssh2_session_init_ex(sshmem_alloc, sshmem_free, sshmem_realloc, c);
         if (!c->session) {
                 free(c);
                 return -ENOMEM;
         }
+        /* The session struct is zeroed whole at init; an idle session touches a few of its
+         * pages again (sshmem.h). */
+        (void) sshmem_trim(c->session);
         c->event = sd_event_ref(event);
         c->fd = fd;
         c->rx_budget = SSHCALL_RX_BUDGET;

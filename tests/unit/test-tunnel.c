@@ -4,6 +4,8 @@
 #include <check.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../../agent/tunnel/sshcall.c"
 #include "../../agent/tunnel/tunnel.c"
@@ -187,6 +189,54 @@ START_TEST(test_sharing_key) {
 }
 END_TEST
 
+/* Big blocks give back their zero pages and read the same after; a session made with the
+ * allocator is trimmed at birth (most of libssh2's zeroed struct is not resident). */
+static size_t resident_pages(void *p, size_t len) {
+        size_t page = (size_t) sysconf(_SC_PAGESIZE);
+        uintptr_t a = (uintptr_t) p & ~(uintptr_t) (page - 1);
+        size_t n = ((uintptr_t) p + len - a + page - 1) / page, r = 0;
+        unsigned char vec[64];
+        ck_assert_uint_le(n, sizeof(vec));
+        ck_assert_int_eq(mincore((void *) a, n * page, vec), 0);
+        for (size_t i = 0; i < n; i++)
+                r += vec[i] & 1;
+        return r;
+}
+
+START_TEST(test_sshmem_gives_back_zero_pages) {
+        size_t page = (size_t) sysconf(_SC_PAGESIZE), size = 81536;
+        unsigned char *p = sshmem_alloc(size, NULL);
+        ck_assert_ptr_nonnull(p);
+        memset(p, 0, size);
+        p[100] = 1;
+        p[50000] = 2;
+        size_t before = resident_pages(p, size);
+        size_t trimmed = sshmem_trim(p);
+        ck_assert_uint_ge(trimmed, (size + page) / page - 3);
+        ck_assert_uint_le(resident_pages(p, size), before - trimmed);
+        for (size_t i = 0; i < size; i++)
+                ck_assert_uint_eq(p[i], i == 100 ? 1 : i == 50000 ? 2 : 0);
+        /* Grown from small to big and back, the contents stay. */
+        char *q = sshmem_alloc(10, NULL);
+        memcpy(q, "0123456789", 10);
+        q = sshmem_realloc(q, 40000, NULL);
+        ck_assert(memcmp(q, "0123456789", 10) == 0);
+        q = sshmem_realloc(q, 5, NULL);
+        ck_assert(memcmp(q, "01234", 5) == 0);
+        ck_assert_uint_eq(sshmem_trim(q), 0);          /* small: nothing to give back */
+        sshmem_free(q, NULL);
+        sshmem_free(p, NULL);
+        sshmem_free(NULL, NULL);
+
+        sd_event *e;
+        struct sshcall *c;
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        ck_assert_int_eq(sshcall_new(e, -1, &c), 0);
+        sshcall_free(c, false);
+        sd_event_unref(e);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("tunnel");
         TCase *tc = tcase_create("statics");
@@ -198,6 +248,7 @@ int main(void) {
         tcase_add_test(tc, test_error_table_has_no_duplicates);
         tcase_add_test(tc, test_preversion_lines_are_counted_and_capped);
         tcase_add_test(tc, test_method_preferences);
+        tcase_add_test(tc, test_sshmem_gives_back_zero_pages);
         tcase_add_test(tc, test_sharing_key);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
