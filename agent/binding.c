@@ -417,6 +417,7 @@ static void slot_connect(struct binding_slot *s) {
         const char *server;
         uint16_t port;
         slot_relay(s, &server, &port);
+        b->limit.max = b->conf->max_connections;
         const struct tunnel_params p = {
                 .name = b->conf->name,
                 .server = server,
@@ -433,7 +434,7 @@ static void slot_connect(struct binding_slot *s) {
                 .remote_port = slot_port(s),
                 .local_host = b->conf->host,
                 .local_port = b->conf->port,
-                .max_connections = b->conf->max_connections,
+                .limit = &b->limit,
                 .exclusive = c->api,
                 /* auto: the relay's lines are read in API mode, and where a public_url_pattern wants them. */
                 .edge_log = b->conf->edge_log == EDGE_LOG_AUTO ? c->api || b->conf->public_url_pattern

@@ -63,6 +63,7 @@ struct binding {
         struct binding_slot slots[BINDING_SLOTS_MAX];   /* [0, n_slots) in use; never moved, as
                                                          * each is its tunnel's userdata */
         size_t n_slots;
+        struct tunnel_limit limit;      /* max_connections, across all the slots */
         bool stopping;                  /* in binding_stop: a tunnel's on_down starts nothing */
         struct api_call *api_call;
         sd_event_source *timer;         /* API mode: the wait after the API could not be asked */

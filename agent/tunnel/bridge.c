@@ -104,6 +104,8 @@ struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *
                 if (t) {
                         t->stats.connections_total++;
                         t->stats.connections_active++;
+                        if (t->limit)
+                                t->limit->active++;
                         int k = localconn_start(s->event, t, on_connected, c, &c->lc);
                         if (k < 0)
                                 bridge_close(c, k);
@@ -123,6 +125,17 @@ static void close_local(struct bridge *c) {
         c->fd = -1;
 }
 
+/* The connection no longer counts for its tunnel (and the tunnel's binding-wide limit,
+ * which outlives the tunnel: a relay that goes away must not leave its slots taken). */
+static void detach_tunnel(struct bridge *c) {
+        if (!c->is_log && c->t) {
+                c->t->stats.connections_active--;
+                if (c->t->limit)
+                        c->t->limit->active--;
+        }
+        c->t = NULL;
+}
+
 static void bridge_free(struct bridge *c) {
         struct session *s = c->s;
         close_local(c);
@@ -131,8 +144,7 @@ static void bridge_free(struct bridge *c) {
                 sshcall_forget(s->ssh, c);
         if (c->is_log)
                 session_log_closed(s, c->error);
-        else if (c->t)
-                c->t->stats.connections_active--;
+        detach_tunnel(c);
         logline_free(c->line);
         free(c->tl);
         free(c->tr);
@@ -517,7 +529,7 @@ sshcall_channel *bridge_channel(const struct bridge *b) {
 void bridge_abort_tunnel(struct session *s, struct tunnel *t) {
         for (struct bridge *c = s->bridges_head; c; c = c->next)
                 if (c->t == t) {
-                        c->t = NULL;
+                        detach_tunnel(c);
                         bridge_close(c, -ECONNABORTED);
                 }
 }
@@ -527,7 +539,7 @@ void bridge_quiesce_all(struct session *s) {
                 c->io = sd_event_source_disable_unref(c->io);
                 localconn_free(c->lc);
                 c->lc = NULL;
-                c->t = NULL;
+                detach_tunnel(c);
         }
 }
 

@@ -194,10 +194,10 @@ static void accept_done(struct session *s, sshcall_listener *listener, ssize_t r
                 sshcall_merge_stderr(ch, false);
                 /* Over the cap: closed at once, like a forward being cancelled. The line is
                  * the same each time, so log.c's rate limit keeps a flood to a few lines. */
-                if (t && t->max_connections && t->stats.connections_active >= t->max_connections) {
+                if (t && t->limit && t->limit->max && t->limit->active >= t->limit->max) {
                         t->stats.connections_refused++;
                         log_binding(LOG_WARNING, t->name, "connection-refused", "connection from the relay "
-                                    "refused: %u connections open (max_connections)", t->max_connections);
+                                    "refused: %u connections open (max_connections)", t->limit->max);
                         t = NULL;
                 }
                 /* With no tunnel (its binding was just removed) the channel is closed at once. */

@@ -52,7 +52,7 @@ struct tunnel {
         uint16_t remote_port;
         char *local_host;
         uint16_t local_port;
-        unsigned max_connections; /* 0 = no limit */
+        struct tunnel_limit *limit; /* shared by the binding's tunnels; NULL = none */
         char *target_host;        /* a local forward (no tcpip-forward): its direct-tcpip target */
         uint16_t target_port;
         struct tunnel_callbacks cb;

@@ -125,7 +125,7 @@ int tunnel_new(struct tunnel_registry *registry, sd_event *event, const struct t
         t->name = xstrdup(params->name ? params->name : "tunnel");
         t->bind_host = xstrdup(params->bind_host ? params->bind_host : "localhost");
         t->remote_port = params->remote_port;
-        t->max_connections = params->max_connections;
+        t->limit = params->limit;
         t->local_host = xstrdup(params->local_host);
         t->local_port = params->local_port;
         t->target_host = xstrdup(params->target_host);

@@ -41,7 +41,7 @@ struct tunnel_params {
         uint16_t remote_port;                /* port requested on the relay */
         const char *local_host;              /* where accepted channels are bridged to */
         uint16_t local_port;
-        unsigned max_connections;            /* relay channels open at once; 0 = no limit */
+        struct tunnel_limit *limit;          /* NULL = no limit */
         /* A local forward (like `ssh -L`) when set: no tcpip-forward and no local service;
          * on_up once the session is up, then tunnel_open_local() hands over each accepted
          * connection, opened as a direct-tcpip channel to target_host:target_port. */
@@ -53,6 +53,13 @@ struct tunnel_params {
         /* Open a shell on the relay and pass its output lines to on_log; false: no shell
          * (like `ssh -N`), a bare session channel carries only the keepalive probes. */
         bool edge_log;
+};
+
+/* max_connections: relay channels open at once, across every tunnel given the same limit
+ * (a binding's relays and API tunnels). The caller owns it and keeps it while they live. */
+struct tunnel_limit {
+        unsigned max;                        /* 0 = no limit */
+        unsigned active;                     /* counted by the engine */
 };
 
 struct tunnel_stats {

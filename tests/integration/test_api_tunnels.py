@@ -193,3 +193,47 @@ def test_api_down_while_one_tunnel_reconnects_leaves_the_other_alone(rd, rapi, s
     assert b2["relays"][0]["connected_since"] == keep_since
     assert get_through(victim) == BODY
     assert rapi.counts().get("POST /socket/{id}/tunnel") == 2
+
+
+def test_max_connections_is_one_cap_across_the_tunnels(rd, rapi):
+    """max_connections = 3 with two tunnels: three open in all, whichever relay port each
+    came in by; the fourth is closed at once, on either port."""
+    import socket
+    from conftest import Echo
+    echo = Echo()
+    conns = []
+    try:
+        rd.configure(binding("capped", echo.port, "tunnels = 2\nmax_connections = 3"))
+        rd.start()
+        b = wait_up(rd, "capped", 2)
+        a_port, b_port = relay_ports(b)
+        for port in (a_port, b_port, a_port):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.sendall(b"ping\n")
+            c.settimeout(5)
+            assert c.recv(5) == b"ping\n"
+            conns.append(c)
+        wait_for(lambda: rd.binding("capped")["connections_active"] == 3, timeout=5, what="3 active")
+        for port in (b_port, a_port):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.sendall(b"ping\n")
+            c.settimeout(3)
+            try:
+                assert c.recv(5) == b"", f"a 4th connection via {port} was bridged"
+            except ConnectionResetError:
+                pass
+            c.close()
+        b = rd.binding("capped")
+        assert (b["connections_active"], b["connections_refused"]) == (3, 2), b
+        # One closed anywhere frees room on either tunnel.
+        conns.pop(0).close()
+        wait_for(lambda: rd.binding("capped")["connections_active"] == 2, timeout=5, what="one closed")
+        c = socket.create_connection(("127.0.0.1", b_port), timeout=5)
+        conns.append(c)
+        c.sendall(b"pong\n")
+        c.settimeout(5)
+        assert c.recv(5) == b"pong\n"
+    finally:
+        for c in conns:
+            c.close()
+        echo.close()
