@@ -44,7 +44,7 @@ fi
 # instrumentation.
 sources() {
 	case $1 in
-	conf)     echo "common/util.c common/log.c common/scrub.c common/base64.c common/protocol.c common/protocol-objects.c agent/conf.c agent/conf-binding.c agent/conf-keys.c agent/state.c" ;;
+	conf)     echo "common/util.c common/log.c common/scrub.c common/base64.c common/protocol.c common/protocol-objects.c agent/conf.c agent/conf-binding.c agent/conf-keys.c agent/conf-forward.c agent/state.c" ;;
 	protocol) echo "common/util.c common/scrub.c common/protocol.c common/protocol-objects.c" ;;
 	api-json|jwt) echo "common/util.c common/scrub.c common/base64.c agent/api/json.c" ;;
 	esac

@@ -9,7 +9,7 @@ from conftest import BUILD, REPO
 
 PREFIX = {"tunnel": "tunnel_", "session": "session_", "forward": "forward_", "bridge": "bridge_",
           "reach": "reach_", "sshcall": "sshcall_", "methods": "methods_", "resolve": "resolve_",
-          "hostkey": "hostkey_", "direct": "direct_", "localconn": "localconn_", "logline": "logline_"}
+          "hostkey": "hostkey_", "direct": "direct_", "localconn": "localconn_", "logline": "logline_", "sshmem": "sshmem_"}
 
 
 def objects():
