@@ -183,16 +183,18 @@ class Uprobe:
 
 
 class Counts:
-    """perf stat -e 'syscalls:sys_enter_*' (+ extra events) on one pid over a with-block;
-    .calls maps each system call to its count, .events the extra events'."""
+    """perf stat -e 'syscalls:sys_enter_*',task-clock (+ extra events) on one pid over a
+    with-block; .calls maps each system call to its count, .events the extra events',
+    .task_ms the CPU time (utime+stime ticks in .cpu when perf is missing)."""
 
     def __init__(self, pid, extra=()):
         self.pid, self.extra, self.calls, self.events, self.proc = pid, [e for e in extra if e], {}, {}, None
+        self.task_ms = None
 
     def __enter__(self):
         self.cpu0 = cpu_seconds(self.pid)
         if PERF:
-            ev = ",".join(["syscalls:sys_enter_*"] + self.extra)
+            ev = ",".join(["syscalls:sys_enter_*", "task-clock"] + self.extra)
             self.proc = subprocess.Popen([PERF, "stat", "-x,", "-e", ev, "-p", str(self.pid)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             time.sleep(1.0)      # perf opens ~330 tracepoints before it counts
@@ -205,6 +207,8 @@ class Counts:
             err = self.proc.communicate(timeout=60)[1]
             for line in err.splitlines():
                 f = line.split(",")
+                if len(f) >= 3 and f[2] == "task-clock":
+                    self.task_ms = float(f[0])
                 if len(f) < 3 or not f[0].isdigit():
                     continue
                 name = f[2]
@@ -271,7 +275,7 @@ def one_run(tmp, args, results):
                     time.sleep(0.5)     # the last closes
                 results["calls"][name] = {c: v / r["complete"] for c, v in k.calls.items()}
                 results["turns"][name] = {e: v / r["complete"] for e, v in k.events.items()}
-                results["cpu"][name] = k.cpu / r["complete"] * 1e6
+                results["cpu"][name] = (k.task_ms * 1e3 if k.task_ms is not None else k.cpu * 1e6) / r["complete"]
                 total = sum(k.calls.values()) / r["complete"]
                 log("[count] %-9s %.1f system calls per connection (%d connections)" % (name, total, r["complete"]))
             for name, port, pid in paths[1:]:
@@ -280,7 +284,8 @@ def one_run(tmp, args, results):
                     time.sleep(0.5)
                 results["calls_seq"][name] = {c: v / args.count_conns for c, v in k.calls.items()}
                 results["turns_seq"][name] = {e: v / args.count_conns for e, v in k.events.items()}
-                results["cpu_seq"][name] = k.cpu / args.count_conns * 1e6
+                results["cpu_seq"][name] = ((k.task_ms * 1e3 if k.task_ms is not None else k.cpu * 1e6)
+                                            / args.count_conns)
     finally:
         probe.close()
         for stop in (lambda: stop_proc(ssh), lambda: daemon and daemon.stop(), relay.stop,
@@ -353,7 +358,7 @@ def table(results, args):
         dd, dw = turns(results, tk, "mysocketd")
         _, sw = turns(results, tk, "ssh")
         ck = key.replace("calls", "cpu")
-        L.append("CPU per connection (utime+stime, 10 ms ticks; perf attached): mysocketd %.0f us, ssh %.0f us"
+        L.append("CPU per connection (perf task-clock, tracepoints attached): mysocketd %.0f us, ssh %.0f us"
                  % (results[ck].get("mysocketd", float("nan")), results[ck].get("ssh", float("nan"))))
         L.append("loop turns: mysocketd %s sd_event_dispatch, %.2f epoll_wait; ssh %.2f poll"
                  % ("%.2f" % dd if dd is not None else "(no uprobe)", dw, sw))
