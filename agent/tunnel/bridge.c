@@ -107,6 +107,7 @@ struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *
         c->dirty = true;
         if (is_log) {
                 c->state = CONN_OPEN;
+                session_schedule(s);
         } else {
                 c->tr = xmalloc(CONN_BUF_SIZE);
                 c->state = CONN_CONNECTING;
@@ -119,7 +120,8 @@ struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *
                 } else
                         bridge_abort(c, -ECONNABORTED);
         }
-        session_schedule(s);
+        /* A connection comes from the pump (accept_done), whose sweep follows and visits it
+         * (or, when a call blocked, retry_pending's sweep of all): no loop turn of its own. */
         return c;
 }
 
@@ -550,10 +552,8 @@ static bool service(struct bridge *c) {
         }
 
         maybe_finish(c);
-        if (c->state == CONN_CLOSING) {
-                c->dirty = true;
-                session_schedule(s);
-        }
+        if (c->state == CONN_CLOSING)
+                return service(c);      /* close and free the channel now, not on another loop turn */
         return true;
 }
 
