@@ -36,6 +36,7 @@
  * what the socket may still hold (tr_more) and is written until EAGAIN (then an EPOLLOUT
  * edge follows). */
 #define LOCAL_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+#define LOCAL_EVENTS_IN (EPOLLIN | EPOLLRDHUP | EPOLLET)   /* until a send says EAGAIN */
 
 
 enum conn_state {
@@ -70,6 +71,7 @@ struct bridge {
         bool local_shut;          /* shutdown(SHUT_WR) done on the local socket */
         bool tr_more;             /* the local socket may hold more than tr took (LOCAL_EVENTS) */
         bool rdhup;               /* the local service shut its side: read on to the EOF */
+        bool out_watched;         /* the watch includes EPOLLOUT */
         bool local_eof;           /* the local service closed its side */
         bool eof_sent;            /* channel EOF sent to the relay */
         bool dirty;               /* needs a visit from the pump */
@@ -215,6 +217,15 @@ static void set_nodelay(int fd, void *userdata) {
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+static void local_opened(struct bridge *c) {
+        c->timer = sd_event_source_disable_unref(c->timer);
+        c->error = 0;
+        if (c->t)
+                c->t->local_failing = false;
+        c->state = CONN_OPEN;
+        c->dirty = true;
+}
+
 static void local_connect_next(struct bridge *c) {
         struct session *s = c->s;
         struct tunnel *t = c->t;
@@ -227,8 +238,19 @@ static void local_connect_next(struct bridge *c) {
                         break;
                 }
                 c->fd = fd;
-                int k = sd_event_add_io(s->event, &c->io, fd, LOCAL_EVENTS, on_local_io, c);
-                if (k >= 0)
+                /* On loopback, connected already: it opens in this loop turn, with the bytes read
+                 * from the channel, instead of at the next turn's EPOLLOUT. */
+                int k = resolve_connect_now(&t->loc_addrs[c->addr_idx - 1], fd);
+                if (k < 0) {
+                        last = k;
+                        close_local(c);
+                        continue;
+                }
+                bool open = k == 1;
+                /* Connected: no EPOLLOUT yet, or its first edge would cost a loop turn for nothing. */
+                c->out_watched = !open;
+                k = sd_event_add_io(s->event, &c->io, fd, open ? LOCAL_EVENTS_IN : LOCAL_EVENTS, on_local_io, c);
+                if (k >= 0 && !open)
                         k = sd_event_add_time_relative(s->event, &c->timer, CLOCK_MONOTONIC, LOCAL_CONNECT_TIMEOUT_USEC,
                                                        100000, on_local_timer, c);
                 if (k < 0) {
@@ -236,6 +258,8 @@ static void local_connect_next(struct bridge *c) {
                         close_local(c);
                         continue;
                 }
+                if (open)
+                        local_opened(c);
                 return;
         }
         warn_local(c, last);
@@ -258,12 +282,7 @@ static void local_connect_done(struct bridge *c) {
                 local_connect_next(c);
                 return;
         }
-        c->timer = sd_event_source_disable_unref(c->timer);
-        c->error = 0;
-        if (c->t)
-                c->t->local_failing = false;
-        c->state = CONN_OPEN;
-        c->dirty = true;
+        local_opened(c);
 }
 
 /* The local service reset an open connection. */
@@ -277,9 +296,17 @@ static void flush_local(struct bridge *c) {
         while (c->tl_len > 0 && c->fd >= 0 && c->state == CONN_OPEN) {
                 ssize_t n = send(c->fd, c->tl + c->tl_off, c->tl_len, MSG_NOSIGNAL);
                 if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                return;
-                        local_dropped(c, -errno);
+                        if (errno == EINTR)
+                                continue;
+                        if (errno != EAGAIN)
+                                local_dropped(c, -errno);
+                        else if (!c->out_watched) {
+                                /* The edge comes once there is room (re-armed: at once if already). */
+                                int k = sd_event_source_set_io_events(c->io, LOCAL_EVENTS);
+                                if (k < 0)
+                                        bridge_abort(c, k);
+                                c->out_watched = k >= 0;
+                        }
                         return;
                 }
                 bool was_full = c->tl_off + c->tl_len == CONN_BUF_SIZE;
