@@ -361,6 +361,9 @@ static int on_local_io(sd_event_source *src, int fd, uint32_t revents, void *use
         struct session *s = c->s;
         (void) src, (void) fd;
         session_enter(s);
+        /* The relay's input, if any, has its own event: no recv for it here (one per event). */
+        if (s->depth == 1 && s->ssh)
+                sshcall_dispatch_dry(s->ssh);
         if (c->state == CONN_CONNECTING)
                 local_connect_done(c);
         if (c->state == CONN_OPEN && (revents & (EPOLLRDHUP | EPOLLHUP)))

@@ -340,6 +340,10 @@ void sshcall_dispatch_begin(struct sshcall *c) {
         c->rx_capped = false;
 }
 
+void sshcall_dispatch_dry(struct sshcall *c) {
+        c->rx_dry = true;
+}
+
 /* Bytes left in the read-ahead buffer get no epoll event: go round again while they are being
  * taken, as if they had just arrived. A dispatch that took none waits for its own event (a
  * call blocked on output, which EPOLLOUT resumes; the next call that reads takes them all). */

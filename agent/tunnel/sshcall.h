@@ -90,6 +90,10 @@ void sshcall_free(struct sshcall *c, bool polite);
  * the read-ahead holds bytes): the caller must come back on the next loop turn. */
 void sshcall_dispatch_begin(struct sshcall *c);
 bool sshcall_dispatch_end(struct sshcall *c);
+/* After begin, for a dispatch that is not the relay socket's own: the socket counts as read
+ * dry (its level-triggered EPOLLIN brings any input to a dispatch of its own), so the calls
+ * made here cost no recv that says EAGAIN. The read-ahead is still handed over. */
+void sshcall_dispatch_dry(struct sshcall *c);
 
 /* Session setup. handshake: 0 when done; -EPROTO after a pre-version flood (see
  * sshcall_preversion()). auth: 0, -EACCES (the relay refused the key on a live connection),

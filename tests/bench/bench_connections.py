@@ -107,9 +107,12 @@ http {{
 # ---- clients ----------------------------------------------------------------------------------
 
 def run_ab(port, n, c, tmp):
-    """ab -n n -c c; returns dict(rps, p50, p99, max, failed, complete) or raises with ab's words."""
-    csv = Path(tmp) / ("ab-%d.csv" % port)
-    p = subprocess.run([AB, "-q", "-n", str(n), "-c", str(c), "-s", "60", "-e", str(csv),
+    """ab -n n -c c; returns dict(rps, p50, p99, max, failed, complete, slow) or raises with
+    ab's words. slow: requests of 1 s or more, a SYN or SYN-ACK sent again (the relay's
+    listen queue for a forwarded port is 128: sshd accepts one connection per loop turn, and
+    ab opens its first 200 at once)."""
+    csv, per = Path(tmp) / ("ab-%d.csv" % port), Path(tmp) / ("ab-%d.tsv" % port)
+    p = subprocess.run([AB, "-q", "-n", str(n), "-c", str(c), "-s", "60", "-e", str(csv), "-g", str(per),
                         "http://127.0.0.1:%d/index.html" % port], capture_output=True, text=True, timeout=900)
     out = p.stdout
     if p.returncode != 0 or "Requests per second" not in out:
@@ -124,6 +127,8 @@ def run_ab(port, n, c, tmp):
         k, v = line.split(",")
         pcts[int(float(k))] = float(v)
     r["p50"], r["p99"], r["max"] = pcts[50], pcts[99], pcts[100]
+    rows = [ln.split("\t") for ln in per.read_text().splitlines()[1:]]
+    r["slow"] = sum(1 for f in rows if len(f) > 4 and f[4].strip().isdigit() and int(f[4]) >= 1000)
     return r
 
 
@@ -249,22 +254,27 @@ def one_run(tmp, args, results):
             run_ab(port, min(1000, args.n), min(args.c, 50), tmp)
         for rep in range(args.reps):
             order = paths if rep % 2 == 0 else [paths[0], paths[2], paths[1]]
-            for name, port, _ in order:
+            for name, port, pid in order:
                 try:
+                    c0 = cpu_seconds(pid) if pid else 0.0
                     r = run_ab(port, args.n, args.c, tmp)
+                    r["cpu_us"] = (cpu_seconds(pid) - c0) / r["complete"] * 1e6 if pid else float("nan")
                 except RuntimeError as e:
                     results["ab_errors"].append("%s rep %d: %s" % (name, rep + 1, e))
                     log("[ab] %s rep %d: %s" % (name, rep + 1, e))
                     continue
                 results["ab"].setdefault(name, []).append(r)
-                log("[ab] rep %d %-9s %8.0f req/s  p50 %.1f p99 %.1f max %.1f ms  failed %d  load %.2f"
-                    % (rep + 1, name, r["rps"], r["p50"], r["p99"], r["max"], r["failed"], os.getloadavg()[0]))
+                log("[ab] rep %d %-9s %8.0f req/s  p50 %.1f p99 %.1f max %.1f ms  failed %d  >=1s %d  cpu %.0f us/conn"
+                    "  load %.2f" % (rep + 1, name, r["rps"], r["p50"], r["p99"], r["max"], r["failed"], r["slow"],
+                                     r["cpu_us"], os.getloadavg()[0]))
             results["load"].append(os.getloadavg()[0])
-            for name, port, _ in order:
+            for name, port, pid in order:
+                c0 = cpu_seconds(pid) if pid else 0.0
                 ts = first_bytes(port, args.conns)
-                results["fb"].setdefault(name, []).append((pct(ts, 50) * 1e3, pct(ts, 99) * 1e3))
-                log("[short] rep %d %-9s p50 %.3f ms p99 %.3f ms  load %.2f"
-                    % (rep + 1, name, pct(ts, 50) * 1e3, pct(ts, 99) * 1e3, os.getloadavg()[0]))
+                cpu = (cpu_seconds(pid) - c0) / args.conns * 1e6 if pid else float("nan")
+                results["fb"].setdefault(name, []).append((pct(ts, 50) * 1e3, pct(ts, 99) * 1e3, cpu))
+                log("[short] rep %d %-9s p50 %.3f ms p99 %.3f ms  cpu %.0f us/conn  load %.2f"
+                    % (rep + 1, name, pct(ts, 50) * 1e3, pct(ts, 99) * 1e3, cpu, os.getloadavg()[0]))
             results["load"].append(os.getloadavg()[0])
 
         # Counting: its own ab run per tunnel (perf's tracepoints cost a little time).
@@ -327,18 +337,24 @@ def table(results, args):
              % (cd + cs + (len(BODY), args.reps)))
     L.append("")
     L.append("== ab -n %d -c %d (one connection per request)" % (args.n, args.c))
-    L.append("%-10s %10s %9s %9s %9s %8s" % ("path", "req/s", "p50 ms", "p99 ms", "max ms", "failed"))
+    L.append("%-10s %10s %9s %9s %9s %8s %9s %11s" % ("path", "req/s", "p50 ms", "p99 ms", "max ms", "failed",
+                                                       ">=1 s", "CPU us/conn"))
     for name in ("direct", "mysocketd", "ssh"):
         rs = results["ab"].get(name, [])
-        L.append("%-10s %10.0f %9.1f %9.1f %9.1f %8d" % (name, med([r["rps"] for r in rs]), med([r["p50"] for r in rs]),
-                                                         med([r["p99"] for r in rs]), med([r["max"] for r in rs]),
-                                                         sum(r["failed"] + args.n - r["complete"] for r in rs)))
+        L.append("%-10s %10.0f %9.1f %9.1f %9.1f %8d %9s %11.0f"
+                 % (name, med([r["rps"] for r in rs]), med([r["p50"] for r in rs]), med([r["p99"] for r in rs]),
+                    med([r["max"] for r in rs]), sum(r["failed"] + args.n - r["complete"] for r in rs),
+                    "/".join(str(r["slow"]) for r in rs), med([r["cpu_us"] for r in rs])))
+    L.append("(failed: summed over the runs; >=1 s: requests of a second or more in each run, a SYN or SYN-ACK")
+    L.append(" sent again when the relay's listen queue (sshd: 128) overflowed; CPU: utime+stime of the tunnel")
+    L.append(" client per request, in 10 ms ticks)")
     L.append("")
     L.append("== %d short connections in a row: connect + request to first byte (ms)" % args.conns)
-    L.append("%-10s %9s %9s" % ("path", "p50", "p99"))
+    L.append("%-10s %9s %9s %11s" % ("path", "p50", "p99", "CPU us/conn"))
     for name in ("direct", "mysocketd", "ssh"):
         xs = results["fb"].get(name, [])
-        L.append("%-10s %9.3f %9.3f" % (name, med([x[0] for x in xs]), med([x[1] for x in xs])))
+        L.append("%-10s %9.3f %9.3f %11.0f" % (name, med([x[0] for x in xs]), med([x[1] for x in xs]),
+                                                med([x[2] for x in xs])))
     L.append("")
     for key, title in (("calls", "ab -n %d -c %d" % (args.count_n, args.c)),
                        ("calls_seq", "%d connections in a row" % args.count_conns)):
@@ -358,8 +374,10 @@ def table(results, args):
         dd, dw = turns(results, tk, "mysocketd")
         _, sw = turns(results, tk, "ssh")
         ck = key.replace("calls", "cpu")
-        L.append("CPU per connection (perf task-clock, tracepoints attached): mysocketd %.0f us, ssh %.0f us"
-                 % (results[ck].get("mysocketd", float("nan")), results[ck].get("ssh", float("nan"))))
+        L.append("CPU per connection with ~330 tracepoints and the uprobe attached (perf task-clock; the")
+        L.append("  uprobe traps on every turn, so this inflates mysocketd's; unattached figures above):")
+        L.append("  mysocketd %.0f us, ssh %.0f us" % (results[ck].get("mysocketd", float("nan")),
+                                                     results[ck].get("ssh", float("nan"))))
         L.append("loop turns: mysocketd %s sd_event_dispatch, %.2f epoll_wait; ssh %.2f poll"
                  % ("%.2f" % dd if dd is not None else "(no uprobe)", dw, sw))
         L.append("")
