@@ -232,7 +232,7 @@ def one_run(tmp, args, results):
     if args.cipher:
         extra += ["Ciphers %s" % args.cipher]
     relay = BenchRelay(Path(tmp) / "relay", extra_config=extra, debug=True)
-    web = daemon = ssh = None
+    web = daemon = ssh = base = None
     probe = Uprobe()
     try:
         web = Nginx(Path(tmp) / "nginx")
@@ -249,11 +249,22 @@ def one_run(tmp, args, results):
         results["cipher"]["ssh"] = relay.negotiated(off)
         log("mysocketd negotiated %s/%s, ssh %s/%s" % (results["cipher"]["mysocketd"] + results["cipher"]["ssh"]))
         paths = [("direct", web.port, None), ("mysocketd", rp_d, daemon.proc.pid), ("ssh", rp_s, ssh.pid)]
+        if args.baseline:
+            # bench_tunnel's BenchDaemon starts bench_tunnel.MYSOCKETD: this one from the other build.
+            rp_b = remote_port()
+            base = BenchDaemon(Path(tmp) / "b", relay, [("web", web.port, rp_b)])
+            bench_tunnel.MYSOCKETD = Path(args.baseline) / "mysocketd"
+            try:
+                base.start(timeout=args.start_timeout)
+            finally:
+                bench_tunnel.MYSOCKETD = MYSOCKETD
+            paths.append(("baseline", rp_b, base.proc.pid))
 
         for name, port, _ in paths:      # warm up: sessions, windows, nginx
             run_ab(port, min(1000, args.n), min(args.c, 50), tmp)
         for rep in range(args.reps):
-            order = paths if rep % 2 == 0 else [paths[0], paths[2], paths[1]]
+            tunnels = paths[1:][rep % (len(paths) - 1):] + paths[1:][:rep % (len(paths) - 1)]
+            order = [paths[0]] + tunnels       # each tunnel first in turn
             for name, port, pid in order:
                 try:
                     c0 = cpu_seconds(pid) if pid else 0.0
@@ -280,7 +291,7 @@ def one_run(tmp, args, results):
         # Counting: its own ab run per tunnel (perf's tracepoints cost a little time).
         if PERF:
             for name, port, pid in paths[1:]:
-                with Counts(pid, [probe.event] if name == "mysocketd" else []) as k:
+                with Counts(pid, [probe.event] if name != "ssh" else []) as k:
                     r = run_ab(port, args.count_n, args.c, tmp)
                     time.sleep(0.5)     # the last closes
                 results["calls"][name] = {c: v / r["complete"] for c, v in k.calls.items()}
@@ -289,7 +300,7 @@ def one_run(tmp, args, results):
                 total = sum(k.calls.values()) / r["complete"]
                 log("[count] %-9s %.1f system calls per connection (%d connections)" % (name, total, r["complete"]))
             for name, port, pid in paths[1:]:
-                with Counts(pid, [probe.event] if name == "mysocketd" else []) as k:
+                with Counts(pid, [probe.event] if name != "ssh" else []) as k:
                     first_bytes(port, args.count_conns)
                     time.sleep(0.5)
                 results["calls_seq"][name] = {c: v / args.count_conns for c, v in k.calls.items()}
@@ -298,7 +309,7 @@ def one_run(tmp, args, results):
                                             / args.count_conns)
     finally:
         probe.close()
-        for stop in (lambda: stop_proc(ssh), lambda: daemon and daemon.stop(), relay.stop,
+        for stop in (lambda: stop_proc(ssh), lambda: daemon and daemon.stop(), lambda: base and base.stop(), relay.stop,
                      lambda: web and web.stop()):
             try:
                 stop()
@@ -311,10 +322,14 @@ def one_run(tmp, args, results):
 def turns(results, key, name):
     """Loop turns per connection: sd_event_dispatch calls (mysocketd) or poll calls (ssh)."""
     calls, ev = results[key.replace("turns", "calls")].get(name, {}), results[key].get(name, {})
-    if name == "mysocketd":
+    if name != "ssh":
         d = next((v for e, v in ev.items() if e.startswith("msdbench")), None)
         return d, calls.get("epoll_wait", 0) + calls.get("epoll_pwait", 0)
     return None, calls.get("ppoll", 0) + calls.get("poll", 0) + calls.get("select", 0) + calls.get("pselect6", 0)
+
+
+def paths_of(results):
+    return [n for n in ("direct", "mysocketd", "ssh", "baseline") if n in results["ab"] or n in results["fb"]]
 
 
 def table(results, args):
@@ -335,11 +350,13 @@ def table(results, args):
     cd, cs = results["cipher"].get("mysocketd", ("?", "?")), results["cipher"].get("ssh", ("?", "?"))
     L.append("negotiated: mysocketd %s/%s, ssh %s/%s; %d-byte static file from nginx; median of %d runs"
              % (cd + cs + (len(BODY), args.reps)))
+    if args.baseline:
+        L.append("baseline: %s, from %s, on the same relay in the same run" % (results["git_base"], args.baseline))
     L.append("")
     L.append("== ab -n %d -c %d (one connection per request)" % (args.n, args.c))
     L.append("%-10s %10s %9s %9s %9s %8s %9s %11s" % ("path", "req/s", "p50 ms", "p99 ms", "max ms", "failed",
                                                        ">=1 s", "CPU us/conn"))
-    for name in ("direct", "mysocketd", "ssh"):
+    for name in paths_of(results):
         rs = results["ab"].get(name, [])
         L.append("%-10s %10.0f %9.1f %9.1f %9.1f %8d %9s %11.0f"
                  % (name, med([r["rps"] for r in rs]), med([r["p50"] for r in rs]), med([r["p99"] for r in rs]),
@@ -351,7 +368,7 @@ def table(results, args):
     L.append("")
     L.append("== %d short connections in a row: connect + request to first byte (ms)" % args.conns)
     L.append("%-10s %9s %9s %11s" % ("path", "p50", "p99", "CPU us/conn"))
-    for name in ("direct", "mysocketd", "ssh"):
+    for name in paths_of(results):
         xs = results["fb"].get(name, [])
         L.append("%-10s %9.3f %9.3f %11.0f" % (name, med([x[0] for x in xs]), med([x[1] for x in xs]),
                                                 med([x[2] for x in xs])))
@@ -363,23 +380,23 @@ def table(results, args):
         L.append("== per accepted connection, %s: system calls (perf stat syscalls:sys_enter_*)" % title)
         names = sorted(set().union(*[set(v) for v in results[key].values()]),
                        key=lambda c: -max(results[key][n].get(c, 0) for n in results[key]))
-        L.append("%-22s %10s %10s" % ("call", "mysocketd", "ssh -R"))
+        cols = [n for n in paths_of(results) if n in results[key]]
+        L.append("%-22s" % "call" + "".join("%10s" % ("ssh -R" if n == "ssh" else n) for n in cols))
         for c in names:
-            d, s = results[key].get("mysocketd", {}).get(c, 0), results[key].get("ssh", {}).get(c, 0)
-            if d >= 0.05 or s >= 0.05:
-                L.append("%-22s %10.2f %10.2f" % (c, d, s))
-        tot = {n: sum(results[key].get(n, {}).values()) for n in ("mysocketd", "ssh")}
-        L.append("%-22s %10.2f %10.2f" % ("TOTAL", tot["mysocketd"], tot["ssh"]))
-        tk = key.replace("calls", "turns")
-        dd, dw = turns(results, tk, "mysocketd")
-        _, sw = turns(results, tk, "ssh")
-        ck = key.replace("calls", "cpu")
+            xs = [results[key][n].get(c, 0) for n in cols]
+            if max(xs) >= 0.05:
+                L.append("%-22s" % c + "".join("%10.2f" % x for x in xs))
+        L.append("%-22s" % "TOTAL" + "".join("%10.2f" % sum(results[key][n].values()) for n in cols))
+        tk, ck = key.replace("calls", "turns"), key.replace("calls", "cpu")
         L.append("CPU per connection with ~330 tracepoints and the uprobe attached (perf task-clock; the")
         L.append("  uprobe traps on every turn, so this inflates mysocketd's; unattached figures above):")
-        L.append("  mysocketd %.0f us, ssh %.0f us" % (results[ck].get("mysocketd", float("nan")),
-                                                     results[ck].get("ssh", float("nan"))))
-        L.append("loop turns: mysocketd %s sd_event_dispatch, %.2f epoll_wait; ssh %.2f poll"
-                 % ("%.2f" % dd if dd is not None else "(no uprobe)", dw, sw))
+        L.append("  " + ", ".join("%s %.0f us" % (n, results[ck].get(n, float("nan"))) for n in cols))
+        parts = []
+        for n in cols:
+            dd, w = turns(results, tk, n)
+            parts.append("%s %.2f poll" % (n, w) if n == "ssh" else "%s %s sd_event_dispatch, %.2f epoll_wait"
+                         % (n, "%.2f" % dd if dd is not None else "(no uprobe)", w))
+        L.append("loop turns: " + "; ".join(parts))
         L.append("")
     L.append("== targets (issue 16 item 1)")
     d, s = results["ab"].get("mysocketd", []), results["ab"].get("ssh", [])
@@ -410,24 +427,25 @@ def plot(results, args, path):
     except ImportError:
         log("matplotlib missing (apt-get install python3-matplotlib): no chart written")
         return False
-    names = ("direct", "mysocketd", "ssh")
-    colors = {"direct": "#999999", "mysocketd": "#1f77b4", "ssh": "#ff7f0e"}
+    names = paths_of(results)
+    colors = {"direct": "#999999", "mysocketd": "#1f77b4", "ssh": "#ff7f0e", "baseline": "#9ecae1"}
     label = lambda n: "ssh -R" if n == "ssh" else n  # noqa: E731
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
 
     ax = axes[0][0]
     ys = [med([r["rps"] for r in results["ab"].get(n, [])]) for n in names]
-    ax.bar(range(3), ys, color=[colors[n] for n in names])
-    ax.set_xticks(range(3))
+    ax.bar(range(len(names)), ys, color=[colors[n] for n in names])
+    ax.set_xticks(range(len(names)))
     ax.set_xticklabels([label(n) for n in names])
     ax.set_ylabel("requests/s")
     ax.set_title("ab -n %d -c %d, one connection per request" % (args.n, args.c))
 
     ax = axes[0][1]
-    w = 0.27
+    w = 0.8 / len(names)
+    off = (len(names) - 1) / 2
     for i, n in enumerate(names):
         rs = results["ab"].get(n, [])
-        ax.bar([x + (i - 1) * w for x in range(3)], [med([r[k] for r in rs]) for k in ("p50", "p99", "max")], w,
+        ax.bar([x + (i - off) * w for x in range(3)], [med([r[k] for r in rs]) for k in ("p50", "p99", "max")], w,
                label=label(n), color=colors[n])
     ax.set_xticks(range(3))
     ax.set_xticklabels(["p50", "p99", "max"])
@@ -439,7 +457,7 @@ def plot(results, args, path):
     ax = axes[1][0]
     for i, n in enumerate(names):
         xs = results["fb"].get(n, [])
-        ax.bar([x + (i - 1) * w for x in range(2)], [med([x[q] for x in xs]) for q in (0, 1)], w, label=label(n),
+        ax.bar([x + (i - off) * w for x in range(2)], [med([x[q] for x in xs]) for q in (0, 1)], w, label=label(n),
                color=colors[n])
     ax.set_xticks(range(2))
     ax.set_xticklabels(["p50", "p99"])
@@ -452,9 +470,11 @@ def plot(results, args, path):
     if calls:
         top = sorted(set().union(*[set(v) for v in calls.values()]),
                      key=lambda c: -max(calls[n].get(c, 0) for n in calls))[:10]
-        for i, n in enumerate(("mysocketd", "ssh")):
-            ax.barh([y + (i - 0.5) * 0.4 for y in range(len(top))], [calls.get(n, {}).get(c, 0) for c in top], 0.4,
-                    label=label(n), color=colors[n])
+        cols = [n for n in names if n in calls]
+        h = 0.8 / max(1, len(cols))
+        for i, n in enumerate(cols):
+            ax.barh([y + (i - (len(cols) - 1) / 2) * h for y in range(len(top))],
+                    [calls.get(n, {}).get(c, 0) for c in top], h, label=label(n), color=colors[n])
         ax.set_yticks(range(len(top)))
         ax.set_yticklabels(top)
         ax.invert_yaxis()
@@ -481,6 +501,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: -n 2000, 200 conns, 1 rep")
     ap.add_argument("--out", default=str(HERE / "results"), help="directory for connections.txt/.png")
     ap.add_argument("--name", default="connections", help="file name stem of the results (connections)")
+    ap.add_argument("--baseline", default="", metavar="BUILDDIR",
+                    help="also run the mysocketd of another build (e.g. of an earlier commit) on the same relay "
+                         "in the same run, as 'baseline': before/after figures under the same load")
     args = ap.parse_args()
     if args.quick:
         args.n, args.conns, args.reps, args.count_n, args.count_conns = 2000, 200, 1, 2000, 200
@@ -497,8 +520,15 @@ def main():
     results["nginx"] = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
     results["libssh2"] = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libssh2-1"],
                                         capture_output=True, text=True).stdout.strip() or "?"
-    results["git"] = "mysocketd " + (subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+    src = MYSOCKETD.parent.parent       # the tree the daemon was built from (MYSOCKETD_BUILDDIR)
+    results["git"] = "mysocketd " + (subprocess.run(["git", "-C", str(src), "describe", "--always", "--dirty"],
                                                     capture_output=True, text=True).stdout.strip() or "?")
+    if args.baseline:
+        if not (Path(args.baseline) / "mysocketd").exists():
+            sys.exit("%s/mysocketd not found" % args.baseline)
+        results["git_base"] = "mysocketd " + (subprocess.run(
+            ["git", "-C", str(Path(args.baseline).resolve().parent), "describe", "--always", "--dirty"],
+            capture_output=True, text=True).stdout.strip() or "?")
     tmp = tempfile.mkdtemp(prefix="mysocketd-bench-conn-")
     try:
         one_run(tmp, args, results)
