@@ -10,7 +10,8 @@ ssh -R), each the median of --reps runs, the two tunnels taking turns:
   * `ab -n N -c C` (one connection per request, as a browser without keep-alive) against
     the relay's port: requests/s, p50/p99/max (ab -e, in ms), failed requests;
   * --conns short connections in a row: connect, send the request, time to the first byte
-    of the answer (p50/p99), then read to the close;
+    of the answer (p50/p99), then read to the close; the paths take turns connection by
+    connection (the machine's load drifts by the second);
   * per accepted connection, over one extra ab run: the tunnel client's system calls
     (`perf stat` on the syscalls:sys_enter_* tracepoints, by call) and its loop turns:
     for mysocketd the calls of sd_event_dispatch (a uprobe on libsystemd, added for the
@@ -132,19 +133,31 @@ def run_ab(port, n, c, tmp):
     return r
 
 
-def first_bytes(port, count):
-    """count connections in a row: connect, request, first byte (s each); reads each to the close."""
-    out = []
-    for _ in range(count):
-        t = time.perf_counter()
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.sendall(REQUEST)
+def first_byte(port):
+    """One connection: connect, request, first byte (s); then reads it to the close."""
+    t = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(REQUEST)
+        b = s.recv(65536)
+        if not b:
+            raise RuntimeError("connection closed without an answer")
+        dt = time.perf_counter() - t
+        while b:
             b = s.recv(65536)
-            if not b:
-                raise RuntimeError("connection closed without an answer")
-            out.append(time.perf_counter() - t)
-            while b:
-                b = s.recv(65536)
+    return dt
+
+
+def first_bytes(port, count):
+    return [first_byte(port) for _ in range(count)]
+
+
+def first_bytes_interleaved(ports, count):
+    """count connections in a row on each port, taking turns connection by connection, so
+    that the load of a shared machine, which drifts by the second, weighs on all alike."""
+    out = {p: [] for p in ports}
+    for _ in range(count):
+        for p in ports:
+            out[p].append(first_byte(p))
     return out
 
 
@@ -279,10 +292,11 @@ def one_run(tmp, args, results):
                     "  load %.2f" % (rep + 1, name, r["rps"], r["p50"], r["p99"], r["max"], r["failed"], r["slow"],
                                      r["cpu_us"], os.getloadavg()[0]))
             results["load"].append(os.getloadavg()[0])
+            c0 = {name: cpu_seconds(pid) for name, _, pid in order if pid}
+            tss = first_bytes_interleaved([port for _, port, _ in order], args.conns)
             for name, port, pid in order:
-                c0 = cpu_seconds(pid) if pid else 0.0
-                ts = first_bytes(port, args.conns)
-                cpu = (cpu_seconds(pid) - c0) / args.conns * 1e6 if pid else float("nan")
+                ts = tss[port]
+                cpu = (cpu_seconds(pid) - c0[name]) / args.conns * 1e6 if pid else float("nan")
                 results["fb"].setdefault(name, []).append((pct(ts, 50) * 1e3, pct(ts, 99) * 1e3, cpu))
                 log("[short] rep %d %-9s p50 %.3f ms p99 %.3f ms  cpu %.0f us/conn  load %.2f"
                     % (rep + 1, name, pct(ts, 50) * 1e3, pct(ts, 99) * 1e3, cpu, os.getloadavg()[0]))
@@ -366,7 +380,9 @@ def table(results, args):
     L.append(" sent again when the relay's listen queue (sshd: 128) overflowed; CPU: utime+stime of the tunnel")
     L.append(" client per request, in 10 ms ticks)")
     L.append("")
-    L.append("== %d short connections in a row: connect + request to first byte (ms)" % args.conns)
+    L.append("== %d short connections in a row on each path, the paths taking turns connection by connection:"
+             % args.conns)
+    L.append("   connect + request to first byte (ms)")
     L.append("%-10s %9s %9s %11s" % ("path", "p50", "p99", "CPU us/conn"))
     for name in paths_of(results):
         xs = results["fb"].get(name, [])
