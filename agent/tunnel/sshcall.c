@@ -26,8 +26,9 @@ struct sshcall {
         bool ended;               /* a session-ending error came back from a call */
         int end_errno;
         bool no_io;               /* tearing down: the I/O callbacks fail without touching fd */
-        bool hold;                /* sends go with MSG_MORE until sshcall_push() */
-        bool held;                /* some did: the last segment may be waiting in the kernel */
+        bool hold;                /* in a dispatch: sends after its first go with MSG_MORE */
+        bool sent;                /* the dispatch has sent */
+        bool held;                /* with MSG_MORE: the last segment may be waiting in the kernel */
         bool rx_dry;              /* recv said EAGAIN in this dispatch: say it again without a
                                    * system call until the next event */
         uint64_t rx_gen;          /* bumped on every byte handed to libssh2 */
@@ -234,10 +235,12 @@ static LIBSSH2_SEND_FUNC(send_cb) {
         struct sshcall *s = *abstract;
         if (s->no_io)
                 return -EPIPE;
-        ssize_t n = send(socket, buffer, length, flags | MSG_NOSIGNAL | (s->hold ? MSG_MORE : 0));
+        bool more = s->hold && s->sent;
+        ssize_t n = send(socket, buffer, length, flags | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (n >= 0) {
                 s->room -= n;
-                s->held |= s->hold;
+                s->sent = true;
+                s->held |= more;
                 return n;
         }
         if (errno == EAGAIN || errno == EINTR)
@@ -347,6 +350,7 @@ void sshcall_dispatch_begin(struct sshcall *c) {
 
 void sshcall_hold(struct sshcall *c) {
         c->hold = true;
+        c->sent = false;
 }
 
 void sshcall_push(struct sshcall *c) {
