@@ -13,7 +13,8 @@ struct tunnel;
 struct bridge;
 
 /* A bridge for channel ch, accepted for tunnel t (NULL: its forward is gone, close it) or
- * the log shell (is_log). Connects to t's local service at once. */
+ * the log shell (is_log). Connects to t's local service at once. Called from the pump, whose
+ * sweep visits the new bridge in the same turn. */
 struct bridge *bridge_new(struct session *s, struct tunnel *t, sshcall_channel *ch, bool is_log);
 bool bridge_closing(const struct bridge *b);
 

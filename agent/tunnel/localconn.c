@@ -83,7 +83,8 @@ static void set_nodelay(int fd, void *userdata) {
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
 static int on_timer(sd_event_source *src, uint64_t usec, void *userdata);
 
-/* The next address; returns 0 while one is being tried, else -errno (warned). */
+/* The next address; returns 0 while one is being tried, 1 when connected at once (lc->fd,
+ * on loopback), else -errno (warned). */
 static int connect_next(struct localconn *lc) {
         struct tunnel *t = lc->t;
         int last = lc->error ? lc->error : -ECONNREFUSED;
@@ -95,7 +96,17 @@ static int connect_next(struct localconn *lc) {
                         break;
                 }
                 lc->fd = fd;
-                int k = sd_event_add_io(lc->event, &lc->io, fd, EPOLLOUT, on_io, lc);
+                int k = resolve_connect_now(&t->loc_addrs[lc->addr_idx - 1], fd);
+                if (k == 1) {
+                        t->local_failing = false;
+                        return 1;
+                }
+                if (k < 0) {
+                        last = k;
+                        close_fd(lc);
+                        continue;
+                }
+                k = sd_event_add_io(lc->event, &lc->io, fd, EPOLLOUT, on_io, lc);
                 if (k >= 0)
                         k = sd_event_add_time_relative(lc->event, &lc->timer, CLOCK_MONOTONIC,
                                                        LOCAL_CONNECT_TIMEOUT_USEC, 100000, on_timer, lc);
@@ -122,8 +133,8 @@ static void retry(struct localconn *lc, int error) {
         close_fd(lc);
         lc->error = error;
         int k = connect_next(lc);
-        if (k < 0)
-                finish(lc, k);
+        if (k != 0)
+                finish(lc, k == 1 ? lc->fd : k);
 }
 
 static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
@@ -156,7 +167,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 }
 
 int localconn_start(sd_event *event, struct tunnel *t, localconn_done_fn done, void *userdata,
-                    struct localconn **ret) {
+                    struct localconn **ret, int *fd) {
         struct localconn *lc = xcalloc(1, sizeof(*lc));
         lc->event = event;
         lc->t = t;
@@ -164,7 +175,11 @@ int localconn_start(sd_event *event, struct tunnel *t, localconn_done_fn done, v
         lc->userdata = userdata;
         lc->fd = -1;
         int k = connect_next(lc);
-        if (k < 0) {
+        if (k == 1) {
+                *fd = lc->fd;
+                lc->fd = -1;
+        }
+        if (k != 0) {
                 localconn_free(lc);
                 return k;
         }

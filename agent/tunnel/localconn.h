@@ -15,10 +15,11 @@ struct localconn;
  * -errno (already counted and logged). */
 typedef void (*localconn_done_fn)(void *userdata, int fd);
 
-/* Starts connecting to t's local service. Returns 0 and *ret (the callback comes later), or
- * -errno when no address could even be tried (counted and logged; no callback). */
+/* Starts connecting to t's local service. Returns 0 and *ret (the callback comes later); 1
+ * and the connected socket in *fd when it connected at once (loopback: no callback, nothing
+ * in *ret); or -errno when no address could even be tried (counted and logged; no callback). */
 int localconn_start(sd_event *event, struct tunnel *t, localconn_done_fn done, void *userdata,
-                    struct localconn **ret);
+                    struct localconn **ret, int *fd);
 /* Cancels the attempt (its socket is closed, no callback). NULL is fine. */
 void localconn_free(struct localconn *lc);
 /* The local service refused (dropped = false) or dropped a connection: t's counters and

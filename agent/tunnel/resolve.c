@@ -184,3 +184,21 @@ int resolve_connect_result(int fd) {
                 err = EINPROGRESS;
         return -err;
 }
+
+static bool is_loopback(const struct resolve_addr *a) {
+        if (a->sa.ss_family == AF_INET)
+                return (ntohl(((const struct sockaddr_in *) &a->sa)->sin_addr.s_addr) >> 24) == 127;
+        if (a->sa.ss_family == AF_INET6)
+                return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *) &a->sa)->sin6_addr);
+        return false;
+}
+
+/* The SYN-ACK of a loopback connect is handled while connect() runs and waits in the socket's
+ * backlog until connect releases the socket: asked again, connect() says how it went. */
+int resolve_connect_now(const struct resolve_addr *a, int fd) {
+        if (!is_loopback(a))
+                return 0;
+        if (connect(fd, (const struct sockaddr *) &a->sa, a->len) == 0 || errno == EISCONN)
+                return 1;
+        return errno == EALREADY || errno == EINPROGRESS || errno == EINTR ? 0 : -errno;
+}

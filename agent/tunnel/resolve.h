@@ -37,3 +37,7 @@ int resolve_connect_next(const struct resolve_addr *addrs, size_t n, size_t *idx
 /* The outcome of a connect in progress on fd: 0 connected, -EINPROGRESS still going, or
  * negative errno. */
 int resolve_connect_result(int fd);
+/* Right after resolve_connect_next() returned fd for address a: 1 when the connect is already
+ * done (on loopback it is, by the time connect() returns), 0 when not known (in progress, or
+ * not loopback: not asked, a system call for nothing), or the negative errno of a refusal. */
+int resolve_connect_now(const struct resolve_addr *a, int fd);

@@ -48,13 +48,17 @@ static bool checked(struct session *s, int k, const char *what) {
 /* ---- event plumbing --------------------------------------------------------------------- */
 
 void session_enter(struct session *s) {
-        if (s->depth++ == 0 && s->ssh)
+        if (s->depth++ == 0 && s->ssh) {
                 sshcall_dispatch_begin(s->ssh);
+                sshcall_hold(s->ssh);
+        }
 }
 
 void session_leave(struct session *s) {
         if (--s->depth > 0)
                 return;
+        if (s->ssh)
+                sshcall_push(s->ssh);
         if (s->freed) {
                 session_destroy(s);
                 return;

@@ -5,6 +5,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <libssh2.h>
 
@@ -25,6 +27,9 @@ struct sshcall {
         bool ended;               /* a session-ending error came back from a call */
         int end_errno;
         bool no_io;               /* tearing down: the I/O callbacks fail without touching fd */
+        bool hold;                /* in a dispatch: sends after its first go with MSG_MORE */
+        bool sent;                /* the dispatch has sent */
+        bool held;                /* with MSG_MORE: the last segment may be waiting in the kernel */
         bool rx_dry;              /* recv said EAGAIN in this dispatch: say it again without a
                                    * system call until the next event */
         uint64_t rx_gen;          /* bumped on every byte handed to libssh2 */
@@ -231,9 +236,12 @@ static LIBSSH2_SEND_FUNC(send_cb) {
         struct sshcall *s = *abstract;
         if (s->no_io)
                 return -EPIPE;
-        ssize_t n = send(socket, buffer, length, flags | MSG_NOSIGNAL);
+        bool more = s->hold && s->sent;
+        ssize_t n = send(socket, buffer, length, flags | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (n >= 0) {
                 s->room -= n;
+                s->sent = true;
+                s->held |= more;
                 return n;
         }
         if (errno == EAGAIN || errno == EINTR)
@@ -342,6 +350,25 @@ void sshcall_dispatch_begin(struct sshcall *c) {
         c->rx_gen_enter = c->rx_gen;
         c->rx_budget = SSHCALL_RX_BUDGET;
         c->rx_capped = false;
+}
+
+void sshcall_hold(struct sshcall *c) {
+        c->hold = true;
+        c->sent = false;
+}
+
+void sshcall_push(struct sshcall *c) {
+        c->hold = false;
+        if (!c->held)
+                return;
+        c->held = false;
+        /* Setting TCP_NODELAY (on already) sends what MSG_MORE held back. */
+        int one = 1;
+        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void sshcall_dispatch_dry(struct sshcall *c) {
+        c->rx_dry = true;
 }
 
 /* Bytes left in the read-ahead buffer get no epoll event: go round again while they are being

@@ -94,6 +94,20 @@ void sshcall_free(struct sshcall *c, bool polite);
  * the read-ahead holds bytes): the caller must come back on the next loop turn. */
 void sshcall_dispatch_begin(struct sshcall *c);
 bool sshcall_dispatch_end(struct sshcall *c);
+/* After begin, for a dispatch that is not the relay socket's own: the socket counts as read
+ * dry (its level-triggered EPOLLIN brings any input to a dispatch of its own), so the calls
+ * made here cost no recv that says EAGAIN. The read-ahead is still handed over. */
+void sshcall_dispatch_dry(struct sshcall *c);
+/* Between hold and push, libssh2's packets after the first are sent with MSG_MORE: the
+ * kernel sends full segments only, and push sends the rest. libssh2 sends each packet as it
+ * makes it (a connection's confirmation, data, EOF and close are four); held over a
+ * dispatch, the packets of every connection served in it leave in as few segments as they
+ * fill, and the relay reads them in one go, as it does from OpenSSH, which writes its output
+ * buffer once per loop turn. The first goes at once: a lone packet (a channel confirmation,
+ * whose answer may come back within the dispatch) waits for nothing and needs no push.
+ * Every hold must be followed by a push before the loop waits. */
+void sshcall_hold(struct sshcall *c);
+void sshcall_push(struct sshcall *c);
 
 /* Session setup. handshake: 0 when done; -EPROTO after a pre-version flood (see
  * sshcall_preversion()). auth: 0, -EACCES (the relay refused the key on a live connection),
