@@ -1,8 +1,39 @@
-/* A binding as the control protocol shows it: the sum of its tunnels' counters, the newest
- * local error, and one relays[] entry per relay (or per API tunnel). Read-only. */
+/* What a binding shows: its public URL (the API's name, or what the relay printed), and
+ * the binding as the control protocol shows it: the sum of its tunnels' counters, the
+ * newest local error, and one relays[] entry per relay (or per API tunnel). */
 #include <stdlib.h>
 
+#include "log.h"
 #include "manager.h"
+#include "urlmatch.h"
+
+char *binding_public_url(const struct binding *b) {
+        if (!b->dnsname)
+                return NULL;
+        if (b->conf->type == SOCKET_TYPE_HTTP || b->conf->type == SOCKET_TYPE_HTTPS)
+                return xasprintf("https://%s", b->dnsname);
+        return xasprintf("%s:%u", b->dnsname, b->public_port);
+}
+
+/* The relay printed the binding's public address in this line: remember it. */
+void binding_match_public_url(struct binding *b, const char *line) {
+        char *url = NULL;
+        if (urlmatch_line(&b->url_matcher, b->conf->public_url_pattern, line, &url) == 0)
+                return;
+        if (!url) {             /* the pattern changed: what the old one found is void */
+                free(b->relay_url);
+                b->relay_url = NULL;
+                return;
+        }
+        if (streq_ptr(url, b->relay_url)) {
+                free(url);
+                return;
+        }
+        free(b->relay_url);
+        b->relay_url = url;
+        log_binding(LOG_NOTICE, b->conf->name, "public-url", "public URL from the relay: %s", b->relay_url);
+}
+
 
 void binding_to_proto(const struct binding *b, struct proto_binding *p) {
         const struct binding_conf *c = b->conf;

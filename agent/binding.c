@@ -287,14 +287,6 @@ static int on_stable(sd_event_source *es, uint64_t usec, void *userdata) {
         return 0;
 }
 
-char *binding_public_url(const struct binding *b) {
-        if (!b->dnsname)
-                return NULL;
-        if (b->conf->type == SOCKET_TYPE_HTTP || b->conf->type == SOCKET_TYPE_HTTPS)
-                return xasprintf("https://%s", b->dnsname);
-        return xasprintf("%s:%u", b->dnsname, b->public_port);
-}
-
 /* "relay HOST port N", and the API's ids when there are some: what the catalog shows. */
 static char *relay_text(const struct binding_slot *s) {
         const struct binding *b = s->binding;
@@ -376,29 +368,10 @@ static void on_tunnel_down(struct tunnel *t, int error, bool permanent, const ch
         slot_retry(s);
 }
 
-/* The relay printed the binding's public address in this line: remember it. */
-static void match_public_url(struct binding *b, const char *line) {
-        char *url = NULL;
-        if (urlmatch_line(&b->url_matcher, b->conf->public_url_pattern, line, &url) == 0)
-                return;
-        if (!url) {             /* the pattern changed: what the old one found is void */
-                free(b->relay_url);
-                b->relay_url = NULL;
-                return;
-        }
-        if (streq_ptr(url, b->relay_url)) {
-                free(url);
-                return;
-        }
-        free(b->relay_url);
-        b->relay_url = url;
-        log_binding(LOG_NOTICE, b->conf->name, "public-url", "public URL from the relay: %s", b->relay_url);
-}
-
 static void on_tunnel_log(struct tunnel *t, const char *line, void *userdata) {
         struct binding_slot *s = userdata;
         struct binding *b = s->binding;
-        match_public_url(b, line);
+        binding_match_public_url(b, line);
         log_full(LOG_INFO, &(struct log_fields) {
                          .binding = b->conf->name, .event = "edge-log",
                          .socket_id = b->socket_id, .tunnel_id = slot_tunnel_id(s) },

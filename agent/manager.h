@@ -170,3 +170,6 @@ void binding_to_proto(const struct binding *b, struct proto_binding *ret);
 /* https://dnsname for http/https sockets, dnsname:port for tcp/tls; NULL before the API
  * told us (and always in direct mode). Caller frees. */
 char *binding_public_url(const struct binding *b);
+/* A line the relay printed: when public_url_pattern finds the public address in it, that
+ * becomes the binding's public_url (logged when it changes). */
+void binding_match_public_url(struct binding *b, const char *line);

@@ -7,8 +7,6 @@
  * One stuck client never slows the others. See bridge.h. */
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
