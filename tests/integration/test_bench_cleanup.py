@@ -169,7 +169,7 @@ def test_failed_scale_scenario_stops_everything(tmp_path, kind, monkeypatch):
         finally:
             stop.set()
             t.join()
-    names = {Path(a[0].split()[0]).name if "sshd" not in a[0] else "sshd" for a in seen.values()}
+    names = {Path(a[0].split()[0]).name if "sshd" not in a[0] else "sshd" for a in seen.values() if a and a[0].split()}
     names |= {"api_emulator.py" for a in seen.values() if any(x.endswith("api_emulator.py") for x in a)}
     assert {"mysocketd", "sshd"} <= names, seen
     assert kind != "api" or "api_emulator.py" in names, seen
