@@ -162,7 +162,8 @@ def test_failed_scale_scenario_stops_everything(tmp_path, kind, monkeypatch):
 
     def watch_children():
         while not stop.wait(0.05):
-            seen.update(children_of_us())
+            for pid, argv in children_of_us().items():
+                seen[pid] = argv or seen.get(pid, argv)    # one caught exiting keeps its name
 
     with Watcher(tmp_path) as w:
         t = threading.Thread(target=watch_children)
