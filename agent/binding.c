@@ -391,28 +391,18 @@ static void slot_connect(struct binding_slot *s) {
         uint16_t port;
         slot_relay(s, &server, &port);
         b->limit.max = b->conf->max_connections;
-        const struct tunnel_params p = {
-                .name = b->conf->name,
-                .server = server,
-                .server_port = port,
-                .proxy = c->ssh_proxy,
-                .user = c->ssh_user ? c->ssh_user : b->ssh_user,
-                .identity_file = c->identity_file,
-                .known_hosts = c->known_hosts,
-                .host_key_check = c->host_key_check,
-                .host_key_fingerprint = c->host_key_fingerprint,
-                .keepalive_interval = c->keepalive_interval,
-                .keepalive_count = c->keepalive_count,
-                .bind_host = b->conf->remote_host && *b->conf->remote_host ? b->conf->remote_host : "localhost",
-                .remote_port = slot_port(s),
-                .local_host = b->conf->host,
-                .local_port = b->conf->port,
-                .limit = &b->limit,
-                .exclusive = c->api,
-                /* auto: the relay's lines are read in API mode, and where a public_url_pattern wants them. */
-                .edge_log = b->conf->edge_log == EDGE_LOG_AUTO ? c->api || b->conf->public_url_pattern
-                                                               : b->conf->edge_log == EDGE_LOG_YES,
-        };
+        struct tunnel_params p = manager_session_params(b->manager, server, port,
+                                                        c->ssh_user ? c->ssh_user : b->ssh_user);
+        p.name = b->conf->name;
+        p.bind_host = b->conf->remote_host && *b->conf->remote_host ? b->conf->remote_host : "localhost";
+        p.remote_port = slot_port(s);
+        p.local_host = b->conf->host;
+        p.local_port = b->conf->port;
+        p.limit = &b->limit;
+        p.exclusive = c->api;
+        /* auto: the relay's lines are read in API mode, and where a public_url_pattern wants them. */
+        p.edge_log = b->conf->edge_log == EDGE_LOG_AUTO ? c->api || b->conf->public_url_pattern
+                                                        : b->conf->edge_log == EDGE_LOG_YES;
         s->state = BINDING_STATE_CONNECTING;
         derive_state(b);
         int r = tunnel_new(b->manager->tunnels, b->manager->event, &p, &tunnel_callbacks, s, &s->tunnel);

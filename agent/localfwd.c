@@ -163,21 +163,10 @@ static void fwd_connect(struct localfwd *f) {
                 set_error(&f->last_error, "a local forward needs [ssh] user (the relay login)");
                 return;
         }
-        const struct tunnel_params p = {
-                .name = f->conf->name,
-                .server = server,
-                .server_port = port,
-                .proxy = c->ssh_proxy,
-                .user = c->ssh_user,
-                .identity_file = c->identity_file,
-                .known_hosts = c->known_hosts,
-                .host_key_check = c->host_key_check,
-                .host_key_fingerprint = c->host_key_fingerprint,
-                .keepalive_interval = c->keepalive_interval,
-                .keepalive_count = c->keepalive_count,
-                .target_host = f->conf->target_host,
-                .target_port = f->conf->target_port,
-        };
+        struct tunnel_params p = manager_session_params(f->set->m, server, port, c->ssh_user);
+        p.name = f->conf->name;
+        p.target_host = f->conf->target_host;
+        p.target_port = f->conf->target_port;
         f->attempts++;
         f->state = LOCALFWD_CONNECTING;
         int r = tunnel_new(f->set->m->tunnels, f->set->m->event, &p, &callbacks, f, &f->tunnel);

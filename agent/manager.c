@@ -17,6 +17,23 @@
 
 static void manager_forget_remote(struct manager *m, struct binding *b, bool purge);
 
+struct tunnel_params manager_session_params(const struct manager *m, const char *server, uint16_t port,
+                                            const char *user) {
+        const struct config *c = m->config;
+        return (struct tunnel_params) {
+                .server = server,
+                .server_port = port,
+                .proxy = c->ssh_proxy,
+                .user = user,
+                .identity_file = c->identity_file,
+                .known_hosts = c->known_hosts,
+                .host_key_check = c->host_key_check,
+                .host_key_fingerprint = c->host_key_fingerprint,
+                .keepalive_interval = c->keepalive_interval,
+                .keepalive_count = c->keepalive_count,
+        };
+}
+
 void manager_update_status(struct manager *m) {
         unsigned up, failed;
         if (m->status_hold)             /* a failed reload's error is being shown */

@@ -147,6 +147,11 @@ int manager_reload(struct manager *m, struct reload_result *result, struct strv 
 void manager_count(const struct manager *m, unsigned *up, unsigned *failed);
 /* Tells systemd (STATUS=) how many bindings are up; called on every state change. */
 void manager_update_status(struct manager *m);
+/* The session half of a tunnel's params, from [ssh], for relay server:port as user: what
+ * tunnel_shareable compares, so a binding and a forward to one relay share one session.
+ * The caller adds the tunnel's own fields (name, forward, target). */
+struct tunnel_params manager_session_params(const struct manager *m, const char *server, uint16_t port,
+                                            const char *user);
 
 /* binding.c: one binding's state machine. */
 struct binding *binding_new(struct manager *m, struct binding_conf *bc);   /* takes bc; starts nothing */
