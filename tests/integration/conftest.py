@@ -5,12 +5,10 @@ Binaries come from $MYSOCKETD_BUILDDIR (default: <repo>/build, where tools/test.
 builds). Every process a test starts is stopped by pid when the test ends.
 """
 import ctypes
-import errno
 import hashlib
 import http.server
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -21,45 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from relay import Relay
+from relay import Relay, free_port, free_port_block  # noqa: F401  (tests import them from here)
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("MYSOCKETD_BUILDDIR", REPO / "build"))
 MYSOCKETD = BUILD / "mysocketd"
 MYSOCKETCTL = BUILD / "mysocketctl"
 PATTERN = bytes(range(256)) * 256          # 64 KiB of known bytes
-
-
-def free_port():
-    """A port free on 127.0.0.1 and ::1 for a relay to listen on (see free_port_block)."""
-    return free_port_block(1)
-
-
-def free_port_block(n=32):
-    """The first of n consecutive ports that are free on 127.0.0.1 and ::1, below the kernel's
-    ephemeral range: the API emulator allots relay ports base, base+1, ...; ports from
-    free_port() lie among the ones our own outgoing connections take, and sshd's bind of
-    one of them then fails on 127.0.0.1 (and succeeds on ::1 only)."""
-    lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10000, max(10001, lo - n))
-        ok = True
-        for port in range(base, base + n):
-            for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-                try:
-                    with socket.socket(fam) as s:
-                        s.bind((addr, port))
-                except OSError as e:
-                    if fam == socket.AF_INET6 and e.errno == errno.EADDRNOTAVAIL:
-                        continue
-                    ok = False
-                    break
-            if not ok:
-                break
-        if ok:
-            return base
-    raise RuntimeError(f"no {n} free ports in a row below {lo}")
 
 
 def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):

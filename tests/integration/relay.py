@@ -21,8 +21,10 @@ Every process is started here and stopped here by pid. Nothing but the standard 
 login user is the current user.
 """
 
+import errno
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -43,10 +45,37 @@ exec tail -c +$((size + 1)) -F "$1" 2>/dev/null
 """
 
 
+def free_port_block(n=32, host="127.0.0.1"):
+    """The first of n consecutive ports free on host (and on ::1 too when host is 127.0.0.1),
+    below the kernel's ephemeral range. A port from bind(0) lies among the ones outgoing
+    connections take, and bind(0) hands a just-released port to the next caller: sshd's bind
+    of one of them then fails on 127.0.0.1 (it keeps ::1 only, or exits while something
+    else answers on the port). The API emulator allots relay ports base, base+1, ..."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lo = int(f.read().split()[0])
+    fams = [(socket.AF_INET6 if ":" in host else socket.AF_INET, host)]
+    if host == "127.0.0.1":
+        fams.append((socket.AF_INET6, "::1"))
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, max(10001, lo - n))
+        if all(_bindable(fam, addr, port) for port in range(base, base + n) for fam, addr in fams):
+            return base
+    raise RuntimeError("no %d free ports in a row below %d on %s" % (n, lo, host))
+
+
+def _bindable(fam, addr, port):
+    try:
+        with socket.socket(fam) as s:
+            s.bind((addr, port))
+        return True
+    except OSError as e:
+        return fam == socket.AF_INET6 and e.errno == errno.EADDRNOTAVAIL    # no ::1 here
+
+
 def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free on host (see free_port_block) for a server to listen on."""
+    return free_port_block(1, host)
 
 
 def wait_port(host, port, timeout=10.0):
@@ -163,7 +192,9 @@ class Relay:
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []   # ip execs sshd: same pid
         self.proc = subprocess.Popen(prefix + [SSHD, "-D", "-e", "-f", self.config], stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT)
-        ready = self._wait_listening(log_start, timeout) if self.netns else wait_port(self.host, self.port, timeout)
+        # sshd's own "Server listening on" line, not just an answer on the port: a stale
+        # listener (or a self-connect) answers there too while sshd has exited.
+        ready = self._wait_listening(log_start, timeout) and (self.netns or wait_port(self.host, self.port, timeout))
         if not ready:
             self.stop()
             raise RuntimeError("sshd did not start on port %d; see %s" % (self.port, self.log_path))
@@ -174,7 +205,7 @@ class Relay:
         while time.monotonic() < deadline and self.proc.poll() is None:
             with open(self.log_path, "rb") as f:
                 f.seek(offset)
-                if b"Server listening on" in f.read():
+                if ("Server listening on %s port %d." % (self.host, self.port)).encode() in f.read():
                     return True
             time.sleep(0.05)
         return False
