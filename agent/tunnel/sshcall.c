@@ -296,6 +296,8 @@ static void sshcall_method_prefs(LIBSSH2_SESSION *session) {
 
 /* ---- life ------------------------------------------------------------------------------ */
 
+_Static_assert(SSHMEM_BIG > LIBSSH2_PACKET_MAXPAYLOAD + 1024, "received packets stay on the heap (sshmem.h)");
+
 int sshcall_new(sd_event *event, int fd, struct sshcall **ret) {
         struct sshcall *c = xcalloc(1, sizeof(*c));
         c->session = libssh2_session_init_ex(sshmem_alloc, sshmem_free, sshmem_realloc, c);

@@ -8,7 +8,6 @@
 
 #include "sshmem.h"
 
-#define SSHMEM_BIG (16 * 1024)          /* from this size a block gets its own pages */
 
 /* In front of every block: its size, and whether it is mapped (then the mapping starts at
  * the header). 16 bytes keep the block aligned for any type. */

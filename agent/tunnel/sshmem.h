@@ -10,6 +10,13 @@
 
 #include <stddef.h>
 
+/* From this size a block gets its own pages: libssh2's session struct, never a packet.
+ * Every received packet is a block of up to LIBSSH2_PACKET_MAXPAYLOAD (40000) bytes, freed
+ * once read; with pages of its own each one cost an mmap, a page fault per 4 KiB and a TLB
+ * flush at munmap, a fifth of the daemon's CPU per GiB received (issue 16). On the heap
+ * they are reused. sshcall.c checks the bound against libssh2.h. */
+#define SSHMEM_BIG (48 * 1024)
+
 /* The three callbacks, with libssh2's signatures (abstract unused). */
 void *sshmem_alloc(size_t size, void **abstract);
 void sshmem_free(void *p, void **abstract);

@@ -13,13 +13,14 @@ import os
 import platform
 import re
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
 
 import pytest
 
-from conftest import (BlobServer, binding, free_port, http_site, new_daemon, pattern_digest, send_pattern,
+from conftest import (MYSOCKETD, BlobServer, binding, free_port, http_site, new_daemon, pattern_digest, send_pattern,
                       start_http_server, wait_for)
 from relay import Relay
 
@@ -335,8 +336,12 @@ def cpu_runs_aes_gcm():
 
 
 def libssh2_version():
-    """The version of the libssh2 the daemon runs with (its soname), as a tuple."""
-    lib = ctypes.CDLL("libssh2.so.1")
+    """The version of the libssh2 the daemon runs with, as a tuple: the one ldd resolves for
+    the binary (a --with-libssh2 build runs its own), else the soname's default."""
+    out = subprocess.run(["ldd", MYSOCKETD], capture_output=True, text=True).stdout
+    path = next((ln.split("=>")[1].split()[0] for ln in out.splitlines()
+                 if "libssh2.so" in ln and "=>" in ln), "libssh2.so.1")
+    lib = ctypes.CDLL(path)
     lib.libssh2_version.restype = ctypes.c_char_p
     return tuple(int(x) for x in lib.libssh2_version(0).decode().split(".")[:3])
 
