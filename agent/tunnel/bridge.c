@@ -437,6 +437,16 @@ static bool service(struct bridge *c) {
                 if (c->tl_len == 0)
                         c->tl_off = 0;
                 size_t room = c->is_log ? LOG_READ_SIZE : CONN_BUF_SIZE - c->tl_off - c->tl_len;
+                if (room == 0 && i > 0) {
+                        /* Full from this visit's reads: pass it on and read on, rather than
+                         * wait a loop turn per buffer. */
+                        flush_local(c);
+                        if (c->state == CONN_CLOSING)
+                                return true;
+                        if (c->tl_len == 0)
+                                c->tl_off = 0;
+                        room = CONN_BUF_SIZE - c->tl_off - c->tl_len;
+                }
                 if (room == 0)
                         break;
                 rc = run(c, SSHCALL_READ, c->tl + (c->is_log ? 0 : c->tl_off + c->tl_len), room);

@@ -127,12 +127,18 @@ def test_network_change_cuts_a_long_backoff_short(tmp_path, netns):
 
 class CutProxy:
     """A TCP proxy in front of the relay. The first connection is cut (both sides closed)
-    when the client sends its `cut_at`-th chunk; with 6 that is the USERAUTH request
-    (banner, KEXINIT, ECDH init, NEWKEYS, SERVICE_REQUEST, USERAUTH_REQUEST). Later
-    connections pass untouched."""
+    when the client sends its USERAUTH request; later connections pass untouched.
 
-    def __init__(self, target_port, cut_at=6):
-        self.target, self.cut_at, self.n = target_port, cut_at, 0
+    Found by the order of the exchange, not by counting recv() chunks (the client's
+    packets coalesce in TCP, more so under load): the client's stream is plaintext up to
+    its NEWKEYS (message 21); the first encrypted bytes after it are its SERVICE_REQUEST,
+    and the client sends nothing more until the relay has answered it (SERVICE_ACCEPT). So
+    the first client data after the relay has sent anything since that SERVICE_REQUEST
+    went through is the USERAUTH request."""
+
+    def __init__(self, target_port):
+        self.target, self.n = target_port, 0
+        self.first = {"sr_sent": False, "answered": False, "cut": False}   # the first connection
         self.lst = socket.socket()
         self.lst.bind(("127.0.0.1", 0))
         self.lst.listen(16)
@@ -147,28 +153,67 @@ class CutProxy:
                 return
             self.n += 1
             b = socket.create_connection(("127.0.0.1", self.target))
-            cut = self.n == 1
-            threading.Thread(target=self.pump, args=(a, b, cut), daemon=True).start()
-            threading.Thread(target=self.pump, args=(b, a, False), daemon=True).start()
+            if self.n == 1:
+                threading.Thread(target=self.pump_client, args=(a, b, self.first), daemon=True).start()
+                threading.Thread(target=self.pump_relay, args=(b, a, self.first), daemon=True).start()
+            else:
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self.pump, args=(b, a), daemon=True).start()
 
-    def pump(self, src, dst, cut):
-        chunks = 0
-        try:
-            while True:
-                d = src.recv(65536)
-                if not d:
-                    break
-                chunks += 1
-                if cut and chunks == self.cut_at:
-                    break
-                dst.sendall(d)
-        except OSError:
-            pass
-        for s in (src, dst):
+    @staticmethod
+    def _close(*socks):
+        for s in socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def pump(self, src, dst):
+        try:
+            while d := src.recv(65536):
+                dst.sendall(d)
+        except OSError:
+            pass
+        self._close(src, dst)
+
+    def pump_client(self, src, dst, state):
+        buf, plain = b"", True        # plain: NEWKEYS not yet seen in the client's stream
+        try:
+            while d := src.recv(65536):
+                if not plain and state["sr_sent"] and state["answered"]:
+                    state["cut"] = True
+                    break                                 # the USERAUTH request
+                if plain:
+                    buf += d
+                    if b"\n" in buf and buf.startswith(b"SSH-"):
+                        rest = buf[buf.index(b"\n") + 1:]
+                        while len(rest) >= 6:             # uint32 length, padding length, type
+                            n = int.from_bytes(rest[:4], "big")
+                            if len(rest) < 4 + n:
+                                break
+                            typ, rest = rest[5], rest[4 + n:]
+                            if typ == 21:                 # SSH_MSG_NEWKEYS
+                                plain = False
+                                break
+                        if not plain and rest:
+                            state["sr_sent"] = True       # SERVICE_REQUEST in the same chunk
+                elif not state["sr_sent"]:
+                    state["sr_sent"] = True
+                dst.sendall(d)
+        except OSError:
+            pass
+        self._close(src, dst)
+
+    def pump_relay(self, src, dst, state):
+        try:
+            while d := src.recv(65536):
+                was_sent = state["sr_sent"]
+                dst.sendall(d)
+                if was_sent:
+                    state["answered"] = True
+        except OSError:
+            pass
+        self._close(src, dst)
 
     def close(self):
         self.lst.close()
@@ -187,6 +232,7 @@ def test_relay_lost_during_auth_is_retried_not_a_rejected_key(tmp_path):
                  what="the binding up after the cut")
         assert "failed" not in states, states
         assert proxy.n >= 2 and d.binding("web")["reconnects"] >= 1
+        assert proxy.first["cut"], proxy.first        # it was cut at the USERAUTH request
         assert "rejected the key" not in d.log_text()
     finally:
         d.stop()
