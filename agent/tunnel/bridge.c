@@ -224,6 +224,14 @@ static void local_dropped(struct bridge *c, int error) {
         bridge_close(c, error);
 }
 
+/* Room at the end of the buffer toward the local service (from its start once empty); a log
+ * channel reads LOG_READ_SIZE at a time. */
+static size_t tl_room(struct bridge *c) {
+        if (c->tl_len == 0)
+                c->tl_off = 0;
+        return c->is_log ? LOG_READ_SIZE : CONN_BUF_SIZE - c->tl_off - c->tl_len;
+}
+
 static void flush_local(struct bridge *c) {
         while (c->tl_len > 0 && c->fd >= 0 && c->state == CONN_OPEN) {
                 ssize_t n = send(c->fd, c->tl + c->tl_off, c->tl_len, MSG_NOSIGNAL);
@@ -434,18 +442,14 @@ static bool service(struct bridge *c) {
 
         /* relay -> local */
         for (int i = 0; i < READS_PER_VISIT && !c->ch_eof; i++) {
-                if (c->tl_len == 0)
-                        c->tl_off = 0;
-                size_t room = c->is_log ? LOG_READ_SIZE : CONN_BUF_SIZE - c->tl_off - c->tl_len;
+                size_t room = tl_room(c);
                 if (room == 0 && i > 0) {
                         /* Full from this visit's reads: pass it on and read on, rather than
                          * wait a loop turn per buffer. */
                         flush_local(c);
                         if (c->state == CONN_CLOSING)
                                 return true;
-                        if (c->tl_len == 0)
-                                c->tl_off = 0;
-                        room = CONN_BUF_SIZE - c->tl_off - c->tl_len;
+                        room = tl_room(c);
                 }
                 if (room == 0)
                         break;
@@ -610,10 +614,8 @@ void bridge_retry(struct bridge *c, const struct sshcall_op *pending) {
         struct sshcall_op op = *pending;
         if (op.kind == SSHCALL_READ && !c->is_log) {
                 /* The local side may have taken bytes meanwhile: read at the buffer's end now. */
-                if (c->tl_len == 0)
-                        c->tl_off = 0;
+                op.len = tl_room(c);                              /* 0 still resumes the adjust */
                 op.buf = c->tl + c->tl_off + c->tl_len;
-                op.len = CONN_BUF_SIZE - c->tl_off - c->tl_len;   /* 0 still resumes the adjust */
         }
         bridge_done(c, op.kind, sshcall_run(c->s->ssh, op));
 }

@@ -8,7 +8,6 @@
 
 #include "sshmem.h"
 
-
 /* In front of every block: its size, and whether it is mapped (then the mapping starts at
  * the header). 16 bytes keep the block aligned for any type. */
 struct header {
